@@ -1,0 +1,178 @@
+"""Image embedders: CLIP image tokens through open_clip.
+
+MindEye regresses voxels onto the CLIP ViT-L/14 image tokens of the last layer (the 257 tokens,
+class token first, after the post-layernorm and the visual projection: 257 x 768).  With a
+local ViT-L/14 weights file the real model is used.  With none (no model hub is reachable at a
+scanner console, nor here) a small open_clip ViT with deterministic random weights stands in:
+same code path, fewer and narrower tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from realtime.errors import ConfigError, WeightsError
+
+_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image normalization
+_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Geometry of an open_clip vision tower; tokens = (image_size // patch_size) ** 2 + 1."""
+
+    name: str
+    image_size: int
+    patch_size: int
+    width: int
+    layers: int
+    heads: int
+    output_dim: int
+    seed: int = 0
+
+    @property
+    def n_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 + 1
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        return (self.n_tokens, self.output_dim)
+
+
+EMBEDDERS: dict[str, EmbedderConfig] = {
+    # The paper's target space: 257 x 768.
+    "ViT-L-14": EmbedderConfig("ViT-L-14", 224, 14, 1024, 24, 16, 768),
+    # Offline stand-in: 17 x 128 tokens, deterministic random weights, fast on 2 cores.
+    "tiny-random": EmbedderConfig("tiny-random", 64, 16, 128, 2, 4, 128),
+}
+
+
+class ImageEmbedder:
+    """CLIP image tokens for batches of RGB images.
+
+    Parameters
+    ----------
+    config : EmbedderConfig
+    weights : path to an open_clip / OpenAI ViT-L/14 state dict (``.bin``, ``.pt`` or
+        ``.safetensors``), or None for deterministic random weights (only for ``tiny-random``).
+    device : torch device string.
+    """
+
+    def __init__(
+        self, config: EmbedderConfig, weights: str | Path | None = None, device: str = "cpu"
+    ) -> None:
+        from open_clip.transformer import VisionTransformer
+
+        self.config = config
+        self.device = torch.device(device)
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(config.seed)
+        try:
+            self.visual = VisionTransformer(
+                image_size=config.image_size,
+                patch_size=config.patch_size,
+                width=config.width,
+                layers=config.layers,
+                heads=config.heads,
+                mlp_ratio=4.0,
+                output_dim=config.output_dim,
+            )
+        finally:
+            torch.random.set_rng_state(gen_state)
+        if weights is not None:
+            self._load(Path(weights))
+        elif config.name != "tiny-random":
+            raise WeightsError(
+                f"embedder {config.name!r} needs its weights: pass --clip-weights PATH to a local "
+                "open_clip ViT-L/14 checkpoint (e.g. open_clip_pytorch_model.bin of "
+                "laion/CLIP-ViT-L-14 or OpenAI's ViT-L-14.pt state dict); nothing is downloaded"
+            )
+        self.weights = None if weights is None else str(weights)
+        self.visual.eval().to(self.device)
+        self.identity = self._identity()
+
+    def _load(self, path: Path) -> None:
+        if not path.is_file():
+            raise WeightsError(f"CLIP weights file {str(path)!r} does not exist")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
+        if not visual:
+            raise WeightsError(
+                f"{str(path)!r} holds no 'visual.*' tensors: expected an open_clip CLIP state dict"
+            )
+        missing, unexpected = self.visual.load_state_dict(visual, strict=False)
+        if missing:
+            raise WeightsError(
+                f"{str(path)!r} does not fit {self.config.name}: missing {sorted(missing)[:5]}..."
+            )
+
+    def _identity(self) -> str:
+        """A short hash that changes when the weights change (for caches)."""
+        h = hashlib.sha256(repr(asdict(self.config)).encode())
+        with torch.no_grad():
+            for p in list(self.visual.parameters())[:4]:
+                h.update(p.detach().float().cpu().numpy().tobytes()[:4096])
+        return h.hexdigest()[:16]
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        return self.config.token_shape
+
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, S, S) normalized float tensor (bicubic resize)."""
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be (N, H, W, 3) uint8, got shape {images.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+        s = self.config.image_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False, antialias=True)
+        mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(_STD).view(1, 3, 1, 1)
+        return ((x.clamp(0, 1) - mean) / std).to(self.device)
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """CLIP image tokens.
+
+        Parameters
+        ----------
+        images : (N, H, W, 3) uint8 array
+
+        Returns
+        -------
+        tokens : (N, n_tokens, output_dim) float32 array, class token first.
+        """
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = self.preprocess(images[i : i + batch_size])
+            v = self.visual
+            h = v.transformer(v._embeds(x))
+            h = v.ln_post(h)
+            if v.proj is not None:
+                h = h @ v.proj
+            out.append(h.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, *self.token_shape), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def load_embedder(
+    name: str = "tiny-random", weights: str | Path | None = None, device: str = "cpu"
+) -> ImageEmbedder:
+    """The embedder called ``name`` (see :data:`EMBEDDERS`)."""
+    if name not in EMBEDDERS:
+        raise ConfigError(f"'embedder' must be one of {sorted(EMBEDDERS)}, got {name!r}")
+    return ImageEmbedder(EMBEDDERS[name], weights=weights, device=device)

@@ -1,0 +1,75 @@
+"""Argument checks that produce messages naming the argument, the rule, the value and a remedy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from realtime.errors import ConfigError
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_min: bool = False,
+    integer: bool = False,
+    unit: str = "",
+) -> float | int:
+    """Validate a number and return it (as ``int`` when ``integer``).
+
+    Raises
+    ------
+    ConfigError
+        "'tr' must be a positive number of seconds, got -1.6".
+    """
+    kind = "an integer" if integer else "a number"
+    suffix = f" {unit}" if unit else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = int(value) if integer else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{name}' must be {kind}{suffix}, got {value!r}") from None
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"'{name}' must be {kind}{suffix}, got {value!r}")
+        value = int(value)
+    elif not math.isfinite(value):
+        raise ConfigError(f"'{name}' must be a finite number{suffix}, got {value!r}")
+    if minimum is not None:
+        bad = value <= minimum if strict_min else value < minimum
+        if bad:
+            rule = (
+                ("positive" if minimum == 0 else f"> {minimum}")
+                if strict_min
+                else ("non-negative" if minimum == 0 else f">= {minimum}")
+            )
+            raise ConfigError(f"'{name}' must be {kind} {rule}{suffix}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"'{name}' must be {kind} <= {maximum}{suffix}, got {value!r}")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    """Validate that ``value`` is one of ``choices`` and return it."""
+    choices = list(choices)
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"'{name}' must be one of {shown}, got {value!r}")
+    return value
+
+
+def check_address(value: Any, name: str) -> str:
+    """Validate a ZMQ endpoint such as ``tcp://127.0.0.1:5555`` or ``ipc:///tmp/x``."""
+    if not isinstance(value, str) or "://" not in value:
+        raise ConfigError(
+            f"'{name}' must be a ZMQ endpoint like 'tcp://127.0.0.1:5555' or 'ipc:///tmp/name', "
+            f"got {value!r}"
+        )
+    scheme = value.split("://", 1)[0]
+    if scheme not in ("tcp", "ipc", "inproc"):
+        raise ConfigError(f"'{name}' must use tcp://, ipc:// or inproc://, got {value!r}")
+    return value
