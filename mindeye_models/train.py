@@ -1,0 +1,338 @@
+"""Training MindEye's voxel-to-CLIP network with the paper's contrastive recipe.
+
+Recipe (MindEye1): AdamW (weight decay on weight matrices only), one-cycle learning-rate
+schedule peaking at 3e-4, BiMixCo with MixCo voxel mixup for the first third of the epochs, then
+SoftCLIP with a cosine-annealed temperature.  The contrastive losses act on the projector
+output; the backbone output is, in the paper, trained through the diffusion prior, here
+optionally through an MSE term (``backbone_mse``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mindeye_models.losses import cosine_anneal, flat_normalize, mixco, mixco_nce, soft_clip_loss
+from mindeye_models.model import MindEye
+from realtime.checks import check_number
+from realtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mindeye_models.bank import ImageBank
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train_mindeye` (defaults: the MindEye1 recipe).
+
+    Parameters
+    ----------
+    epochs : passes over the training trials.
+    batch_size : trials per step (the last partial batch of an epoch is dropped).
+    max_lr : peak learning rate of the one-cycle schedule.
+    weight_decay : AdamW weight decay of weight matrices (biases and norms get none).
+    warmup_epochs : epochs of learning-rate warm-up (at most half the run).
+    mixup_pct : fraction of the epochs trained with BiMixCo + voxel mixup; SoftCLIP after.
+    mixco_beta : Beta(a, a) parameter of the mixing weights.
+    mixco_select : fraction of each batch that is mixed.
+    mixco_temp : BiMixCo temperature.
+    softclip_temp_start, softclip_temp_end : SoftCLIP temperature, cosine-annealed per epoch.
+    backbone_mse : weight of an MSE loss between the backbone tokens and the targets (0 in the
+        paper's voxel2clip, where a diffusion prior trains the backbone).
+    seed : seeds the batch order, the mixup and dropout (the model's init is the caller's).
+    device : torch device string, e.g. ``"cpu"`` or ``"cuda"``.
+    """
+
+    epochs: int = 240
+    batch_size: int = 32
+    max_lr: float = 3e-4
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 2.0
+    mixup_pct: float = 0.33
+    mixco_beta: float = 0.15
+    mixco_select: float = 0.5
+    mixco_temp: float = 0.006
+    softclip_temp_start: float = 0.004
+    softclip_temp_end: float = 0.0075
+    backbone_mse: float = 0.0
+    seed: int = 42
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_number(self.epochs, "epochs", minimum=1, integer=True)
+        check_number(self.batch_size, "batch_size", minimum=2, integer=True)
+        check_number(self.max_lr, "max_lr", minimum=0, strict_min=True)
+        check_number(self.weight_decay, "weight_decay", minimum=0)
+        check_number(self.warmup_epochs, "warmup_epochs", minimum=0)
+        check_number(self.mixup_pct, "mixup_pct", minimum=0, maximum=1)
+        check_number(self.mixco_beta, "mixco_beta", minimum=0, strict_min=True)
+        check_number(self.mixco_select, "mixco_select", minimum=0, maximum=1)
+        for key in ("mixco_temp", "softclip_temp_start", "softclip_temp_end"):
+            check_number(getattr(self, key), key, minimum=0, strict_min=True)
+        check_number(self.backbone_mse, "backbone_mse", minimum=0)
+        check_number(self.seed, "seed", minimum=0, integer=True)
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(
+                f"'device' must be a torch device such as 'cpu' or 'cuda', got {self.device!r}"
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"'device' is {self.device!r} but no CUDA device is available: use 'cpu'"
+            )
+
+    @property
+    def mixup_epochs(self) -> int:
+        """Number of leading epochs trained with BiMixCo."""
+        return int(self.mixup_pct * self.epochs)
+
+
+def one_cycle(step: int, total: int, warmup: int, div: float = 25.0, final_div: float = 1e3):
+    """Multiplier of ``max_lr`` at ``step``: cosine up from ``1/div`` over ``warmup`` steps,
+    then cosine down to ``1/(div * final_div)`` (PyTorch's OneCycleLR shape)."""
+    lo, end = 1.0 / div, 1.0 / (div * final_div)
+    if step < warmup:
+        return lo + (1 - lo) * (1 - math.cos(math.pi * step / warmup)) / 2
+    span = max(total - 1 - warmup, 1)
+    frac = min((step - warmup) / span, 1.0)
+    return end + (1 - end) * (1 + math.cos(math.pi * frac)) / 2
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices only: biases and LayerNorm parameters (1-D) get none."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _check_data(model: MindEye, voxels: Any, targets: Any, what: str) -> None:
+    cfg = model.config
+    if voxels.ndim != 2 or voxels.shape[1] != cfg.n_voxels:
+        raise ConfigError(
+            f"'{what} voxels' must be (N, {cfg.n_voxels}) for this model, got shape "
+            f"{tuple(voxels.shape)}: build the model with n_voxels from the data"
+        )
+    if tuple(targets.shape) != (len(voxels), *cfg.token_shape):
+        raise ConfigError(
+            f"'{what} targets' must be ({len(voxels)}, {cfg.n_tokens}, {cfg.clip_dim}) "
+            f"(one {cfg.embedder} token set per trial), got shape {tuple(targets.shape)}"
+        )
+    if len(voxels) < 2:
+        raise ConfigError(f"'{what} voxels' needs at least 2 trials, got {len(voxels)}")
+
+
+def _rows(array: Any, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """float32 tensor of the rows ``idx`` of a numpy array (memmap too) or tensor."""
+    if isinstance(array, torch.Tensor):
+        return array[torch.from_numpy(idx)].to(device, torch.float32)
+    return torch.from_numpy(np.asarray(array[idx], dtype=np.float32)).to(device)
+
+
+@torch.no_grad()
+def predict(
+    model: MindEye, voxels: Any, *, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` in eval mode over ``voxels`` (N, V) in batches.
+
+    Returns
+    -------
+    backbone, projected : (N, T, D) float32 CPU tensors.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outs_b, outs_p = [], []
+    for i in range(0, len(voxels), batch_size):
+        b, p = model(_rows(voxels, np.arange(i, min(i + batch_size, len(voxels))), device))
+        outs_b.append(b.float().cpu())
+        outs_p.append(p.float().cpu())
+    model.train(was_training)
+    if not outs_b:
+        empty = torch.zeros(0, *model.config.token_shape)
+        return empty, empty.clone()
+    return torch.cat(outs_b), torch.cat(outs_p)
+
+
+def _top1(preds: torch.Tensor, targets: torch.Tensor) -> float:
+    sims = flat_normalize(preds) @ flat_normalize(targets).T
+    return (sims.argmax(-1) == torch.arange(len(sims), device=sims.device)).float().mean().item()
+
+
+def _validate(model, val, phase, temp, cfg) -> tuple[float, float]:
+    """Loss and top-1 (within chunks of 300 trials, as MindEye reports) on held-out data."""
+    voxels, targets = val
+    losses, hits, n = [], 0.0, 0
+    _, proj = predict(model, voxels)
+    for i in range(0, len(proj), 300):
+        p = proj[i : i + 300]
+        t = torch.as_tensor(np.asarray(targets[i : i + 300], dtype=np.float32))
+        if len(p) < 2:
+            continue
+        if phase == "bimixco":
+            losses.append(mixco_nce(p, t, temperature=temp).item())
+        else:
+            losses.append(soft_clip_loss(p, t, temperature=temp).item())
+        hits += _top1(p, t) * len(p)
+        n += len(p)
+    return float(np.mean(losses)) if losses else float("nan"), hits / max(n, 1)
+
+
+def train_mindeye(
+    model: MindEye,
+    voxels: np.ndarray,
+    targets: np.ndarray,
+    config: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place to map responses to CLIP image tokens.
+
+    Also sets the model's input normalization from ``voxels``.
+
+    Parameters
+    ----------
+    model : MindEye
+    voxels : (N, V) float32 array of per-trial responses (raw; normalized inside the model).
+    targets : (N, T, D) float32 array of the embedder's tokens of each trial's image.
+    config : TrainConfig; None for the defaults.
+    progress : show a tqdm bar over epochs.
+    val : optional held-out ``(voxels (M, V), targets (M, T, D))`` evaluated every epoch.
+
+    Returns
+    -------
+    history : dict of per-epoch lists ``epoch``, ``phase``, ``temperature``, ``lr``, ``loss``,
+        ``train_top1`` (in-batch), ``val_loss``/``val_top1`` (when ``val``), ``seconds``;
+        plus ``config`` (the TrainConfig as a dict) and ``n_train``.
+    """
+    cfg = TrainConfig() if config is None else config
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"'config' must be a TrainConfig, got {type(cfg).__name__}")
+    _check_data(model, voxels, targets, "training")
+    if val is not None:
+        _check_data(model, val[0], val[1], "val")
+    device = torch.device(cfg.device)
+    n = len(voxels)
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = n // bs
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(min(cfg.warmup_epochs / cfg.epochs, 0.5) * total)
+    n_mix = cfg.mixup_epochs
+    soft_temps = cosine_anneal(cfg.softclip_temp_start, cfg.softclip_temp_end, cfg.epochs - n_mix)
+
+    model.to(device)
+    model.fit_input_normalization(voxels)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.max_lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: one_cycle(s, total, warmup)
+    )
+    rng = np.random.default_rng(cfg.seed)
+    history: dict[str, Any] = {k: [] for k in ("epoch", "phase", "temperature", "lr", "loss")}
+    history.update(train_top1=[], seconds=[], config=asdict(cfg), n_train=n)
+    if val is not None:
+        history.update(val_loss=[], val_top1=[])
+
+    forked = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(cfg.seed)
+        bar = tqdm(range(cfg.epochs), desc="train MindEye", unit="epoch", disable=not progress)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            phase = "bimixco" if epoch < n_mix else "softclip"
+            temp = cfg.mixco_temp if phase == "bimixco" else soft_temps[epoch - n_mix]
+            model.train()
+            order = rng.permutation(n)
+            loss_sum, top1_sum = 0.0, 0.0
+            for b in range(steps_per_epoch):
+                idx = order[b * bs : (b + 1) * bs]
+                x, y = _rows(voxels, idx, device), _rows(targets, idx, device)
+                if phase == "bimixco":
+                    x, perm, w = mixco(x, beta=cfg.mixco_beta, select_frac=cfg.mixco_select, rng=rng)
+                    tokens, proj = model(x)
+                    loss = mixco_nce(proj, y, temperature=temp, perm=perm, weights=w)
+                    y_bb = y * w[:, None, None] + y[perm] * (1 - w[:, None, None])
+                else:
+                    tokens, proj = model(x)
+                    loss = soft_clip_loss(proj, y, temperature=temp)
+                    y_bb = y
+                if cfg.backbone_mse > 0:
+                    loss = loss + cfg.backbone_mse * F.mse_loss(tokens, y_bb)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {loss.item()} at epoch {epoch}, step {b}: lower "
+                        f"'max_lr' (now {cfg.max_lr}) or raise the temperatures"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.item()
+                top1_sum += _top1(proj.detach(), y)
+            history["epoch"].append(epoch)
+            history["phase"].append(phase)
+            history["temperature"].append(float(temp))
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            history["loss"].append(loss_sum / steps_per_epoch)
+            history["train_top1"].append(top1_sum / steps_per_epoch)
+            post = {"loss": f"{loss_sum / steps_per_epoch:.3f}", "phase": phase}
+            if val is not None:
+                vl, vt = _validate(model, val, phase, temp, cfg)
+                history["val_loss"].append(vl)
+                history["val_top1"].append(vt)
+                post["val_top1"] = f"{vt:.2f}"
+            history["seconds"].append(time.perf_counter() - t0)
+            bar.set_postfix(post)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def evaluate_retrieval(
+    model: MindEye,
+    voxels: np.ndarray,
+    image_ids: np.ndarray,
+    bank: ImageBank,
+    *,
+    subset: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Image retrieval accuracy: is the viewed image the bank's nearest (top-1) or among the
+    five nearest (top-5) to the predicted tokens?
+
+    Parameters
+    ----------
+    model : MindEye
+    voxels : (N, V) responses.
+    image_ids : (N,) id of the image seen on each trial (must be in the bank).
+    bank : ImageBank of candidate images.
+    subset : optional ids restricting the candidates.
+
+    Returns
+    -------
+    dict with ``top1``, ``top5`` (fractions), ``ways`` (number of candidates), ``n`` (trials).
+    """
+    image_ids = np.asarray(image_ids).reshape(-1)
+    if len(image_ids) != len(voxels):
+        raise ConfigError(
+            f"'image_ids' must have one id per trial ({len(voxels)}), got {len(image_ids)}"
+        )
+    ways = len(bank) if subset is None else len(np.unique(subset))
+    _, proj = predict(model, voxels)
+    ids, _ = bank.retrieve(proj, k=min(5, ways), subset=subset)
+    hits = ids == image_ids[:, None]
+    return {
+        "top1": float(hits[:, 0].mean()) if len(hits) else float("nan"),
+        "top5": float(hits.any(axis=1).mean()) if len(hits) else float("nan"),
+        "ways": int(ways),
+        "n": int(len(hits)),
+    }

@@ -1,0 +1,218 @@
+"""``mindeye-rt stream``: prepare a session, launch and supervise the stages, summarize."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import zmq
+
+from realtime import transport
+from realtime.config import StreamConfig
+from realtime.errors import StageError
+from realtime.stages import build_stage
+from realtime.telemetry import TelemetryHub
+from realtime.wire import WireError
+
+ORDER = ("recorder", "decode", "estimate", "preprocess", "source")  # downstream first
+READY_TIMEOUT_S = 300.0
+
+
+def prepare(cfg: StreamConfig, log=print) -> dict:
+    """Resolve the dataset and model, create the session folder; returns the stage specs."""
+    from mindeye_models.demo import ensure_demo_model
+    from replay_data.home import data_home
+    from replay_data.resolve import resolve_replay
+
+    ds = resolve_replay(cfg.replay, progress=not cfg.quiet, log=log)
+    if cfg.checkpoint:
+        checkpoint = Path(cfg.checkpoint)
+    else:
+        checkpoint = ensure_demo_model(
+            ds, models_dir=data_home() / "models", preset=cfg.preset, epochs=cfg.train_epochs,
+            progress=not cfg.quiet, log=log,
+        )
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(cfg.out) if cfg.out else data_home() / "sessions" / f"{stamp}_{ds.meta.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = cfg.runs or list(ds.runs)
+    events = [e for r in runs for e in ds.events(r)]
+    bank_ids = sorted({int(e.image_id) for e in events if e.split == "test"})
+    if not bank_ids:
+        bank_ids = sorted({int(e.image_id) for e in events})
+    addr = cfg.addresses()
+    tele = addr["telemetry_in"]
+    specs = {
+        "source": {"dataset": str(ds.root), "runs": runs, "speed": cfg.speed,
+                   "max_volumes": cfg.max_volumes, "out_addr": addr["preprocess"]},
+        "preprocess": {"mask": str(ds.root / "roi_mask.nii.gz"), "in_addr": addr["preprocess"],
+                       "out_addr": addr["estimate"]},
+        "estimate": {"n_voxels": int(ds.meta.n_voxels), "decode_delay": cfg.decode_delay,
+                     "in_addr": addr["estimate"], "out_addr": addr["decode"]},
+        "decode": {"checkpoint": str(checkpoint), "dataset": str(ds.root), "bank_ids": bank_ids,
+                   "device": cfg.device, "top_k": cfg.top_k, "clip_weights": cfg.clip_weights,
+                   "cache_dir": str(data_home() / "cache"), "in_addr": addr["decode"],
+                   "out_addr": addr["recorder"]},
+        "recorder": {"out_dir": str(out), "print_trials": not cfg.quiet,
+                     "in_addr": addr["recorder"]},
+    }
+    for spec in specs.values():
+        spec["telemetry_addr"] = tele
+    session = {
+        "config": cfg.to_dict(),
+        "dataset": str(ds.root),
+        "dataset_name": ds.meta.name,
+        "simulated": bool(ds.meta.simulated),
+        "checkpoint": str(checkpoint),
+        "bank_ids": bank_ids,
+        "runs": runs,
+        "addresses": addr,
+        "started": time.time(),
+    }
+    (out / "config.json").write_text(json.dumps(session, indent=2))
+    (out / "stages").mkdir(exist_ok=True)
+    for name, spec in specs.items():
+        (out / "stages" / f"{name}.json").write_text(json.dumps(spec, indent=2))
+    return {"out": out, "specs": specs, "session": session, "dataset": ds}
+
+
+def run_stream(cfg: StreamConfig, log=print) -> dict:
+    """Run a whole session and return its summary (also written to ``summary.json``)."""
+    from realtime.summary import summarize
+
+    if not cfg.headless:
+        log("the operator console is not part of this version yet; running headless")
+    prep = prepare(cfg, log=log)
+    out, session = prep["out"], prep["session"]
+    if session["simulated"]:
+        log(f"SIMULATED subject: replaying the built-in simulated {session['dataset_name']} "
+            "(not real NSD data)")
+    log(f"session folder: {out}")
+    hub = TelemetryHub(cfg.addresses()["telemetry_in"], cfg.addresses()["telemetry"]).start()
+    t0 = time.time()
+    try:
+        if cfg.launcher == "thread":
+            _run_threads(prep["specs"])
+        else:
+            _run_processes(prep["specs"], out, cfg.addresses()["telemetry"], log)
+    finally:
+        hub.stop()
+    wall = time.time() - t0
+    summary = summarize(out, wall_s=wall, log=log)
+    return summary
+
+
+def _run_threads(specs: dict) -> None:
+    stages = {}
+    try:
+        for name in ORDER:
+            stages[name] = build_stage(name, specs[name]).start()
+        while not stages["recorder"].join(0.2):
+            dead = [n for n, s in stages.items() if not s.running and not s.ended]
+            if dead:
+                raise StageError(f"stage(s) {dead} stopped before the session ended")
+    finally:
+        for stage in stages.values():
+            if stage.running:
+                stage.stop()
+
+
+def _run_processes(specs: dict, out: Path, telemetry: str, log) -> None:
+    procs: dict[str, subprocess.Popen] = {}
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ctx = zmq.Context.instance()
+    sub = transport.display_subscriber(ctx, telemetry, ("status", "log"))
+
+    def launch(name: str) -> None:
+        cmd = [sys.executable, "-m", "realtime.cli", "stage", name,
+               "--spec", str(out / "stages" / f"{name}.json")]
+        err = open(logs / f"{name}.log", "w")
+        procs[name] = subprocess.Popen(cmd, stdout=None, stderr=err, env=env)
+
+    interrupted = False
+    old = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for name in ORDER[:-1]:
+            launch(name)
+        _wait_ready(sub, procs, set(ORDER[:-1]), logs, lambda: interrupted)
+        launch("source")
+        while not interrupted:
+            code = procs["recorder"].poll()
+            if code is not None:
+                if code != 0:
+                    raise StageError(f"recorder exited with code {code}; see {logs / 'recorder.log'}")
+                break
+            _check_alive(procs, logs)
+            _drain_logs(sub, log)
+            time.sleep(0.1)
+        if interrupted:
+            log("interrupted: stopping all stages")
+    finally:
+        signal.signal(signal.SIGINT, old)
+        _stop_all(procs)
+        sub.close()
+
+
+def _wait_ready(sub, procs, names: set[str], logs: Path, interrupted) -> None:
+    """Block until every stage has published a status (its sockets are up, its model loaded)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while seen < names:
+        if interrupted():
+            return
+        _check_alive(procs, logs)
+        if time.monotonic() > deadline:
+            raise StageError(f"stage(s) {sorted(names - seen)} did not become ready in "
+                             f"{READY_TIMEOUT_S:.0f} s; see {logs}")
+        if sub.poll(100):
+            try:
+                msg = transport.recv(sub)
+            except WireError:
+                continue
+            if msg.kind == "status":
+                seen.add(msg.meta.get("stage"))
+
+
+def _drain_logs(sub, log) -> None:
+    while sub.poll(0):
+        try:
+            msg = transport.recv(sub)
+        except WireError:
+            continue
+        if msg.kind == "log" and msg.meta.get("level") in ("error", "warning"):
+            log(f"[{msg.meta.get('stage')}] {msg.meta.get('level')}: {msg.meta.get('text')}")
+
+
+def _check_alive(procs: dict, logs: Path) -> None:
+    for name, proc in procs.items():
+        code = proc.poll()
+        if code is not None and code != 0:
+            tail = (logs / f"{name}.log").read_text()[-2000:]
+            raise StageError(f"stage {name!r} exited with code {code}:\n{tail}")
+
+
+def _stop_all(procs: dict, timeout: float = 10.0) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,72 @@
+"""Pipeline stages and the factory that builds one from a JSON-able spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from realtime.errors import ConfigError
+from realtime.stages.base import Stage
+
+STAGE_NAMES = ("source", "preprocess", "estimate", "decode", "recorder")
+
+_LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
+
+
+def build_stage(name: str, spec: dict[str, Any]) -> Stage:
+    """Build stage ``name`` from ``spec`` (its addresses and options, all JSON values).
+
+    The decode stage loads its model checkpoint and image bank here, before it starts.
+    """
+    spec = dict(spec)
+    links = {k: spec.pop(k) for k in _LINK_KEYS if k in spec}
+
+    def take(key: str, default: Any = ConfigError) -> Any:
+        if key in spec:
+            return spec.pop(key)
+        if default is ConfigError:
+            raise ConfigError(f"stage {name!r} needs option {key!r} (--set {key}=VALUE)")
+        return default
+
+    if name == "source":
+        from realtime.stages.source import ReplaySource
+
+        stage = ReplaySource(
+            take("dataset"), runs=take("runs", None) or None, speed=take("speed", 1.0),
+            max_volumes=take("max_volumes", None),
+            drop_volumes=[tuple(x) for x in take("drop_volumes", [])], **links,
+        )
+    elif name == "preprocess":
+        from realtime.stages.preprocess import PreprocessStage
+
+        stage = PreprocessStage(take("mask"), **links)
+    elif name == "estimate":
+        from realtime.stages.estimate import EstimateStage
+
+        stage = EstimateStage(
+            take("n_voxels"), decode_delay_s=take("decode_delay", 8.0),
+            window_s=take("window", None), **links,
+        )
+    elif name == "decode":
+        from realtime.stages.decode import DecodeStage
+        from realtime.models import load_decoder
+
+        model, bank = load_decoder(
+            take("checkpoint"), take("dataset"), take("bank_ids"),
+            device=take("device", "cpu"), clip_weights=take("clip_weights", None),
+            cache_dir=take("cache_dir", None),
+        )
+        stage = DecodeStage(model, bank, top_k=take("top_k", 5), device=model_device(model),
+                            **links)
+    elif name == "recorder":
+        from realtime.stages.recorder import RecorderStage
+
+        stage = RecorderStage(take("out_dir"), print_trials=take("print_trials", True), **links)
+    else:
+        raise ConfigError(f"stage name must be one of {list(STAGE_NAMES)}, got {name!r}")
+    if spec:
+        raise ConfigError(f"stage {name!r} does not take option(s) {sorted(spec)}")
+    return stage
+
+
+def model_device(model) -> str:
+    return str(next(model.parameters()).device)

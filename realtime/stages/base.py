@@ -1,0 +1,268 @@
+"""The one stage lifecycle: start/stop, context manager, ``running``, a not-started guard.
+
+A stage owns a worker thread that creates its sockets, receives messages from its input
+(PULL), hands each to :meth:`Stage.handle`, and sends what that returns downstream (PUSH) and
+to the telemetry hub (PUB).  Bad frames and exceptions in ``handle`` are logged and counted;
+the stage keeps running.  Tests set ``MINDEYE_RT_RAISE=1`` so that exceptions in the worker
+re-raise from :meth:`Stage.stop` / :meth:`Stage.join` instead of being only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+
+import zmq
+
+from realtime import transport
+from realtime.errors import StageError, WireError
+from realtime.wire import Message, SequenceTracker, decode
+
+STATUS_PERIOD_S = 1.0
+POLL_MS = 50
+
+
+class Stage(ABC):
+    """Base of every pipeline stage.
+
+    Parameters
+    ----------
+    in_addr : ZMQ endpoint this stage's PULL socket binds (None for a source).
+    out_addr : endpoint of the downstream stage's input that the PUSH socket connects to
+        (None for a sink).
+    telemetry_addr : endpoint of the telemetry hub's input (None: no telemetry).
+    exit_on_end : stop by itself after forwarding the session's ``end`` message.
+    """
+
+    name = "stage"
+    #: kinds published to telemetry besides status/log (the console reads these)
+    publish_kinds: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        in_addr: str | None = None,
+        out_addr: str | None = None,
+        telemetry_addr: str | None = None,
+        exit_on_end: bool = True,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.in_addr = in_addr
+        self.out_addr = out_addr
+        self.telemetry_addr = telemetry_addr
+        self.exit_on_end = exit_on_end
+        self.log = logging.getLogger(f"mindeye_rt.{self.name}")
+        self._ctx = context or zmq.Context.instance()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._seq_out = 0
+        self._pub: zmq.Socket | None = None
+        self._last_status = 0.0
+        self.tracker = SequenceTracker()
+        self.counters = {"received": 0, "sent": 0, "invalid": 0, "errors": 0, "lost": 0}
+        self.ended = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Stage:
+        """Open the sockets and start the worker thread; returns once the sockets are up."""
+        if self._thread is not None:
+            raise StageError(f"stage {self.name!r} was already started")
+        self._thread = threading.Thread(target=self._main, name=f"stage-{self.name}", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            self._thread.join(5)
+            raise StageError(f"stage {self.name!r} failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the worker to stop, wait for it, and re-raise its error in test mode."""
+        self._check_started()
+        self._stop.set()
+        self._thread.join(timeout)
+        self._reraise()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the stage to finish by itself (after ``end``); True when it has."""
+        self._check_started()
+        self._thread.join(timeout)
+        self._reraise()
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Stage:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self.stop()
+
+    def _check_started(self) -> None:
+        if self._thread is None:
+            raise StageError(f"stage {self.name!r} was not started: call start() first")
+
+    def _reraise(self) -> None:
+        if self._error is not None and os.environ.get("MINDEYE_RT_RAISE") == "1":
+            raise self._error
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+    @abstractmethod
+    def handle(self, msg: Message) -> Iterable[Message]:
+        """Process one input message; return the messages to send downstream."""
+
+    def produce(self) -> Iterator[Message]:
+        """For sources (no input): yield messages until done."""
+        raise NotImplementedError
+
+    def finish(self) -> Iterable[Message]:
+        """Called once when ``end`` arrives, before it is forwarded."""
+        return ()
+
+    def status(self) -> dict:
+        """Counters and health published every second."""
+        return dict(self.counters)
+
+    # -- the worker --------------------------------------------------------------------------
+    def _main(self) -> None:
+        pull = push = None
+        try:
+            if self.in_addr:
+                pull = transport.data_receiver(self._ctx, self.in_addr)
+            if self.out_addr:
+                push = transport.data_sender(self._ctx, self.out_addr)
+            if self.telemetry_addr:
+                self._pub = transport.display_publisher(self._ctx, self.telemetry_addr)
+        except BaseException as err:  # noqa: BLE001 - reported through start()
+            self._error = err
+            self._ready.set()
+            for s in (pull, push):
+                if s is not None:
+                    s.close(0)
+            return
+        self._ready.set()
+        try:
+            if pull is None:
+                for msg in self.produce():
+                    if self._stop.is_set():
+                        break
+                    self._emit(push, [msg])
+                    self._maybe_status()
+                self.ended = True
+            else:
+                self._consume(pull, push)
+        except BaseException as err:  # noqa: BLE001 - a stage reports, never dies silently
+            self._error = err
+            self.log.error("stage %s crashed: %s\n%s", self.name, err, traceback.format_exc())
+        finally:
+            self._publish_status(final=True)
+            for s in (pull, push, self._pub):
+                if s is not None:
+                    s.close()
+
+    def _consume(self, pull: zmq.Socket, push: zmq.Socket | None) -> None:
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        while not self._stop.is_set():
+            self._maybe_status()
+            if not poller.poll(POLL_MS):
+                continue
+            frames = pull.recv_multipart(copy=False)
+            now = time.time()
+            try:
+                msg = decode(frames)
+            except WireError as err:
+                self.counters["invalid"] += 1
+                self.log.warning("%s dropped a message: %s", self.name, err)
+                self._publish_log("warning", f"dropped a message: {err}")
+                continue
+            outs = self._check_sequence(msg)
+            if outs is None:
+                continue
+            self.counters["received"] += 1
+            msg.t[f"{self.name}.received"] = now
+            if msg.kind == "end":
+                outs += list(self._safe(self.finish))
+                outs.append(msg)
+                self._emit(push, outs)
+                self.ended = True
+                if self.exit_on_end:
+                    return
+                continue
+            outs += list(self._safe(lambda m=msg: self.handle(m)))
+            self._emit(push, outs)
+
+    def _check_sequence(self, msg: Message) -> list[Message] | None:
+        state, missing = self.tracker.check(msg.seq)
+        if state == "repeat":
+            self.log.warning("%s dropped a repeated message (seq %d)", self.name, msg.seq)
+            self._publish_log("warning", f"dropped a repeated message (seq {msg.seq})")
+            return None
+        if state == "gap":
+            self.counters["lost"] += missing
+            text = f"{missing} message(s) lost before seq {msg.seq} on the link into {self.name}"
+            self.log.error(text)
+            self._publish_log("error", text)
+            return [Message("gap", run=msg.run, meta={"stage": self.name, "lost_messages": missing})]
+        if state == "restart":
+            self._publish_log("warning", "upstream restarted (sequence went back to 0)")
+        return []
+
+    def _safe(self, fn) -> list[Message]:
+        try:
+            return list(fn())
+        except Exception as err:
+            self.counters["errors"] += 1
+            self.log.error("%s failed on a message: %s\n%s", self.name, err, traceback.format_exc())
+            self._publish_log("error", f"{type(err).__name__}: {err}")
+            if os.environ.get("MINDEYE_RT_RAISE") == "1":
+                raise
+            return []
+
+    def _emit(self, push: zmq.Socket | None, msgs: list[Message]) -> None:
+        done = time.time()
+        for msg in msgs:
+            msg.t.setdefault(f"{self.name}.done", done)
+            if push is not None:
+                msg.seq = self._seq_out
+                self._seq_out += 1
+                self._send_blocking(push, msg)
+                self.counters["sent"] += 1
+            if self._pub is not None and msg.kind in self.publish_kinds:
+                transport.try_publish(self._pub, msg)
+
+    def _send_blocking(self, push: zmq.Socket, msg: Message) -> None:
+        """Back-pressure: wait for room downstream, but stay responsive to stop()."""
+        while True:
+            try:
+                transport.send(push, msg, flags=zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                if self._stop.is_set():
+                    raise StageError(f"{self.name} stopped with messages still unsent") from None
+                time.sleep(0.005)
+
+    def _maybe_status(self) -> None:
+        if time.monotonic() - self._last_status >= STATUS_PERIOD_S:
+            self._publish_status()
+
+    def _publish_status(self, final: bool = False) -> None:
+        self._last_status = time.monotonic()
+        if self._pub is None:
+            return
+        meta = {"stage": self.name, "final": final, **self.status()}
+        transport.try_publish(self._pub, Message("status", meta=meta, t={"sent": time.time()}))
+
+    def _publish_log(self, level: str, text: str) -> None:
+        if self._pub is not None:
+            meta = {"stage": self.name, "level": level, "text": text}
+            transport.try_publish(self._pub, Message("log", meta=meta, t={"sent": time.time()}))

@@ -1,0 +1,69 @@
+"""Decode: MindEye retrieval of each trial's response over an image bank."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from realtime.checks import check_number
+from realtime.stages.base import Stage
+from realtime.wire import Message
+
+
+class DecodeStage(Stage):
+    """Runs MindEye on each ``response`` and emits a ``retrieval`` (top-k ids and scores).
+
+    Parameters
+    ----------
+    model : a loaded :class:`mindeye_models.model.MindEye` (eval mode).
+    bank : a :class:`mindeye_models.bank.ImageBank` of candidate images.
+    top_k : how many candidates to report per trial.
+    device : torch device for the forward pass.
+    """
+
+    name = "decode"
+    publish_kinds = frozenset({"retrieval"})
+
+    def __init__(self, model, bank, *, top_k: int = 5, device: str = "cpu", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.bank = bank
+        self.top_k = check_number(top_k, "top_k", minimum=1, integer=True)
+        self.device = device
+        self.decoded = 0
+        self.forward_ms: list[float] = []
+
+    def status(self) -> dict:
+        recent = self.forward_ms[-20:]
+        return {**self.counters, "decoded": self.decoded,
+                "forward_ms": float(np.median(recent)) if recent else None}
+
+    def handle(self, msg: Message):
+        if msg.kind != "response":
+            return [msg]
+        import torch
+
+        start = time.perf_counter()
+        x = torch.from_numpy(np.array(msg.buffers["response"], np.float32, copy=True))[None]
+        with torch.inference_mode():
+            _, projected = self.model(x.to(self.device))
+        emb = projected[0].float().cpu()
+        ids, scores = self.bank.retrieve(emb[None], k=len(self.bank))
+        ids, scores = np.asarray(ids[0]), np.asarray(scores[0], np.float32)
+        self.forward_ms.append(1e3 * (time.perf_counter() - start))
+        true_id = msg.meta.get("image_id")
+        hits = np.flatnonzero(ids == true_id) if true_id is not None else []
+        rank = int(hits[0]) + 1 if len(hits) else None
+        k = min(self.top_k, len(ids))
+        self.decoded += 1
+        out = msg.derive(
+            "retrieval",
+            meta={**msg.meta, "rank": rank, "in_bank": rank is not None, "ways": len(ids)},
+            buffers={
+                "ids": ids[:k].astype(np.int64),
+                "scores": scores[:k],
+                "embedding": emb.numpy().astype(np.float32),
+            },
+        )
+        return [msg, out]

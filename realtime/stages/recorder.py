@@ -1,0 +1,180 @@
+"""Recorder: writes everything that reaches the end of the data path into the session folder.
+
+Written incrementally (appends and small files, flushed per message), so a crash loses nothing
+already received.  Layout::
+
+    events.tsv          trial events as received
+    runs/RUN_raw.f32    masked scanner values, one row of V float32 per TR, appended
+    runs/RUN_tr.tsv     TR index and timestamps of each row
+    trials/NNNN_response.npy, trials/NNNN_embedding.npy
+    retrievals.tsv      one line per trial: truth, top-k, scores, rank, latency
+    timing.jsonl        per message timestamps (for latency figures)
+    gaps.jsonl          lost or repeated volumes / messages
+    recorder.json       counts, written at the end
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from realtime.stages.base import Stage
+from realtime.wire import Message
+
+RETRIEVAL_COLUMNS = [
+    "n", "run", "trial", "image_id", "split", "repetition", "top1", "rank", "ways",
+    "top_ids", "top_scores", "truncated", "latency_ms",
+]
+
+
+class RecorderStage(Stage):
+    """The data path's sink.  ``print_trials`` prints one line per decoded trial."""
+
+    name = "recorder"
+
+    def __init__(self, out_dir: str | Path, *, print_trials: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.out = Path(out_dir)
+        (self.out / "runs").mkdir(parents=True, exist_ok=True)
+        (self.out / "trials").mkdir(exist_ok=True)
+        self.print_trials = print_trials
+        self._files: dict[str, object] = {}
+        self.runs: dict[str, dict] = {}
+        self.n_trials = 0
+        self.n_retrievals = 0
+        self.gaps: list[dict] = []
+        self._numbers: dict[tuple[str | None, int | None], int] = {}
+        self._writer("events.tsv", "run\ttrial\tonset\tduration\timage_id\trepetition\tsplit\n")
+        self._writer("retrievals.tsv", "\t".join(RETRIEVAL_COLUMNS) + "\n")
+
+    def _writer(self, name: str, header: str | None = None, mode: str = "a"):
+        if name not in self._files:
+            path = self.out / name
+            new = not path.exists()
+            fh = open(path, mode + ("b" if name.endswith(".f32") else ""))
+            if header is not None and new:
+                fh.write(header)
+                fh.flush()
+            self._files[name] = fh
+        return self._files[name]
+
+    def _line(self, name: str, text: str) -> None:
+        fh = self._writer(name)
+        fh.write(text)
+        fh.flush()
+
+    def status(self) -> dict:
+        received = sum(r["received"] for r in self.runs.values())
+        return {**self.counters, "volumes_received": received, "trials": self.n_retrievals}
+
+    def handle(self, msg: Message):
+        handler = getattr(self, f"_on_{msg.kind}", None)
+        if handler is not None:
+            handler(msg)
+        return ()
+
+    def _on_run_start(self, msg: Message) -> None:
+        self.runs[msg.run] = {
+            "n_volumes": int(msg.meta["n_volumes"]),
+            "received": 0,
+            "tr": float(msg.meta["tr"]),
+            "n_trials": int(msg.meta.get("n_trials", 0)),
+            "started": time.time(),
+            "meta": msg.meta,
+        }
+        self._writer(f"runs/{msg.run}_tr.tsv", "index\tacquired\trecorded\n")
+
+    def _on_tr(self, msg: Message) -> None:
+        run = self.runs[msg.run]
+        fh = self._writer(f"runs/{msg.run}_raw.f32")
+        fh.write(np.ascontiguousarray(msg.buffers["raw"], np.float32).tobytes())
+        fh.flush()
+        run["received"] += 1
+        run["n_voxels"] = int(msg.buffers["raw"].size)
+        self._line(
+            f"runs/{msg.run}_tr.tsv",
+            f"{msg.index}\t{msg.t.get('source.acquired', 0):.6f}\t{time.time():.6f}\n",
+        )
+        self._line("timing.jsonl", json.dumps({"kind": "tr", "run": msg.run, "index": msg.index,
+                                                "t": msg.t}) + "\n")
+
+    def _on_trial(self, msg: Message) -> None:
+        m = msg.meta
+        self.n_trials += 1
+        self._line(
+            "events.tsv",
+            f"{msg.run}\t{msg.index}\t{m['onset']}\t{m['duration']}\t{m['image_id']}\t"
+            f"{m.get('repetition', '')}\t{m.get('split', '')}\n",
+        )
+
+    def _trial_number(self, msg: Message) -> int:
+        """Session-wide trial number NNNN (1-based, in decode order) of a run's trial."""
+        key = (msg.run, msg.index)
+        if key not in self._numbers:
+            self._numbers[key] = len(self._numbers) + 1
+        return self._numbers[key]
+
+    def _on_response(self, msg: Message) -> None:
+        n = self._trial_number(msg)
+        np.save(self.out / "trials" / f"{n:04d}_response.npy", msg.buffers["response"])
+
+    def _on_retrieval(self, msg: Message) -> None:
+        self.n_retrievals += 1
+        n = self._trial_number(msg)
+        m = msg.meta
+        np.save(self.out / "trials" / f"{n:04d}_embedding.npy", msg.buffers["embedding"])
+        ids = [int(i) for i in msg.buffers["ids"]]
+        scores = [float(s) for s in msg.buffers["scores"]]
+        latency = 1e3 * (msg.t.get("decode.done", time.time()) - msg.t.get("source.acquired", 0))
+        row = [n, msg.run, msg.index, m.get("image_id"), m.get("split"), m.get("repetition"),
+               ids[0] if ids else "", m.get("rank") if m.get("rank") is not None else "",
+               m.get("ways"), ",".join(map(str, ids)), ",".join(f"{s:.5f}" for s in scores),
+               int(bool(m.get("truncated"))), f"{latency:.1f}"]
+        self._line("retrievals.tsv", "\t".join("" if v is None else str(v) for v in row) + "\n")
+        self._line("timing.jsonl", json.dumps({"kind": "retrieval", "run": msg.run,
+                                                "index": msg.index, "t": msg.t}) + "\n")
+        if self.print_trials:
+            rank = m.get("rank")
+            rank_s = f"{rank:>3d}/{m.get('ways')}" if rank is not None else "  (not in bank)"
+            hit = "  hit" if rank == 1 else ""
+            print(
+                f"trial {n:4d}  {msg.run} #{msg.index:<3d} true {m.get('image_id'):>6}  "
+                f"top-1 {ids[0] if ids else '-':>6}  rank {rank_s}  latency {latency:6.1f} ms{hit}",
+                flush=True,
+            )
+
+    def _on_gap(self, msg: Message) -> None:
+        record = {"run": msg.run, **msg.meta, "time": time.time()}
+        self.gaps.append(record)
+        self._line("gaps.jsonl", json.dumps(record) + "\n")
+        print(f"WARNING: {json.dumps(record)}", file=sys.stderr, flush=True)
+
+    def _on_run_end(self, msg: Message) -> None:
+        run = self.runs.get(msg.run)
+        if run is not None:
+            run["ended"] = time.time()
+
+    def finish(self):
+        info = {
+            "runs": {
+                name: {k: v for k, v in r.items() if k != "meta"} for name, r in self.runs.items()
+            },
+            "trials": self.n_trials,
+            "retrievals": self.n_retrievals,
+            "volumes_received": sum(r["received"] for r in self.runs.values()),
+            "volumes_expected": sum(r["n_volumes"] for r in self.runs.values()),
+            "gaps": self.gaps,
+            "counters": self.counters,
+            "finished": time.time(),
+        }
+        tmp = self.out / "recorder.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(self.out / "recorder.json")
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+        return ()
