@@ -1,0 +1,43 @@
+"""Test-wide settings: background-thread errors re-raise; Qt runs offscreen; data stays in tmp."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["MINDEYE_RT_RAISE"] = "1"
+
+_ports = itertools.count(21000 + 50 * (os.getpid() % 400))
+
+
+@pytest.fixture
+def base_port() -> int:
+    """A block of 6 loopback ports not used by another test of this run."""
+    return _next_block()
+
+
+def _next_block() -> int:
+    import socket
+
+    while True:
+        base = next(_ports) * 6 % 40000 + 20000
+        ok = True
+        for p in range(base, base + 6):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+
+
+@pytest.fixture
+def data_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("MINDEYE_RT_HOME", str(home))
+    return home
