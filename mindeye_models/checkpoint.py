@@ -69,7 +69,11 @@ def save_checkpoint(
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict()}
-    meta["extra"] = dict(extra or {})
+    meta["extra"] = {
+        "embedder": model.config.embedder,
+        "n_voxels": model.config.n_voxels,
+        **(extra or {}),
+    }
     try:
         text = json.dumps(meta, indent=2, sort_keys=True)
     except TypeError as err:

@@ -30,7 +30,13 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
     from replay_data.home import data_home
     from replay_data.resolve import resolve_replay
 
-    ds = resolve_replay(cfg.replay, progress=not cfg.quiet, log=log)
+    from replay_data.dataset import ReplayDataset
+
+    path = Path(cfg.replay).expanduser()
+    if path.is_dir():
+        ds = ReplayDataset.open(path)
+    else:
+        ds = resolve_replay(cfg.replay, progress=not cfg.quiet, log=log)
     if cfg.checkpoint:
         checkpoint = Path(cfg.checkpoint)
     else:
@@ -71,6 +77,7 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
         "simulated": bool(ds.meta.simulated),
         "checkpoint": str(checkpoint),
         "bank_ids": bank_ids,
+        "cache_dir": str(data_home() / "cache"),
         "runs": runs,
         "addresses": addr,
         "started": time.time(),

@@ -96,7 +96,7 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict]) -> dict:
     model, bank = load_decoder(session["checkpoint"], session["dataset"], session["bank_ids"],
                                device=session["config"].get("device", "cpu"),
                                clip_weights=session["config"].get("clip_weights"),
-                               cache_dir=Path(session["dataset"]).parent.parent / "cache")
+                               cache_dir=session.get("cache_dir"))
     decoded = {(r["run"], int(r["trial"])) for r in retrievals}
     events = read_events(out)
     tr = None
