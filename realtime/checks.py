@@ -26,30 +26,29 @@ def check_number(
     ConfigError
         "'tr' must be a positive number of seconds, got -1.6".
     """
-    kind = "an integer" if integer else "a number"
-    suffix = f" {unit}" if unit else ""
+    noun = "integer" if integer else "number"
+    of = f" of {unit}" if unit else ""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             value = int(value) if integer else float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"'{name}' must be {kind}{suffix}, got {value!r}") from None
+            raise ConfigError(f"'{name}' must be a{'n' if integer else ''} {noun}{of}, got {value!r}") from None
     if integer:
         if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"'{name}' must be {kind}{suffix}, got {value!r}")
+            raise ConfigError(f"'{name}' must be an integer{of}, got {value!r}")
         value = int(value)
     elif not math.isfinite(value):
-        raise ConfigError(f"'{name}' must be a finite number{suffix}, got {value!r}")
+        raise ConfigError(f"'{name}' must be a finite number{of}, got {value!r}")
     if minimum is not None:
         bad = value <= minimum if strict_min else value < minimum
         if bad:
-            rule = (
-                ("positive" if minimum == 0 else f"> {minimum}")
-                if strict_min
-                else ("non-negative" if minimum == 0 else f">= {minimum}")
-            )
-            raise ConfigError(f"'{name}' must be {kind} {rule}{suffix}, got {value!r}")
+            if minimum == 0:
+                what = f"a {'positive' if strict_min else 'non-negative'} {noun}{of}"
+            else:
+                what = f"a{'n' if integer else ''} {noun}{of} {'>' if strict_min else '>='} {minimum}"
+            raise ConfigError(f"'{name}' must be {what}, got {value!r}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"'{name}' must be {kind} <= {maximum}{suffix}, got {value!r}")
+        raise ConfigError(f"'{name}' must be a{'n' if integer else ''} {noun}{of} <= {maximum}, got {value!r}")
     return value
 
 

@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 from realtime.checks import check_number
 from realtime.errors import ConfigError, StageError
 from realtime.hrf import HRF_DURATION, trial_regressors, volume_times
+from realtime.normalize import RunningZScore
 
 __all__ = ["OnlineLSS", "drift_basis", "lss_betas", "lss_weights", "run_betas"]
 
@@ -52,7 +53,9 @@ def drift_basis(
     """
     order = int(check_number(order, "drift_order", minimum=0, integer=True))
     times = np.asarray(times, dtype=np.float64)
-    start, stop = (times.min(), times.max()) if span is None else span
+    if span is None:
+        span = (times.min(), times.max()) if times.size else (0.0, 0.0)
+    start, stop = span
     if times.size == 0 or stop - start <= 0:
         x = np.zeros_like(times)
     else:
@@ -189,8 +192,11 @@ class OnlineLSS:
     never arrived is simply a missing row.
 
     Volumes sit in a ring buffer of ``L + ceil(max_lag_s / tr)`` rows and trials whose responses
-    ended before the oldest buffered volume are forgotten, so memory and the cost of an
-    estimate are bounded by the window whatever the length of the run.
+    ended before the oldest buffered volume are forgotten (only their ids are kept, to refuse
+    reuse), so memory and the cost of an estimate (at most ``L`` rows, ``3 + drift_order``
+    columns, regressors of the trials overlapping the window) are bounded by the window
+    whatever the length of the run.  Trials not estimated within ``max_lag_s`` of their decode
+    volume are listed in :attr:`missed`.
 
     Parameters
     ----------
@@ -201,9 +207,10 @@ class OnlineLSS:
     decode_delay_s : float
         Seconds from onset to the decode point, in ``(0, 30]``.
     window_s : float or None
-        Span of the fitting window in seconds, ending at the decode point; at least
-        ``decode_delay_s``.  Default ``decode_delay_s + 16`` (pre-onset volumes pin down the
-        drift and the preceding trials' responses).
+        Span of the fitting window in seconds, ending at the decode volume; at least
+        ``decode_delay_s``.  Default ``decode_delay_s + 48`` (36 volumes at TR 1.6 s): the
+        pre-onset volumes pin down the drift and the preceding trials' responses, and on
+        simulated NSD-timed runs accuracy kept rising up to about this length.
     hrf_peak : float
         HRF response delay in seconds.
     drift_order : int
@@ -211,6 +218,14 @@ class OnlineLSS:
     max_lag_s : float
         How long after its decode point a trial can still be estimated; older pending
         trials are dropped (see :attr:`missed`).
+    standardize : bool
+        False: volumes come already normalised (e.g. by
+        :class:`~realtime.normalize.RunningZScore`) and betas are in their units.  True:
+        volumes come masked but in scanner units; the estimator keeps per-voxel running
+        statistics (no look-ahead) and divides each beta by the running standard deviation
+        at the trial's last window volume.  Every row of a window then shares one scale
+        (a running z-score rescales each row differently, which mostly hurts the first
+        trials of a run), and betas have the scale of ``lss_betas(zscore_run(Y), ...)``.
     """
 
     def __init__(
@@ -223,6 +238,7 @@ class OnlineLSS:
         hrf_peak: float = 6.0,
         drift_order: int = 1,
         max_lag_s: float = 16.0,
+        standardize: bool = False,
     ) -> None:
         self.n_voxels = int(check_number(n_voxels, "n_voxels", minimum=1, integer=True))
         self.tr = float(check_number(tr, "tr", minimum=0, strict_min=True, unit="seconds"))
@@ -243,7 +259,9 @@ class OnlineLSS:
                 window_s, "window_s", minimum=self.decode_delay_s, maximum=600.0, unit="seconds"
             )
         )
-        self.hrf_peak = float(check_number(hrf_peak, "hrf_peak", minimum=1, strict_min=True))
+        self.hrf_peak = float(
+            check_number(hrf_peak, "hrf_peak", minimum=1, strict_min=True, unit="seconds")
+        )
         self.drift_order = int(check_number(drift_order, "drift_order", minimum=0, integer=True))
         self.max_lag_s = float(
             check_number(max_lag_s, "max_lag_s", minimum=0, maximum=600.0, unit="seconds")
@@ -252,6 +270,10 @@ class OnlineLSS:
         self.capacity = self.window_volumes + int(math.ceil(self.max_lag_s / self.tr - _EPS))
         self._buffer = np.zeros((self.capacity, self.n_voxels), dtype=np.float32)
         self._slot_index = np.full(self.capacity, -1, dtype=np.int64)
+        self.standardize = bool(standardize)
+        if self.standardize:
+            self._stats = RunningZScore(self.n_voxels, warmup=2)
+            self._scale = np.zeros((self.capacity, self.n_voxels), dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -263,6 +285,8 @@ class OnlineLSS:
         self.missed: list[Hashable] = []
         self.latest_index = -1
         self.n_missing = 0
+        if self.standardize:
+            self._stats.reset()
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -284,6 +308,7 @@ class OnlineLSS:
             TR index within the run; must exceed the previous one.  Skipped indices are
             missing volumes (counted in :attr:`n_missing`).
         y : (V,) float32 array
+            Normalised, or in scanner units with ``standardize=True``.
         """
         index = int(check_number(index, "index", minimum=0, integer=True))
         if index <= self.latest_index:
@@ -297,6 +322,9 @@ class OnlineLSS:
         self.n_missing += index - self.latest_index - 1
         slot = index % self.capacity
         self._buffer[slot] = y
+        if self.standardize:
+            self._stats.update(y)
+            self._scale[slot] = self._stats.std
         self._slot_index[slot] = index
         self.latest_index = index
         self._expire()
@@ -350,8 +378,14 @@ class OnlineLSS:
         ]
         return [tid for _, _, tid in sorted(ready, key=lambda r: (r[0], r[1]))]
 
-    def design(self, trial_id: Hashable) -> tuple[np.ndarray, np.ndarray]:
+    def design(self, trial_id: Hashable, *, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The rows and design matrix :meth:`estimate` uses for ``trial_id``.
+
+        Parameters
+        ----------
+        trial_id : hashable
+        partial : bool
+            See :meth:`estimate`.
 
         Returns
         -------
@@ -361,13 +395,16 @@ class OnlineLSS:
             Columns: the trial, the other trials (if any reach the window), drift.
         """
         trial = self._trial(trial_id)
+        first = max(0, trial.decode_index - self.window_volumes + 1)
         last = trial.decode_index
         if last > self.latest_index:
-            raise StageError(
-                f"trial {trial_id!r} is not due until volume {last} "
-                f"(latest volume is {self.latest_index})"
-            )
-        first = max(0, last - self.window_volumes + 1)
+            if not partial:
+                raise StageError(
+                    f"trial {trial_id!r} is not due until volume {last} "
+                    f"(latest volume is {self.latest_index}); at the end of a run, "
+                    "use estimate(trial_id, partial=True)"
+                )
+            last = max(first, self.latest_index)
         if first < self.latest_index - self.capacity + 1:
             raise StageError(f"trial {trial_id!r} is too old: its volumes left the buffer")
         wanted = np.arange(first, last + 1)
@@ -393,8 +430,16 @@ class OnlineLSS:
         X = np.column_stack([*columns, D]) if len(indices) else np.zeros((0, len(columns) + 1))
         return indices, X
 
-    def estimate(self, trial_id: Hashable) -> np.ndarray:
+    def estimate(self, trial_id: Hashable, *, partial: bool = False) -> np.ndarray:
         """Estimate the response of a due trial and mark it done.
+
+        Parameters
+        ----------
+        trial_id : hashable
+        partial : bool
+            Allow a trial that is not due yet: its window is cut at the latest volume.  Meant
+            for the end of a run, when the decode volume will never come; during a run the
+            result would depend on when it is called.
 
         Returns
         -------
@@ -404,15 +449,24 @@ class OnlineLSS:
         ------
         StageError
             The trial is unknown, not due yet, too old, or none of its window's volumes after
-            onset arrived (its regressor is zero on the rows present).
+            onset arrived (its regressor is zero on the rows present; the trial then goes to
+            :attr:`missed` and leaves :meth:`due`).
         """
-        indices, X = self.design(trial_id)
+        indices, X = self.design(trial_id, partial=partial)
         if not np.any(X[:, 0] != 0):
+            self._done.add(trial_id)
+            self.missed.append(trial_id)
             raise StageError(
                 f"trial {trial_id!r} cannot be estimated: no volume of its window after onset "
                 f"arrived ({self.n_missing} missing volumes in this run)"
             )
-        w = np.linalg.pinv(X)[0].astype(np.float32)
-        beta = w @ self._buffer[indices % self.capacity]
+        # One weight per buffer slot (0 outside the window): no copy of the rows.  einsum,
+        # not BLAS: a threaded sgemv stalls for milliseconds when the cores are contended.
+        w = np.zeros(self.capacity, dtype=np.float32)
+        w[indices % self.capacity] = np.linalg.pinv(X)[0]
+        beta = np.einsum("i,ij->j", w, self._buffer)
+        if self.standardize:
+            std = self._scale[indices[-1] % self.capacity]
+            beta = np.divide(beta, std, out=np.zeros_like(beta), where=std > 0)
         self._done.add(trial_id)
         return beta.astype(np.float32, copy=False)

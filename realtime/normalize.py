@@ -150,8 +150,10 @@ class RunningZScore:
 
     @property
     def std(self) -> np.ndarray:
-        """(V,) float64 running population standard deviation."""
-        return np.sqrt(self._m2 / max(self.count, 1))
+        """(V,) float64 running population standard deviation (0 where negligible)."""
+        std = np.sqrt(np.maximum(self._m2, 0.0) / max(self.count, 1))
+        std[std <= np.maximum(_REL_TINY * np.abs(self._mean), 1e-12)] = 0.0
+        return std
 
     def update(self, y: ArrayLike) -> np.ndarray:
         """Add one volume and return its z-score.

@@ -142,7 +142,10 @@ def _run_processes(specs: dict, out: Path, telemetry: str, log) -> None:
         cmd = [sys.executable, "-m", "realtime.cli", "stage", name,
                "--spec", str(out / "stages" / f"{name}.json")]
         err = open(logs / f"{name}.log", "w")
-        procs[name] = subprocess.Popen(cmd, stdout=None, stderr=err, env=env)
+        stage_env = dict(env)
+        if name != "decode":  # small BLAS calls: one thread each, so 5 processes share 2 cores
+            stage_env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        procs[name] = subprocess.Popen(cmd, stdout=None, stderr=err, env=stage_env)
 
     interrupted = False
     old = signal.getsignal(signal.SIGINT)

@@ -123,7 +123,7 @@ def _read_tsv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     missing = [c for c in columns if c not in header]
     if missing:
         raise _fail(path, f"columns {missing} missing (need {list(columns)})", _REMEDY)
-    return [dict(zip(header, row)) for row in table[1:] if row]
+    return [dict(zip(header, row, strict=False)) for row in table[1:] if row]
 
 
 def default_affine(shape: Sequence[int], voxel_size: float) -> np.ndarray:
@@ -313,7 +313,9 @@ class ReplayDataset:
                     for i, r in enumerate(rows)
                 ]
             except (TypeError, ValueError) as e:
-                raise _fail(self.path, f"bad row in 'func/{run}_events.tsv' ({e})", _REMEDY) from None
+                raise _fail(
+                    self.path, f"bad row in 'func/{run}_events.tsv' ({e})", _REMEDY
+                ) from None
             self._events[run] = ev
         return list(self._events[run])
 
@@ -466,13 +468,11 @@ class DatasetWriter:
         for s in splits:
             check_choice(s, "split", SPLITS)
         _write_npy(self.path / "stimuli" / "images.npy", images)
-        rows = [(i, sp, so) for i, (sp, so) in enumerate(zip(splits, sources))]
+        rows = [(i, sp, so) for i, (sp, so) in enumerate(zip(splits, sources, strict=True))]
         _write_tsv(self.path / "stimuli" / "images.tsv", IMAGE_COLUMNS, rows)
         self._info["n_images"] = len(images)
 
-    def write_run(
-        self, data: np.ndarray, events: Sequence[Event], run: str | None = None
-    ) -> str:
+    def write_run(self, data: np.ndarray, events: Sequence[Event], run: str | None = None) -> str:
         """Write one run and its events; returns the run name (``run-01``, ... by default).
 
         Parameters
@@ -519,7 +519,9 @@ class DatasetWriter:
             )
         (self.path / "train").mkdir(exist_ok=True)
         _write_npy(self.path / "train" / "responses.npy", responses)
-        rows = [(int(i), int(r), int(k)) for i, r, k in zip(image_ids, runs, repetitions)]
+        rows = [
+            (int(i), int(r), int(k)) for i, r, k in zip(image_ids, runs, repetitions, strict=True)
+        ]
         _write_tsv(self.path / "train" / "trials.tsv", TRIAL_COLUMNS, rows)
         self._info["n_train_trials"] = n
 

@@ -16,7 +16,7 @@ the test crop's area.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from scipy.ndimage import map_coordinates
@@ -104,7 +104,7 @@ def _as_rgb_float(x: np.ndarray) -> np.ndarray:
     return x[..., :3]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pyramid(name: str) -> tuple[np.ndarray, ...]:
     """Levels (H, W, 3) float32 of a source: full size (capped at _MAX_SIDE), 1/2, 1/4."""
     import skimage.data
@@ -180,10 +180,7 @@ def _render(name: str, box: np.ndarray, rng: np.random.Generator, size: int) -> 
     rows = centre[0] + cos * rr - sin * cc
     cols = centre[1] + sin * rr + cos * cc
     out = np.stack(
-        [
-            map_coordinates(src[..., c], [rows, cols], order=1, mode="reflect")
-            for c in range(3)
-        ],
+        [map_coordinates(src[..., c], [rows, cols], order=1, mode="reflect") for c in range(3)],
         axis=-1,
     )
     return _colour(out, _is_grey(name), rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from realtime.checks import check_number
+from realtime.errors import StageError
 from realtime.stages.base import Stage
 from realtime.wire import Message
 
@@ -49,7 +50,10 @@ class EstimateStage(Stage):
         if msg.kind == "run_start":
             from realtime.glm import OnlineLSS
 
-            kwargs = {"decode_delay_s": self.decode_delay_s, "hrf_peak": self.hrf_peak}
+            # standardize: the GLM keeps its own running statistics of the raw masked values,
+            # so every row of a window shares one scale (better for a run's first trials).
+            kwargs = {"decode_delay_s": self.decode_delay_s, "hrf_peak": self.hrf_peak,
+                      "standardize": True}
             if self.window_s is not None:
                 kwargs["window_s"] = self.window_s
             self.glm = OnlineLSS(self.n_voxels, float(msg.meta["tr"]), **kwargs)
@@ -63,20 +67,29 @@ class EstimateStage(Stage):
             self.pending.add(int(msg.index))
             return [msg]
         if msg.kind == "tr":
-            z = msg.buffers["z"]
-            self.glm.add_volume(int(msg.index), z)
+            self.glm.add_volume(int(msg.index), msg.buffers["raw"])
             outs = [msg]
             for trial in self.glm.due(int(msg.index)):
                 outs.append(self._response(trial, msg, truncated=False))
             return outs
         if msg.kind == "run_end":
-            outs = [self._response(trial, msg, truncated=True) for trial in sorted(self.pending)]
+            outs = []
+            for trial in sorted(self.pending):
+                if trial in self.glm.missed:
+                    continue
+                try:
+                    outs.append(self._response(trial, msg, truncated=True))
+                except StageError as err:  # no volume after its onset: cannot be estimated
+                    self.log.warning("trial %s of %s not estimated: %s", trial, self.run, err)
+            for trial in sorted(set(self.glm.missed) & self.pending):
+                self.pending.discard(trial)
+                outs.append(msg.derive("gap", meta={"stage": self.name, "missed_trials": [trial]}))
             outs.append(msg)
             return outs
         return [msg]
 
     def _response(self, trial: int, trigger: Message, *, truncated: bool) -> Message:
-        beta = self.glm.estimate(trial)
+        beta = self.glm.estimate(trial, partial=truncated)
         self.pending.discard(trial)
         self.estimated += 1
         event = self.trials[trial]

@@ -25,8 +25,9 @@ def load_mask(path: str) -> np.ndarray:
 class PreprocessStage(Stage):
     """Masks volumes, normalizes per voxel online, and checks that no volume went missing.
 
-    Emits one ``tr`` message per volume with buffers ``raw`` (V,) (masked scanner values, kept
-    for the recorder and the offline comparison) and ``z`` (V,) (running z-score).  A volume
+    Emits one ``tr`` message per volume with buffers ``raw`` (V,) (masked scanner values: the
+    estimate stage standardizes them inside its GLM window; the recorder keeps them for the
+    offline comparison) and ``z`` (V,) (running z-score, for displays).  A volume
     index that jumps is reported as a ``gap`` message with the lost indices; a repeated index is
     dropped and reported.  Head-motion correction slots in here (a later stage of the project).
     """
