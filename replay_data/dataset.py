@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import shutil
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,7 +284,7 @@ class ReplayDataset:
         try:
             img = nib.load(f)
             raw = np.asarray(img.dataobj.get_unscaled())
-        except (OSError, EOFError, ValueError) as e:
+        except (OSError, EOFError, ValueError, zlib.error) as e:
             raise _fail(self.path, f"cannot read 'func/{run}_bold.nii.gz' ({e})", _REMEDY) from None
         slope, inter = img.dataobj.slope, img.dataobj.inter
         out = raw.astype(np.float32, order="F")

@@ -279,7 +279,7 @@ def make_geometry(shape: tuple[int, int, int], n_roi: int, rng: np.random.Genera
             f"grid, got {n_roi}: lower 'n_roi' or enlarge 'shape'"
         )
     smooth = gaussian_filter(rng.standard_normal(shape), 2.0)
-    score = -y - 0.3 * np.maximum(z - 30, 0) + 4.0 * smooth / smooth.std()
+    score = -y + 1.2 * np.maximum(-z, 0) + 0.15 * np.maximum(z - 20, 0) + 4 * smooth / smooth.std()
     flat = np.flatnonzero(candidate)
     keep = flat[np.argsort(-score.ravel()[flat], kind="stable")[:n_roi]]
     roi = np.zeros(shape, bool)
@@ -436,7 +436,7 @@ def _place(
     return events
 
 
-def test_schedule(config: SimulationConfig, stim: StimulusSet, rng) -> list[list[Event]]:
+def schedule_test_runs(config: SimulationConfig, stim: StimulusSet, rng) -> list[list[Event]]:
     """The test session: every test image ``test_reps`` times, fillers complete the runs."""
     test_ids, fillers = stim.ids("test"), list(stim.ids("filler"))
     assign = _test_assignment(len(test_ids), config.test_reps, config.trials_per_run)
@@ -451,7 +451,7 @@ def test_schedule(config: SimulationConfig, stim: StimulusSet, rng) -> list[list
     return runs
 
 
-def train_schedule(config: SimulationConfig, stim: StimulusSet, rng) -> list[list[Event]]:
+def schedule_train_runs(config: SimulationConfig, stim: StimulusSet, rng) -> list[list[Event]]:
     """Training runs: each training image 1-3 times, ``n_train_trials`` trials in all."""
     ids = stim.ids("train")
     extra = rng.choice(2 * len(ids), config.n_train_trials - len(ids), replace=False) // 2
@@ -557,8 +557,8 @@ def build_subject(config: SimulationConfig, progress: bool = False) -> Simulated
         progress=progress,
     )
     encoding = make_encoding(config, geometry, stimuli, np.random.default_rng(seeds[1]))
-    test_runs = test_schedule(config, stimuli, np.random.default_rng(seeds[2]))
-    train_runs = train_schedule(config, stimuli, np.random.default_rng(seeds[3]))
+    test_runs = schedule_test_runs(config, stimuli, np.random.default_rng(seeds[2]))
+    train_runs = schedule_train_runs(config, stimuli, np.random.default_rng(seeds[3]))
     return SimulatedSubject(config, geometry, stimuli, encoding, test_runs, train_runs)
 
 

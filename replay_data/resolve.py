@@ -1,0 +1,144 @@
+"""Find the replay dataset a user names (``mindeye-rt stream --replay NAME``).
+
+Order of precedence:
+
+1. a complete dataset in ``<data home>/datasets/NAME`` (a converted NSD subject, a simulation
+   made with ``mindeye-rt simulate``) wins;
+2. else, if NAME is a built-in simulation preset (``subj01``, ``tiny``), the simulated subject
+   is generated there once (fixed seed, about a minute for ``subj01``) and the user is told,
+   plainly, that the data are SIMULATED;
+3. else :class:`~realtime.errors.DatasetError` lists the datasets there are and how to make one.
+
+Generation happens in a temporary sibling folder that is renamed into place when complete, so
+an interrupted or concurrent generation never leaves a half-written dataset under NAME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from realtime.errors import ConfigError, DatasetError
+from replay_data.dataset import ReplayDataset
+from replay_data.home import datasets_dir
+from replay_data.simulate import PRESETS, simulate_subject
+
+__all__ = ["list_datasets", "resolve_replay", "simulation_presets"]
+
+
+def simulation_presets() -> list[str]:
+    """Names that :func:`resolve_replay` can generate as simulated subjects."""
+    return sorted(PRESETS)
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        return json.loads((path / "dataset.json").read_text()).get("complete") is True
+    except (OSError, ValueError):
+        return False
+
+
+def list_datasets(home: str | os.PathLike | None = None) -> list[str]:
+    """Names of the complete datasets in ``<data home>/datasets``, sorted."""
+    root = datasets_dir(home)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and _is_complete(p)
+    )
+
+
+def _check_name(name: object) -> str:
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith(".")
+        or any(c in name for c in "/\\")
+    ):
+        raise ConfigError(
+            f"'replay' must be a dataset name such as 'subj01' (no path separators, not "
+            f"starting with '.'), got {name!r}"
+        )
+    return name
+
+
+def resolve_replay(
+    name: str,
+    *,
+    home: str | os.PathLike | None = None,
+    progress: bool = True,
+    log: Callable[[str], object] = print,
+) -> ReplayDataset:
+    """The replay dataset called ``name``, generating the built-in simulated subject if need be.
+
+    Parameters
+    ----------
+    name : dataset name, e.g. ``"subj01"``.
+    home : data home override (default :func:`replay_data.home.data_home`).
+    progress : show progress bars while generating.
+    log : where user-facing notices go (one string per call).
+
+    Returns
+    -------
+    dataset : an opened, complete :class:`ReplayDataset`.
+
+    Raises
+    ------
+    DatasetError
+        No dataset ``name`` exists and ``name`` is not a simulation preset, or the existing
+        folder is broken.
+    """
+    name = _check_name(name)
+    root = datasets_dir(home)
+    path = root / name
+    if (path / "dataset.json").is_file():
+        if _is_complete(path) or name not in PRESETS:
+            ds = ReplayDataset.open(path)  # raises DatasetError naming what is wrong
+            if ds.meta.simulated:
+                log(
+                    f"replay dataset {name!r} is SIMULATED (made by mindeye-rt's simulator, "
+                    f"not recorded from a person): {path}"
+                )
+            return ds
+        log(f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again")
+    elif path.exists() and any(path.iterdir()):
+        raise DatasetError(
+            f"{str(path)!r} exists but holds no 'dataset.json': it is not a replay dataset; "
+            "move it away or choose another name"
+        )
+    if name not in PRESETS:
+        have = list_datasets(home)
+        shown = ", ".join(have) if have else "none"
+        raise DatasetError(
+            f"no replay dataset {name!r} in {str(root)!r} (available: {shown}; built-in "
+            f"simulations: {', '.join(simulation_presets())}): make one with "
+            f"`mindeye-rt simulate --name {name}`, or prepare real data in {str(path)!r}"
+        )
+    config = PRESETS[name]()
+    log(
+        f"no real NSD {name} prepared in {root}; using the built-in SIMULATED subject "
+        f"'{name}' (seed {config.seed}, simulated fMRI, not a real person's data); "
+        f"generating it once into {path} ..."
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{name}.generating-{os.getpid()}"
+    try:
+        simulate_subject(tmp, config, progress=progress, overwrite=True)
+        if path.exists() and not _is_complete(path):
+            shutil.rmtree(path)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not _is_complete(path):  # another process won the race with a complete dataset
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    ds = ReplayDataset.open(path)
+    log(f"SIMULATED subject {name!r} ready: {path}")
+    return ds
