@@ -67,7 +67,10 @@ def main() -> None:
     ap.add_argument("--dtype", nargs="+", default=None, help="fp32 fp16 bf16")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--bank-size", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (the pipeline runs each stage with 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     dtypes = args.dtype or (["fp32", "fp16", "bf16"] if args.device.startswith("cuda") else ["fp32"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))

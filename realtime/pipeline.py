@@ -105,6 +105,9 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
     t0 = time.time()
     try:
         if cfg.launcher == "thread":
+            import torch
+
+            torch.set_num_threads(1)  # as each stage process does (see _run_processes)
             _run_threads(prep["specs"])
         else:
             _run_processes(prep["specs"], out, cfg.addresses()["telemetry"], log)
@@ -130,7 +133,7 @@ def _run_threads(specs: dict) -> None:
                 stage.stop()
 
 
-def _run_processes(specs: dict, out: Path, telemetry: str, log) -> None:
+def _run_processes(specs: dict, out: Path, telemetry: str, log, threads_per_stage: int = 1) -> None:
     procs: dict[str, subprocess.Popen] = {}
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -143,8 +146,12 @@ def _run_processes(specs: dict, out: Path, telemetry: str, log) -> None:
                "--spec", str(out / "stages" / f"{name}.json")]
         err = open(logs / f"{name}.log", "w")
         stage_env = dict(env)
-        if name != "decode":  # small BLAS calls: one thread each, so 5 processes share 2 cores
-            stage_env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # One compute thread per stage process: five processes share the cores, and a
+        # multi-threaded op whose second thread waits for a busy core stalls for a whole
+        # scheduler slice (measured: GELU on 512 values 11 ms with 2 threads, 0.02 ms with 1).
+        threads = str(threads_per_stage)
+        stage_env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
+                         MKL_NUM_THREADS=threads)
         procs[name] = subprocess.Popen(cmd, stdout=None, stderr=err, env=stage_env)
 
     interrupted = False

@@ -28,7 +28,7 @@ import os
 import shutil
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +240,11 @@ class ReplayDataset:
             raise _fail(self.path, f"{rel!r} is not a valid .npy file ({e})", _REMEDY) from None
 
     # ------------------------------------------------------------------ accessors
+    @property
+    def root(self) -> Path:
+        """The dataset folder (same as :attr:`path`)."""
+        return self.path
+
     @property
     def runs(self) -> list[str]:
         """Run names in acquisition order, e.g. ``['run-01', 'run-02']``."""
@@ -550,10 +555,3 @@ class DatasetWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None and not self._finalized:
             self.finalize()
-
-
-def meta_dict(meta: DatasetMeta) -> dict[str, Any]:
-    """``DatasetMeta`` as a JSON-ready dict."""
-    d = asdict(meta)
-    d["shape"] = list(meta.shape)
-    return d

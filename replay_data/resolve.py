@@ -53,18 +53,17 @@ def list_datasets(home: str | os.PathLike | None = None) -> list[str]:
     )
 
 
-def _check_name(name: object) -> str:
-    if (
-        not isinstance(name, str)
-        or not name
-        or name.startswith(".")
-        or any(c in name for c in "/\\")
-    ):
-        raise ConfigError(
-            f"'replay' must be a dataset name such as 'subj01' (no path separators, not "
-            f"starting with '.'), got {name!r}"
+def _is_path(name: str) -> bool:
+    return any(c in name for c in "/\\") or name.startswith(("~", "."))
+
+
+def _notice(ds: ReplayDataset, log: Callable[[str], object]) -> ReplayDataset:
+    if ds.meta.simulated:
+        log(
+            f"replay dataset {ds.meta.name!r} is SIMULATED (made by mindeye-rt's simulator, "
+            f"not recorded from a person): {ds.path}"
         )
-    return name
+    return ds
 
 
 def resolve_replay(
@@ -78,7 +77,8 @@ def resolve_replay(
 
     Parameters
     ----------
-    name : dataset name, e.g. ``"subj01"``.
+    name : dataset name, e.g. ``"subj01"``, or the path of a dataset folder (anything with a
+        path separator or starting with ``.`` or ``~``).
     home : data home override (default :func:`replay_data.home.data_home`).
     progress : show progress bars while generating.
     log : where user-facing notices go (one string per call).
@@ -93,18 +93,17 @@ def resolve_replay(
         No dataset ``name`` exists and ``name`` is not a simulation preset, or the existing
         folder is broken.
     """
-    name = _check_name(name)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"'replay' must be a dataset name such as 'subj01' or a path, got {name!r}"
+        )
+    if _is_path(name):
+        return _notice(ReplayDataset.open(Path(name).expanduser()), log)
     root = datasets_dir(home)
     path = root / name
     if (path / "dataset.json").is_file():
         if _is_complete(path) or name not in PRESETS:
-            ds = ReplayDataset.open(path)  # raises DatasetError naming what is wrong
-            if ds.meta.simulated:
-                log(
-                    f"replay dataset {name!r} is SIMULATED (made by mindeye-rt's simulator, "
-                    f"not recorded from a person): {path}"
-                )
-            return ds
+            return _notice(ReplayDataset.open(path), log)  # DatasetError names what is wrong
         log(f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again")
     elif path.exists() and any(path.iterdir()):
         raise DatasetError(

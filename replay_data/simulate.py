@@ -106,10 +106,10 @@ class SimulationConfig:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ConfigError(f"'name' must be a non-empty folder name, got {self.name!r}")
         num(self.seed, "seed", minimum=0, integer=True)
-        if len(self.shape) != 3:
+        if not isinstance(self.shape, (tuple, list)) or len(self.shape) != 3:
             raise ConfigError(f"'shape' must be 3 integers (X, Y, Z), got {self.shape!r}")
-        for s in self.shape:
-            num(s, "shape", minimum=8, integer=True)
+        shape = tuple(int(num(s, "shape", minimum=8, integer=True)) for s in self.shape)
+        object.__setattr__(self, "shape", shape)
         num(self.voxel_size, "voxel_size", minimum=0, strict_min=True, unit="mm")
         num(self.n_roi, "n_roi", minimum=1, integer=True)
         num(self.tr, "tr", minimum=0, strict_min=True, unit="seconds")
@@ -136,7 +136,7 @@ class SimulationConfig:
         num(self.hrf_peak_sd, "hrf_peak_sd", minimum=0, maximum=2, unit="seconds")
         num(self.drift_pct, "drift_pct", minimum=0, maximum=20, unit="%")
         num(self.ar1_rho, "ar1_rho", minimum=0, maximum=0.95)
-        check_choice(self.embedder, "embedder", ("tiny-random", "ViT-L-14"))
+        check_choice(self.embedder, "embedder", ("tiny-random",))  # needs no weights file
         num(self.image_size, "image_size", minimum=32, integer=True)
         if self.image_size % 8:
             raise ConfigError(f"'image_size' must be a multiple of 8, got {self.image_size}")
@@ -195,9 +195,6 @@ class SimulationConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown simulation options {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        if "shape" in d:
-            d["shape"] = tuple(d["shape"])
         return cls(**d)
 
 
@@ -271,7 +268,7 @@ def make_geometry(shape: tuple[int, int, int], n_roi: int, rng: np.random.Genera
 
     x, y, z = (mni[:, k].reshape(shape) for k in range(3))
     cerebellum = (z < -20) | ((y < -40) & (np.abs(x) < 25) & (z < -5))
-    candidate = inside & (gm >= 0.5) & ~cerebellum & (baseline > 0)
+    candidate = inside & (gm >= 0.5) & ~cerebellum
     n_cand = int(candidate.sum())
     if n_roi > n_cand:
         raise ConfigError(
@@ -498,7 +495,7 @@ def simulate_run(
     T, V = config.n_volumes, len(baseline)
     t = np.arange(T) * config.tr
     u = 2 * t / t[-1] - 1
-    period = rng.uniform(60, 150)
+    period = rng.uniform(100, 250)
     basis = np.stack(
         [u, 1.5 * u**2 - 0.5, np.sin(2 * np.pi * t / period), np.cos(2 * np.pi * t / period)], 1
     )
