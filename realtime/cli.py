@@ -76,7 +76,7 @@ def cmd_simulate(args) -> int:
     if (out / "dataset.json").exists() and not args.force:
         print(f"{out} already holds a dataset; pass --force to overwrite it", file=sys.stderr)
         return 2
-    ds = simulate_subject(out, cfg, progress=True)
+    ds = simulate_subject(out, cfg, progress=True, overwrite=args.force)
     print(f"simulated subject {cfg.name!r} written to {ds.root}")
     return 0
 

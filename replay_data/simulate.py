@@ -15,7 +15,9 @@ image (retinotopic: hemisphere -> hemifield, distance from the occipital pole ->
 embedder's CLIP tokens.  ``l_v`` (the semantic share) grows from posterior (0.15) to anterior /
 ventral (0.85).  The weights come from the seed and are never written to the dataset.
 The amplitude scales a 3 s boxcar convolved with a double-gamma HRF whose time-to-peak varies
-per voxel; slow drift and AR(1) noise are added to every brain voxel.
+per voxel (the GLM's canonical HRF peaks at 5 s, so there is a realistic mismatch); slow
+drift and AR(1) noise are added to every brain voxel (non-ROI voxels get baseline, drift and
+noise only).  No head motion.
 
 SNR definition: for a voxel of median gain (``g_v = 1``), ``snr`` = std across images of the
 evoked peak (``signal_pct``) / std of the per-TR noise.  The noise std is therefore
@@ -31,23 +33,24 @@ parameter              subj01 default     meaning
 =====================  =================  ==================================================
 shape, voxel_size      81x104x83, 1.8 mm  volume grid (NSD func1pt8mm)
 n_roi                  15724              ROI voxels (nsdgeneral of NSD subj01)
-tr, n_volumes          1.6 s, 188         per run (300.8 s)
+tr, n_volumes          1.6 s, 188         per run (300.8 s): 72 slots of 4 s, lead-out >= 8 s
 lead_in_s              3.0 s              blank before the first trial slot
 image_s, gap_s         3.0 s, 1.0 s       trial slot = image + gap (onsets 4 s apart)
 trials_per_run         62                 image trials per run; other slots are blank
 n_test_images          50                 test images, each shown test_reps times
-test_reps              3                  repeats spread over different runs
+test_reps              3                  repeats in different runs (3 test runs, 36 fillers)
 n_train_images         1500               training images, each shown 1-3 times
 n_train_trials         3000               training trials (-> 49 ROI-only runs)
 snr                    0.5                see SNR definition above
 signal_pct             1.0 %              std across images of the evoked peak (g_v = 1)
 mean_response_pct      1.5 %              image-independent visual response (g_v = 1)
 gain_sd                0.4                log-normal sd of the per-voxel gain g_v
-n_semantic             64                 CLIP-token principal components encoded
-hrf_peak_mean / _sd    5.5 s / 0.6 s      per-voxel HRF time to peak
-drift_pct              1.0 %              sd of each drift term (linear, quadratic, sinusoid)
-ar1_rho                0.3                lag-1 autocorrelation of the noise
-baseline               ~1000 a.u.         GM 1050, WM 850, CSF 1300, x smooth bias field
+n_semantic             64                 CLIP-token principal components encoded (whitened)
+hrf_peak_mean / _sd    5.5 s / 0.6 s      per-voxel HRF time to peak (clipped at +-3 sd)
+drift_pct              1.0 %              sd of each drift term (linear, quadratic, sinusoid
+                                          of period 100-250 s); half shared by all voxels
+ar1_rho                0.3                lag-1 autocorrelation of the per-TR noise
+baseline               ~1000 a.u.         GM 1050, WM 850, CSF 1300, x bias field, 0 outside
 embedder               tiny-random        image embedder of the semantic features
 =====================  =================  ==================================================
 """

@@ -8,6 +8,10 @@ import os
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# One BLAS/OpenMP thread: on a shared 2-core machine a multi-threaded call whose second thread
+# waits for a busy core stalls for a scheduler slice (see realtime/pipeline.py).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 os.environ["MINDEYE_RT_RAISE"] = "1"
 
 _ports = itertools.count(21000 + 50 * (os.getpid() % 400))

@@ -11,14 +11,30 @@ STAGE_NAMES = ("source", "preprocess", "estimate", "decode", "recorder")
 
 _LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
 
+#: the options each stage takes (besides its links)
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "source": ("dataset", "runs", "speed", "max_volumes", "drop_volumes"),
+    "preprocess": ("mask",),
+    "estimate": ("n_voxels", "decode_delay", "window"),
+    "decode": ("checkpoint", "dataset", "bank_ids", "device", "clip_weights", "cache_dir", "top_k"),
+    "recorder": ("out_dir", "print_trials"),
+}
+
 
 def build_stage(name: str, spec: dict[str, Any]) -> Stage:
     """Build stage ``name`` from ``spec`` (its addresses and options, all JSON values).
 
     The decode stage loads its model checkpoint and image bank here, before it starts.
     """
+    if name not in OPTIONS:
+        raise ConfigError(f"stage name must be one of {list(STAGE_NAMES)}, got {name!r}")
     spec = dict(spec)
     links = {k: spec.pop(k) for k in _LINK_KEYS if k in spec}
+    unknown = sorted(set(spec) - set(OPTIONS[name]))
+    if unknown:
+        raise ConfigError(
+            f"stage {name!r} does not take option(s) {unknown}; it takes {list(OPTIONS[name])}"
+        )
 
     def take(key: str, default: Any = ConfigError) -> Any:
         if key in spec:
@@ -61,10 +77,8 @@ def build_stage(name: str, spec: dict[str, Any]) -> Stage:
         from realtime.stages.recorder import RecorderStage
 
         stage = RecorderStage(take("out_dir"), print_trials=take("print_trials", True), **links)
-    else:
-        raise ConfigError(f"stage name must be one of {list(STAGE_NAMES)}, got {name!r}")
-    if spec:
-        raise ConfigError(f"stage {name!r} does not take option(s) {sorted(spec)}")
+    else:  # pragma: no cover - OPTIONS and this chain name the same stages
+        raise AssertionError(name)
     return stage
 
 
