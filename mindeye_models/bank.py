@@ -33,7 +33,8 @@ class ImageBank:
         if ids.dtype.kind not in "iu":
             raise ConfigError(f"'ids' must be integers, got dtype {ids.dtype}")
         ids = ids.astype(np.int64)
-        tokens = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, torch.Tensor) else tokens)
+        if not isinstance(tokens, torch.Tensor):
+            tokens = torch.from_numpy(np.asarray(tokens, dtype=np.float32))
         if tokens.ndim != 3 or len(tokens) != len(ids):
             raise ConfigError(
                 f"'tokens' must be (N={len(ids)}, T, D) to match 'ids', got shape "
@@ -125,8 +126,10 @@ class ImageBank:
 
         path = Path(path)
         if not path.is_file():
-            raise WeightsError(f"image bank file {str(path)!r} does not exist: build it with "
-                               "ImageBank.build(images, ids, embedder, cache_dir=...)")
+            raise WeightsError(
+                f"image bank file {str(path)!r} does not exist: build it with "
+                "ImageBank.build(images, ids, embedder, cache_dir=...)"
+            )
         try:
             data = load_file(str(path))
             return cls(data["ids"].numpy(), data["tokens"])

@@ -48,9 +48,7 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def save_checkpoint(
-    model: MindEye, path: str | Path, extra: dict[str, Any] | None = None
-) -> Path:
+def save_checkpoint(model: MindEye, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to ``path`` (``.safetensors``) and its JSON sidecar.
 
     Parameters

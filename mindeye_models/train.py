@@ -169,7 +169,7 @@ def _top1(preds: torch.Tensor, targets: torch.Tensor) -> float:
     return (sims.argmax(-1) == torch.arange(len(sims), device=sims.device)).float().mean().item()
 
 
-def _validate(model, val, phase, temp, cfg) -> tuple[float, float]:
+def _validate(model: MindEye, val: tuple[Any, Any], phase: str, temp: float) -> tuple[float, float]:
     """Loss and top-1 (within chunks of 300 trials, as MindEye reports) on held-out data."""
     voxels, targets = val
     losses, hits, n = [], 0.0, 0
@@ -234,9 +234,7 @@ def train_mindeye(
     model.to(device)
     model.fit_input_normalization(voxels)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.max_lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: one_cycle(s, total, warmup)
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: one_cycle(s, total, warmup))
     rng = np.random.default_rng(cfg.seed)
     history: dict[str, Any] = {k: [] for k in ("epoch", "phase", "temperature", "lr", "loss")}
     history.update(train_top1=[], seconds=[], config=asdict(cfg), n_train=n)
@@ -258,7 +256,9 @@ def train_mindeye(
                 idx = order[b * bs : (b + 1) * bs]
                 x, y = _rows(voxels, idx, device), _rows(targets, idx, device)
                 if phase == "bimixco":
-                    x, perm, w = mixco(x, beta=cfg.mixco_beta, select_frac=cfg.mixco_select, rng=rng)
+                    x, perm, w = mixco(
+                        x, beta=cfg.mixco_beta, select_frac=cfg.mixco_select, rng=rng
+                    )
                     tokens, proj = model(x)
                     loss = mixco_nce(proj, y, temperature=temp, perm=perm, weights=w)
                     y_bb = y * w[:, None, None] + y[perm] * (1 - w[:, None, None])
@@ -287,7 +287,7 @@ def train_mindeye(
             history["train_top1"].append(top1_sum / steps_per_epoch)
             post = {"loss": f"{loss_sum / steps_per_epoch:.3f}", "phase": phase}
             if val is not None:
-                vl, vt = _validate(model, val, phase, temp, cfg)
+                vl, vt = _validate(model, val, phase, temp)
                 history["val_loss"].append(vl)
                 history["val_top1"].append(vt)
                 post["val_top1"] = f"{vt:.2f}"

@@ -26,7 +26,8 @@ knob that scales the noise.
 
 Training data are per-trial responses like NSD betas: ROI-only runs simulated the same way,
 z-scored per run (:func:`realtime.normalize.zscore_run`) and fitted with
-:func:`realtime.glm.lss_betas`, so they share the scale of the real-time estimates.
+:func:`realtime.glm.lss_betas` using its default ridge-LSA estimator (the same family as the
+real-time :class:`realtime.glm.OnlineLSS`), so they share the scale of the real-time estimates.
 
 =====================  =================  ==================================================
 parameter              subj01 default     meaning
@@ -41,7 +42,7 @@ n_test_images          50                 test images, each shown test_reps time
 test_reps              3                  repeats in different runs (3 test runs, 36 fillers)
 n_train_images         1500               training images, each shown 1-3 times
 n_train_trials         3000               training trials (-> 49 ROI-only runs)
-snr                    0.5                see SNR definition above
+snr                    0.3                see SNR definition above
 signal_pct             1.0 %              std across images of the evoked peak (g_v = 1)
 mean_response_pct      1.5 %              image-independent visual response (g_v = 1)
 gain_sd                0.4                log-normal sd of the per-voxel gain g_v
@@ -92,7 +93,7 @@ class SimulationConfig:
     test_reps: int = 3
     n_train_images: int = 1500
     n_train_trials: int = 3000
-    snr: float = 0.5
+    snr: float = 0.3
     signal_pct: float = 1.0
     mean_response_pct: float = 1.5
     gain_sd: float = 0.4
@@ -644,7 +645,7 @@ def simulate_subject(
         Y = simulate_run(config, roi_base, enc, events, None, rng)
         onsets = [e.onset for e in events]
         durations = [e.duration for e in events]
-        betas.append(lss_betas(zscore_run(Y), onsets, durations, config.tr))
+        betas.append(lss_betas(zscore_run(Y), onsets, durations, config.tr, method="lsa"))
         ids += [e.image_id for e in events]
         runs += [k + 1] * len(events)
         reps += [e.repetition for e in events]

@@ -17,8 +17,11 @@ from realtime.pipeline import run_stream
 def tiny_dataset(tmp_path_factory):
     from replay_data.simulate import SimulationConfig, simulate_subject
 
+    # Less noise and more test images than the tiny preset: 10-way retrieval from 400
+    # training trials, so "far above chance" is a real margin in a test of seconds.
     root = tmp_path_factory.mktemp("tiny") / "datasets" / "tiny"
-    return simulate_subject(root, SimulationConfig.tiny(), progress=False)
+    cfg = SimulationConfig.tiny(snr=4.0, n_test_images=10)
+    return simulate_subject(root, cfg, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def tiny_model(tiny_dataset, tmp_path_factory):
     from mindeye_models.demo import ensure_demo_model
 
     return ensure_demo_model(tiny_dataset, models_dir=tmp_path_factory.mktemp("models"),
-                             preset="tiny", progress=False)
+                             preset="tiny", epochs=30, progress=False)
 
 
 def _expected_volumes(ds):

@@ -179,11 +179,13 @@ def test_ensure_demo_model_trains_once_and_reuses_the_checkpoint(tmp_path, monke
     # Other training data -> another checkpoint (so training is attempted).
     changed = FakeDataset(seed=1)
     with pytest.raises(AssertionError, match="must not be retrained"):
-        demo.ensure_demo_model(changed, models_dir=tmp_path, preset="tiny", epochs=2,
-                               progress=False)
+        demo.ensure_demo_model(
+            changed, models_dir=tmp_path, preset="tiny", epochs=2, progress=False
+        )
     with pytest.raises(AssertionError, match="must not be retrained"):
-        demo.ensure_demo_model(ds, models_dir=tmp_path, preset="tiny", epochs=2,
-                               progress=False, force=True)
+        demo.ensure_demo_model(
+            ds, models_dir=tmp_path, preset="tiny", epochs=2, progress=False, force=True
+        )
 
 
 def test_ensure_demo_model_rejects_a_bad_preset(tmp_path):
