@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import asdict
 from collections.abc import Callable
 from pathlib import Path
 
 from realtime.errors import ConfigError, DatasetError
 from replay_data.dataset import ReplayDataset
 from replay_data.home import datasets_dir
-from replay_data.simulate import PRESETS, simulate_subject
+from replay_data.simulate import PRESETS, SIMULATOR_VERSION, simulate_subject
 
 __all__ = ["list_datasets", "resolve_replay", "simulation_presets"]
 
@@ -51,6 +52,28 @@ def list_datasets(home: str | os.PathLike | None = None) -> list[str]:
         for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(".") and _is_complete(p)
     )
+
+
+_BUILTIN_MARK = ".builtin-preset"
+
+
+def _stale_builtin(path: Path, name: str) -> str | None:
+    """Why an auto-generated built-in subject no longer matches this build's preset (or None).
+
+    Only datasets that :func:`resolve_replay` generated itself (marked) are ever replaced; a
+    dataset a user made or converted under the same name is left alone.
+    """
+    if name not in PRESETS or not (path / _BUILTIN_MARK).is_file():
+        return None
+    try:
+        params = json.loads((path / "dataset.json").read_text()).get("params", {})
+    except (OSError, ValueError):
+        return "unreadable dataset.json"
+    if params.get("simulator_version") != SIMULATOR_VERSION:
+        return f"simulator version {params.get('simulator_version')} != {SIMULATOR_VERSION}"
+    current = asdict(PRESETS[name]())
+    changed = sorted(k for k, v in current.items() if json.loads(json.dumps(v)) != params.get(k))
+    return f"changed parameters {changed}" if changed else None
 
 
 def _is_path(name: str) -> bool:
@@ -102,9 +125,14 @@ def resolve_replay(
     root = datasets_dir(home)
     path = root / name
     if (path / "dataset.json").is_file():
-        if _is_complete(path) or name not in PRESETS:
+        stale = _stale_builtin(path, name)
+        if (_is_complete(path) and not stale) or name not in PRESETS:
             return _notice(ReplayDataset.open(path), log)  # DatasetError names what is wrong
-        log(f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again")
+        if stale:
+            log(f"the built-in simulated {name!r} in {path} was made by another simulator "
+                f"version or preset ({stale}); generating it again")
+        else:
+            log(f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again")
     elif path.exists() and any(path.iterdir()):
         raise DatasetError(
             f"{str(path)!r} exists but holds no 'dataset.json': it is not a replay dataset; "
@@ -128,7 +156,8 @@ def resolve_replay(
     tmp = root / f".{name}.generating-{os.getpid()}"
     try:
         simulate_subject(tmp, config, progress=progress, overwrite=True)
-        if path.exists() and not _is_complete(path):
+        (tmp / _BUILTIN_MARK).write_text(name)
+        if path.exists() and (not _is_complete(path) or _stale_builtin(path, name)):
             shutil.rmtree(path)
         try:
             os.rename(tmp, path)

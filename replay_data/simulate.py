@@ -74,6 +74,9 @@ from replay_data.stimuli import StimulusSet, make_stimuli, pixel_features
 __all__ = ["SimulationConfig", "SimulatedSubject", "build_subject", "simulate_subject", "PRESETS"]
 
 
+#: Bumped whenever the generative model changes, so a cached built-in subject is regenerated.
+SIMULATOR_VERSION = 2
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Parameters of a simulated subject (see the module docstring's table)."""
@@ -608,6 +611,7 @@ def simulate_subject(
         snr_definition="std across images of the evoked peak / std of per-TR noise "
         "(median-gain ROI voxel)",
         generator="replay_data.simulate",
+        simulator_version=SIMULATOR_VERSION,
     )
     bar = tqdm(
         total=len(subj.test_runs) + len(subj.train_runs),
