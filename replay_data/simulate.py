@@ -42,7 +42,7 @@ n_test_images          50                 test images, each shown test_reps time
 test_reps              3                  repeats in different runs (3 test runs, 36 fillers)
 n_train_images         1500               training images, each shown 1-3 times
 n_train_trials         3000               training trials (-> 49 ROI-only runs)
-snr                    0.3                see SNR definition above
+snr                    0.4                see SNR definition above
 signal_pct             1.0 %              std across images of the evoked peak (g_v = 1)
 mean_response_pct      1.5 %              image-independent visual response (g_v = 1)
 gain_sd                0.4                log-normal sd of the per-voxel gain g_v
@@ -96,7 +96,7 @@ class SimulationConfig:
     test_reps: int = 3
     n_train_images: int = 1500
     n_train_trials: int = 3000
-    snr: float = 0.3
+    snr: float = 0.4
     signal_pct: float = 1.0
     mean_response_pct: float = 1.5
     gain_sd: float = 0.4

@@ -92,6 +92,7 @@ class ReplaySource(Stage):
                     "affine": affine,
                     "n_trials": len(events),
                     "dataset": self.dataset.meta.name,
+                    "dataset_path": str(self.dataset.root),
                     "simulated": bool(self.dataset.meta.simulated),
                 },
                 t={"source.sent": time.time()},
