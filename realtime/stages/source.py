@@ -1,14 +1,36 @@
-"""The replay source: volumes and trial events of a replay dataset, paced at the TR."""
+"""The replay source: volumes and trial events of a replay dataset, paced at the TR.
+
+An optional control channel lets an operator console pause, resume, change the speed of, or
+stop the replay while it runs: the source binds a ZMQ REP socket at ``control_addr`` and
+answers each JSON request with a JSON reply:
+
+=========================================  ===================================================
+request                                    effect
+=========================================  ===================================================
+``{"cmd": "pause"}``                       no further volume or trial until resumed
+``{"cmd": "resume"}``                      continue where paused (no catch-up burst, no loss)
+``{"cmd": "speed", "value": 2.0}``         new replay speed (0 = as fast as possible)
+``{"cmd": "stop"}``                        end the replay cleanly: ``run_end`` then ``end``
+``{"cmd": "state"}``                       only report the state
+=========================================  ===================================================
+
+Every reply is ``{"ok": true, "cmd": ..., "state": {...}}`` or ``{"ok": false, "error": ...}``
+(bad JSON, an unknown command, a bad value); the source goes on either way.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
+import zmq
 
-from realtime.checks import check_number
-from realtime.errors import ConfigError
+from realtime.checks import check_address, check_number
+from realtime.errors import ConfigError, StageError
 from realtime.pacing import Pacer
 from realtime.stages.base import Stage
 from realtime.wire import Message
@@ -29,6 +51,8 @@ class ReplaySource(Stage):
     max_volumes : stop each run after this many volumes (None: all); for tests and demos.
     drop_volumes : ``(run, index)`` pairs never sent: a fault injection for tests that check
         that a lost volume is reported downstream.
+    control_addr : ZMQ endpoint the source binds (REP) for operator commands; None: no
+        control channel.  See the module docstring for the commands.
     """
 
     name = "source"
@@ -42,6 +66,7 @@ class ReplaySource(Stage):
         speed: float = 1.0,
         max_volumes: int | None = None,
         drop_volumes: list[tuple[str, int]] | None = None,
+        control_addr: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,8 +84,16 @@ class ReplaySource(Stage):
                 raise ConfigError(f"'runs' must name runs of the dataset {known}, got {bad}")
         self.runs = list(runs) if runs else known
         self.drop = {(r, int(i)) for r, i in (drop_volumes or [])}
-        self.pacer = Pacer(self.speed, self._stop)
+        self.pacer = Pacer(self.speed, self._stop, on_wait=self._while_waiting)
         self.sent_volumes = 0
+        self.control_addr = (
+            None if control_addr is None else check_address(control_addr, "control_addr")
+        )
+        self.current_run: str | None = None
+        self._control_thread: threading.Thread | None = None
+        self._control_ready = threading.Event()
+        self._control_error: BaseException | None = None
+        self._notices: deque[tuple[str, str]] = deque(maxlen=100)
 
     def status(self) -> dict:
         lateness = self.pacer.lateness[-50:]
@@ -68,7 +101,105 @@ class ReplaySource(Stage):
             **self.counters,
             "volumes": self.sent_volumes,
             "pacing_lateness_ms": 1e3 * float(np.max(lateness)) if lateness else 0.0,
+            **self.control_state(),
+            "dataset_path": str(self.dataset.root),
         }
+
+    def control_state(self) -> dict:
+        """What a control reply reports: run, pause, speed, whether a stop was asked for."""
+        return {
+            "run": self.current_run,
+            "paused": self.pacer.paused,
+            "speed": self.pacer.speed,
+            "stopping": self.pacer.halted,
+            "volumes": self.sent_volumes,
+        }
+
+    # -- the control channel -----------------------------------------------------------------
+    def start(self) -> ReplaySource:
+        """Bind the control socket (if any) and start replaying."""
+        if self.control_addr is not None and self._control_thread is None:
+            self._control_thread = threading.Thread(
+                target=self._control_main, name="source-control", daemon=True
+            )
+            self._control_thread.start()
+            self._control_ready.wait(10)
+            if self._control_error is not None:
+                self._control_thread.join(5)
+                raise StageError(
+                    f"source failed to open its control channel: {self._control_error}"
+                ) from self._control_error
+        super().start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop replaying at once (no ``end``; use the ``stop`` command for a clean end)."""
+        try:
+            super().stop(timeout)
+        finally:
+            if self._control_thread is not None:
+                self._control_thread.join(timeout)
+
+    def _control_main(self) -> None:
+        sock = self._ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(self.control_addr)
+        except zmq.ZMQError as err:  # reported through start()
+            sock.close(0)
+            self._control_error = StageError(
+                f"cannot bind 'control_addr' {self.control_addr!r}: {err} (is another session "
+                "using this port? pick another address)"
+            )
+            self._control_ready.set()
+            return
+        self._control_ready.set()
+        try:
+            while not self._stop.is_set():
+                worker = self._thread
+                if worker is not None and not worker.is_alive():
+                    break  # the replay is over: nothing left to control
+                if not sock.poll(50):
+                    continue
+                frames = sock.recv_multipart()
+                reply = self.command(frames[0] if len(frames) == 1 else None)
+                sock.send(json.dumps(reply).encode())
+        finally:
+            sock.close()
+
+    def command(self, request: bytes | str | dict | None) -> dict:
+        """Apply one control request (JSON bytes or a dict); returns the reply dict.
+
+        Thread-safe: the control thread calls it while the replay thread waits.
+        """
+        try:
+            cmd, value = _parse_command(request)
+        except ConfigError as err:
+            self._notices.append(("warning", f"control request refused: {err}"))
+            return {"ok": False, "error": str(err)}
+        if cmd == "pause":
+            self.pacer.pause()
+        elif cmd == "resume":
+            self.pacer.resume()
+        elif cmd == "speed":
+            self.speed = self.pacer.set_speed(value)
+        elif cmd == "stop":
+            self.pacer.halt()
+        if cmd != "state":
+            shown = f" {value:g}" if cmd == "speed" else ""
+            self._notices.append(("info", f"operator: {cmd}{shown}"))
+        return {"ok": True, "cmd": cmd, "state": self.control_state()}
+
+    def _while_waiting(self) -> None:
+        """On the replay thread, while the pacer waits (also while paused)."""
+        self._flush_notices()
+        self._maybe_status()
+
+    def _flush_notices(self) -> None:
+        while self._notices:
+            level, text = self._notices.popleft()
+            self.log.info(text)
+            self._publish_log(level, text)
 
     def handle(self, msg: Message):  # a source has no input
         return ()
@@ -77,9 +208,14 @@ class ReplaySource(Stage):
         tr = float(self.dataset.meta.tr)
         affine = np.asarray(self.dataset.affine, float).tolist()
         for run in self.runs:
+            if self.pacer.halted:
+                break
+            self.current_run = run
             data = self.dataset.load_run(run)  # (X, Y, Z, T) float32, loaded before pacing
-            n_vols = data.shape[-1] if self.max_volumes is None else min(
-                data.shape[-1], self.max_volumes
+            n_vols = (
+                data.shape[-1]
+                if self.max_volumes is None
+                else min(data.shape[-1], self.max_volumes)
             )
             events = [e for e in self.dataset.events(run) if e.onset < n_vols * tr]
             yield Message(
@@ -100,9 +236,11 @@ class ReplaySource(Stage):
             self.pacer.restart()
             timeline = [(e.onset, 0, e) for e in events] + [(k * tr, 1, k) for k in range(n_vols)]
             timeline.sort(key=lambda item: (item[0], item[1]))
+            next_index = 0
             for data_time, kind, item in timeline:
+                self._flush_notices()
                 if not self.pacer.wait_until(data_time):
-                    return
+                    break
                 now = time.time()
                 if kind == 0:
                     yield Message(
@@ -123,6 +261,7 @@ class ReplaySource(Stage):
                     continue
                 vol = np.ascontiguousarray(data[..., item], dtype=np.float32)
                 self.sent_volumes += 1
+                next_index = item + 1
                 yield Message(
                     "volume",
                     run=run,
@@ -132,5 +271,46 @@ class ReplaySource(Stage):
                     buffers={"volume": vol},
                 )
             del data
-            yield Message("run_end", run=run, meta={"n_volumes": n_vols}, t={"source.sent": time.time()})
-        yield Message("end", meta={"runs": self.runs}, t={"source.sent": time.time()})
+            if self._stop.is_set():
+                return  # stop(): no end message (the stages are being stopped too)
+            meta = {"n_volumes": n_vols}
+            if self.pacer.halted:  # the operator's stop: end the run where it is
+                meta.update(stopped=True, n_volumes_sent=next_index)
+            yield Message("run_end", run=run, meta=meta, t={"source.sent": time.time()})
+        self._flush_notices()
+        meta = {"runs": self.runs}
+        if self.pacer.halted:
+            meta["stopped"] = True
+        yield Message("end", meta=meta, t={"source.sent": time.time()})
+
+
+_COMMANDS = ("pause", "resume", "speed", "stop", "state")
+
+
+def _parse_command(request: bytes | str | dict | None) -> tuple[str, float | None]:
+    """Validate a control request; returns ``(cmd, value)`` or raises ConfigError."""
+    if request is None:
+        raise ConfigError("a control request must be one frame of JSON; send one frame")
+    if isinstance(request, (bytes, bytearray, memoryview, str)):
+        try:
+            request = json.loads(bytes(request) if not isinstance(request, str) else request)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(
+                f'a control request must be JSON like {{"cmd": "pause"}}, got invalid JSON ({err})'
+            ) from None
+    if not isinstance(request, dict):
+        raise ConfigError(f"a control request must be a JSON object, got {request!r}")
+    cmd = request.get("cmd")
+    if cmd not in _COMMANDS:
+        raise ConfigError(f"'cmd' must be one of {list(_COMMANDS)}, got {cmd!r}")
+    extra = sorted(set(request) - {"cmd", "value"})
+    if extra:
+        raise ConfigError(f"a control request has only 'cmd' and 'value', got also {extra}")
+    value = request.get("value")
+    if cmd == "speed":
+        if value is None or isinstance(value, bool):
+            raise ConfigError("'speed' needs a 'value': the replay speed (1 real time, 0 max)")
+        value = float(check_number(value, "speed", minimum=0.0))
+    elif value is not None:
+        raise ConfigError(f"command {cmd!r} takes no 'value', got {value!r}")
+    return cmd, value

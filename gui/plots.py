@@ -1,0 +1,201 @@
+"""Time-series plots of the console: ROI signal over the trial timeline, and latency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from gui.qt import COLORS, SERIES_COLORS
+from gui.state import LATENCY_SPANS, Snapshot, TrialInfo
+
+BASELINE_TRS = 10  # the ROI trace is % change from the mean of a run's first TRs
+
+TRIAL_COLORS = {
+    "pending": "#5a6270",
+    "decoding": "#4aa3ff",
+    "hit": COLORS["ok"],
+    "miss": COLORS["error"],
+    "unscored": "#8b93a3",
+}
+
+
+def trial_state(trial: TrialInfo) -> str:
+    """``pending`` (not yet decoded), ``hit``/``miss`` (top-1), or ``unscored``."""
+    if not trial.decoded:
+        return "pending"
+    if trial.rank is None:
+        return "unscored"
+    return "hit" if trial.rank == 1 else "miss"
+
+
+def percent_change(values: np.ndarray, baseline_n: int = BASELINE_TRS) -> np.ndarray:
+    """(n,) values -> % change from the mean of the first ``baseline_n`` (stable once full)."""
+    if values.size == 0:
+        return values
+    base = float(np.mean(values[:baseline_n]))
+    if base == 0:
+        return values - values[0]
+    return 100.0 * (values / base - 1.0)
+
+
+def _style_plot(plot: pg.PlotItem, left: str, bottom: str | None) -> None:
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setPen(COLORS["border"])  # before the labels: setPen recolours them
+        axis.setTextPen(COLORS["muted"])
+        axis.enableAutoSIPrefix(False)
+    style = {"color": COLORS["muted"], "font-size": "9pt"}
+    plot.setLabel("left", left, **style)
+    if bottom:
+        plot.setLabel("bottom", bottom, **style)
+
+
+class LogAxis(pg.AxisItem):
+    """A log-scale axis labelled in plain numbers at 1, 2 and 5 per decade (not 2·10¹)."""
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        out = []
+        for v in values:
+            x = 10 ** float(v)
+            lead = round(x / 10 ** np.floor(np.log10(x)), 6) if x > 0 else 0
+            out.append(f"{x:g}" if lead in (1, 2, 5) else "")
+        return out
+
+
+def _legend_html(title: str, items: dict[str, str]) -> str:
+    chips = "&nbsp;&nbsp;".join(
+        f"<span style='color:{color}'>■</span>&nbsp;{name}" for name, color in items.items()
+    )
+    return f"{title}&nbsp;&nbsp;&nbsp;{chips}"
+
+
+class SignalPlots(pg.GraphicsLayoutWidget):
+    """ROI mean signal per TR (top) over the run's trial timeline (bottom), x in seconds."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.ci.setContentsMargins(4, 4, 8, 4)
+        self.trace_plot = self.addPlot(row=0, col=0)
+        _style_plot(self.trace_plot, "ROI mean (% change)", None)
+        self.trace_plot.setTitle("ROI mean signal", color=COLORS["muted"], size="9pt")
+        self.trace = self.trace_plot.plot(pen=pg.mkPen(COLORS["accent"], width=1.5))
+        self.now_lines = []
+        self.timeline = self.addPlot(row=1, col=0)
+        _style_plot(self.timeline, "trials", "time in run (s)")
+        states = {k: TRIAL_COLORS[k] for k in ("hit", "miss", "unscored", "pending")}
+        self.timeline.setTitle(
+            _legend_html("Trial timeline (bar: stimulus · ▼: decode point)", states),
+            color=COLORS["muted"],
+            size="9pt",
+        )
+        self.timeline.setXLink(self.trace_plot)
+        self.timeline.setYRange(-0.2, 1.8, padding=0)
+        self.timeline.getAxis("left").setTicks([[]])
+        self.timeline.setMouseEnabled(y=False)
+        self.ci.layout.setRowStretchFactor(0, 3)
+        self.ci.layout.setRowStretchFactor(1, 2)
+        self.bars = pg.BarGraphItem(x0=[], y0=[], width=[], height=[])
+        self.timeline.addItem(self.bars)
+        self.decodes = pg.ScatterPlotItem(symbol="t", size=9, pen=None)
+        self.timeline.addItem(self.decodes)
+        self.links = pg.PlotCurveItem(pen=pg.mkPen("#5a6270", width=1), connect="pairs")
+        self.timeline.addItem(self.links)
+        for plot in (self.trace_plot, self.timeline):
+            line = pg.InfiniteLine(angle=90, pen=pg.mkPen(COLORS["roi"], width=1))
+            line.setOpacity(0.7)
+            plot.addItem(line)
+            self.now_lines.append(line)
+        self._drawn = {"trace": -1, "trials": -1, "session": -1}
+
+    def update_from(self, snap: Snapshot) -> None:
+        v = snap.versions
+        if v["session"] != self._drawn["session"]:
+            self._drawn["session"] = v["session"]
+            s = snap.session
+            if s.tr and s.n_volumes:
+                self.trace_plot.setXRange(0, s.tr * s.n_volumes, padding=0.01)
+            now = None if snap.tr_index is None or not s.tr else snap.tr_index * s.tr
+            for line in self.now_lines:
+                line.setVisible(now is not None)
+                if now is not None:
+                    line.setPos(now)
+        if v["trace"] != self._drawn["trace"]:
+            self._drawn["trace"] = v["trace"]
+            self.trace.setData(snap.trace_time, percent_change(snap.trace_mean))
+        if v["trials"] != self._drawn["trials"]:
+            self._drawn["trials"] = v["trials"]
+            self._draw_trials(snap.trials)
+
+    def _draw_trials(self, trials: list[TrialInfo]) -> None:
+        if not trials:
+            self.bars.setOpts(x0=[], y0=[], width=[], height=[], brushes=[])
+            self.decodes.setData([], [])
+            self.links.setData([], [])
+            return
+        brushes = [pg.mkBrush(TRIAL_COLORS[trial_state(t)]) for t in trials]
+        self.bars.setOpts(
+            x0=[t.onset for t in trials],
+            y0=[0.0] * len(trials),
+            width=[max(t.duration, 0.2) for t in trials],
+            height=[0.8] * len(trials),
+            brushes=brushes,
+            pens=[pg.mkPen(None)] * len(trials),
+        )
+        done = [t for t in trials if t.decode_time is not None]
+        self.decodes.setData(
+            [t.decode_time for t in done],
+            [1.35] * len(done),
+            brush=[pg.mkBrush(TRIAL_COLORS[trial_state(t)]) for t in done],
+        )
+        xs, ys = [], []
+        for t in done:
+            xs += [t.onset + t.duration / 2, t.decode_time]
+            ys += [0.8, 1.25]
+        self.links.setData(xs, ys)
+
+
+class LatencyPlot(QtWidgets.QWidget):
+    """Per-stage latency (ms, log scale) over the session, with the recent medians."""
+
+    RECENT = 50
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.plot_widget = pg.PlotWidget(axisItems={"left": LogAxis("left")})
+        self.plot = self.plot_widget.getPlotItem()
+        _style_plot(self.plot, "latency (ms)", "session time (s)")
+        self.plot.setTitle("Latency per stage", color=COLORS["muted"], size="9pt")
+        self.plot.setLogMode(y=True)
+        self.curves = {}
+        for name in LATENCY_SPANS:
+            pen = pg.mkPen(SERIES_COLORS[name], width=1.4)
+            if name == "end-to-end":
+                pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+            self.curves[name] = self.plot.plot(pen=pen)
+        layout.addWidget(self.plot_widget, 1)
+        self.summary = QtWidgets.QLabel("p50 of the last 50: -")
+        self.summary.setStyleSheet(f"color: {COLORS['muted']}; padding: 0 6px;")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self._drawn = -1
+
+    def update_from(self, snap: Snapshot) -> None:
+        if snap.versions["latency"] == self._drawn:
+            return
+        self._drawn = snap.versions["latency"]
+        parts = []
+        for name, (t, ms) in snap.latency.items():
+            ok = ms > 0
+            self.curves[name].setData(t[ok], ms[ok])
+            if ms.size:
+                parts.append(
+                    f"<span style='color:{SERIES_COLORS[name]}'>{name}</span> "
+                    f"{np.median(ms[-self.RECENT :]):.1f}"
+                )
+        self.summary.setText("p50 ms (last 50):  " + "  ·  ".join(parts) if parts else "p50: -")

@@ -1,0 +1,160 @@
+"""The console's telemetry receiver: a background thread from the hub into the model.
+
+It subscribes (ZMQ SUB, small high-water mark) to the session's telemetry hub, reads on its
+own thread, and hands batches to :meth:`gui.model.SessionModel.feed_many`.  The pipeline never
+waits on it: the hub and the stages publish without blocking and drop what a slow subscriber
+cannot take.  When the receiver itself falls behind it skips to the newest state: of the
+volumes waiting in a batch only the newest is shown (the skipped ones are counted).  A hub
+that restarts is reconnected to by ZMQ; a new session is recognised by the model.  Frames that
+fail validation are logged and skipped.
+
+Errors in the model are logged and the thread goes on; with ``MINDEYE_RT_RAISE=1`` (the test
+suite) the first one is re-raised by :meth:`Receiver.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import traceback
+
+import zmq
+
+from gui.model import SessionModel
+from realtime import transport
+from realtime.checks import check_address
+from realtime.errors import StageError, WireError
+from realtime.wire import Message, decode
+
+log = logging.getLogger("mindeye_rt.console")
+
+BATCH = 500  # most messages taken per wake-up
+POLL_MS = 100
+#: kinds of which only the newest of a batch matters (the display shows the latest one)
+LATEST_ONLY = frozenset({"volume"})
+
+
+class Receiver:
+    """Reads telemetry from ``addr`` into ``model`` on a daemon thread.
+
+    Parameters
+    ----------
+    addr : the telemetry hub's output endpoint (``StreamConfig.addresses()["telemetry"]``).
+    model : where messages go (anything with ``feed_many``, ``note_skipped`` and
+        ``note_bad_frame``).
+    topics : message kinds to subscribe to (default: all).
+    context : ZMQ context (default: the process-wide one).
+    """
+
+    def __init__(
+        self,
+        addr: str,
+        model: SessionModel,
+        *,
+        topics: tuple[str, ...] = ("",),
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.addr = check_address(addr, "telemetry")
+        self.model = model
+        self.topics = tuple(topics)
+        self._ctx = context or zmq.Context.instance()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.received = 0
+        self.skipped = 0
+        self.bad = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Receiver:
+        """Connect and start reading; returns once the socket is up."""
+        if self._thread is not None:
+            raise StageError("the telemetry receiver was already started")
+        self._thread = threading.Thread(target=self._main, name="console-receiver", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise StageError(f"cannot subscribe to telemetry at {self.addr!r}: {self._error}")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading and close the socket (re-raises a worker error in test mode)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._error is not None and os.environ.get("MINDEYE_RT_RAISE") == "1":
+            raise self._error
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the thread --------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            sock = transport.display_subscriber(self._ctx, self.addr, self.topics)
+        except zmq.ZMQError as err:
+            self._error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(POLL_MS):
+                    continue
+                batch = self._drain(sock)
+                if batch:
+                    self._deliver(batch)
+        finally:
+            sock.close(0)
+
+    def _drain(self, sock: zmq.Socket) -> list[Message]:
+        """Everything waiting (up to :data:`BATCH`), decoded; bad frames logged and skipped."""
+        msgs: list[Message] = []
+        while len(msgs) < BATCH:
+            try:
+                frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                msgs.append(decode(frames))
+            except WireError as err:
+                self.bad += 1
+                log.warning("console dropped a telemetry frame: %s", err)
+                self.model.note_bad_frame(err)
+        self.received += len(msgs)
+        return msgs
+
+    def _deliver(self, batch: list[Message]) -> None:
+        kept = skip_to_latest(batch)
+        skipped = len(batch) - len(kept)
+        if skipped:
+            self.skipped += skipped
+            self.model.note_skipped(skipped)
+        try:
+            self.model.feed_many(kept)
+        except Exception as err:  # noqa: BLE001 - a display bug must not end the display
+            log.error("console model failed on a message: %s\n%s", err, traceback.format_exc())
+            if self._error is None:
+                self._error = err
+
+
+def skip_to_latest(batch: list[Message]) -> list[Message]:
+    """Drop all but the newest message of each :data:`LATEST_ONLY` kind and run, keeping
+    the order of the rest (every trace point, trial and retrieval is kept)."""
+    newest: dict[tuple[str, str | None], int] = {}
+    for i, msg in enumerate(batch):
+        if msg.kind in LATEST_ONLY:
+            newest[(msg.kind, msg.run)] = i
+    return [
+        m for i, m in enumerate(batch) if m.kind not in LATEST_ONLY or newest[(m.kind, m.run)] == i
+    ]

@@ -1,0 +1,180 @@
+"""Plain records that :class:`gui.model.SessionModel` hands to the widgets (no Qt here).
+
+A :class:`Snapshot` is a consistent copy of what the console shows at one moment; widgets
+compare its ``versions`` with the ones they last drew and redraw only what changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: the pipeline's stages, in data-path order (health is shown for each)
+STAGES = ("source", "preprocess", "estimate", "decode", "recorder")
+
+#: latency series shown live: name -> (message kind, start stamp, end stamp) in ``msg.t``
+LATENCY_SPANS: dict[str, tuple[str, str, str]] = {
+    "source": ("volume", "source.acquired", "source.done"),
+    "preprocess": ("tr", "preprocess.received", "preprocess.done"),
+    "estimate": ("response", "estimate.received", "estimate.done"),
+    "decode": ("retrieval", "decode.received", "decode.done"),
+    "end-to-end": ("retrieval", "source.acquired", "decode.done"),
+}
+
+HEALTH_STATES = ("waiting", "ok", "stale", "error", "stopped")
+
+
+@dataclass
+class SessionInfo:
+    """What the current session and run are (from ``run_start`` and the source's status)."""
+
+    dataset: str | None = None
+    dataset_path: str | None = None
+    simulated: bool | None = None
+    run: str | None = None
+    runs_started: int = 0
+    tr: float | None = None
+    n_volumes: int | None = None
+    n_trials: int | None = None
+    shape: tuple[int, ...] | None = None
+    affine: list[list[float]] | None = None
+    ended: bool = False
+    stopped: bool = False
+    paused: bool | None = None
+    speed: float | None = None
+
+
+@dataclass
+class TrialInfo:
+    """One trial of a run on the timeline.
+
+    ``decode_time`` is the data time (s) of the volume at which it was decoded; ``rank`` the
+    rank of the true image among the candidates (None: not in the bank, i.e. not scored).
+    """
+
+    run: str | None
+    index: int
+    onset: float
+    duration: float
+    image_id: int | None
+    split: str | None = None
+    repetition: int | None = None
+    decode_time: float | None = None
+    decoded: bool = False
+    rank: int | None = None
+    top1: int | None = None
+    truncated: bool = False
+
+    @property
+    def correct(self) -> bool | None:
+        """True/False for a scored trial (top-1 hit or not), None otherwise."""
+        if not self.decoded or self.rank is None:
+            return None
+        return self.rank == 1
+
+
+@dataclass
+class RetrievalInfo:
+    """The latest trial's retrieval: top-k ids (k,) and scores (k,), and the true image."""
+
+    run: str | None
+    trial: int | None
+    ids: np.ndarray
+    scores: np.ndarray
+    true_id: int | None
+    rank: int | None
+    ways: int | None
+    split: str | None
+    repetition: int | None
+
+
+@dataclass
+class Accuracy:
+    """Running retrieval accuracy over the scored trials of the session."""
+
+    scored: int = 0
+    top1: int = 0
+    topk: int = 0
+    k: int = 0
+    ways: int | None = None
+    decoded: int = 0
+    rank_sum: int = 0
+
+    @property
+    def top1_rate(self) -> float | None:
+        return self.top1 / self.scored if self.scored else None
+
+    @property
+    def topk_rate(self) -> float | None:
+        return self.topk / self.scored if self.scored else None
+
+    @property
+    def chance(self) -> float | None:
+        return 1.0 / self.ways if self.ways else None
+
+    @property
+    def mean_rank(self) -> float | None:
+        return self.rank_sum / self.scored if self.scored else None
+
+
+@dataclass
+class StageHealth:
+    """A stage's health: ``state`` one of :data:`HEALTH_STATES`; ``age_s`` since its status."""
+
+    name: str
+    state: str = "waiting"
+    age_s: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class LogEntry:
+    """One log line; ``serial`` increases by one per entry over the model's life."""
+
+    serial: int
+    time: float
+    stage: str
+    level: str
+    text: str
+
+
+@dataclass
+class Recon:
+    """A reconstructed image (H, W, 3) uint8 for one trial (once a reconstruct stage exists)."""
+
+    run: str | None
+    trial: int | None
+    image: np.ndarray
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of the model's state for one redraw."""
+
+    versions: dict[str, int]
+    session: SessionInfo
+    volume: np.ndarray | None
+    volume_index: int | None
+    volume_levels: tuple[float, float] | None
+    roi_mask: np.ndarray | None
+    slice_pos: tuple[int, int, int] | None
+    stimuli: np.ndarray | None
+    trace_time: np.ndarray
+    trace_mean: np.ndarray
+    trials: list[TrialInfo]
+    retrieval: RetrievalInfo | None
+    accuracy: Accuracy
+    accuracy_history: np.ndarray
+    latency: dict[str, tuple[np.ndarray, np.ndarray]]
+    health: dict[str, StageHealth]
+    tr_index: int | None
+    lost_volumes: int
+    lost_messages: int
+    missed_trials: int
+    log: list[LogEntry]
+    recon: Recon | None
+    telemetry_age_s: float | None
+    skipped_volumes: int
+    bad_frames: int
+    extras: dict[str, object] = field(default_factory=dict)
