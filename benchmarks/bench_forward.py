@@ -44,8 +44,9 @@ def bench(preset: str, device: str, dtype: str, repeats: int, bank_size: int) ->
             _sync(device)
             if i >= 3:  # warm-up excluded
                 times.append(1e3 * (time.perf_counter() - t))
-    bank = ImageBank(torch.arange(bank_size).numpy(),
-                     torch.randn(bank_size, *cfg.token_shape).numpy())
+    bank = ImageBank(
+        torch.arange(bank_size).numpy(), torch.randn(bank_size, *cfg.token_shape).numpy()
+    )
     rt = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -53,10 +54,12 @@ def bench(preset: str, device: str, dtype: str, repeats: int, bank_size: int) ->
         rt.append(1e3 * (time.perf_counter() - t))
     counts = param_counts(preset)
     q = sorted(times)
-    print(f"{preset:<17s} {counts['backbone'] / 1e6:8.1f} M backbone  {device:<6s} {dtype:<5s} "
-          f"forward p50 {statistics.median(times):8.2f} ms  p95 {q[int(0.95 * (len(q) - 1))]:8.2f} ms"
-          f"  | bank top-5 over {bank_size} p50 {statistics.median(rt):6.2f} ms"
-          f"  | build {build_s:.1f} s")
+    print(
+        f"{preset:<17s} {counts['backbone'] / 1e6:8.1f} M backbone  {device:<6s} {dtype:<5s} "
+        f"forward p50 {statistics.median(times):8.2f} ms  p95 {q[int(0.95 * (len(q) - 1))]:8.2f} ms"
+        f"  | bank top-5 over {bank_size} p50 {statistics.median(rt):6.2f} ms"
+        f"  | build {build_s:.1f} s"
+    )
     del model
 
 
@@ -67,13 +70,18 @@ def main() -> None:
     ap.add_argument("--dtype", nargs="+", default=None, help="fp32 fp16 bf16")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--bank-size", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads (the pipeline runs each stage with 1)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (the pipeline runs each stage with 1)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    dtypes = args.dtype or (["fp32", "fp16", "bf16"] if args.device.startswith("cuda") else ["fp32"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    dtypes = args.dtype or (
+        ["fp32", "fp16", "bf16"] if args.device.startswith("cuda") else ["fp32"]
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+    )
     for preset in args.preset:
         for dtype in dtypes:
             bench(preset, args.device, dtype, args.repeats, args.bank_size)

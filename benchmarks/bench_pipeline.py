@@ -27,8 +27,22 @@ def main() -> None:
     ap.add_argument("--launcher", default="process", choices=["process", "thread"])
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-pipeline-"))
-    cmd = [sys.executable, "-m", "realtime.cli", "stream", "--replay", args.replay, "--headless",
-           "--speed", "0", "--quiet", "--out", str(out), "--launcher", args.launcher]
+    cmd = [
+        sys.executable,
+        "-m",
+        "realtime.cli",
+        "stream",
+        "--replay",
+        args.replay,
+        "--headless",
+        "--speed",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+        "--launcher",
+        args.launcher,
+    ]
     if args.runs:
         cmd += ["--runs", *args.runs]
     t0 = time.perf_counter()
@@ -40,16 +54,20 @@ def main() -> None:
     print(f"volumes {s['volumes_received']} (lost {s['volumes_lost']}), trials {s['trials']}")
     print(f"whole command incl. start-up and offline comparison: {wall:.1f} s")
     if s["realtime_factor"]:
-        print(f"real-time factor {s['realtime_factor']:.2f}x "
-              f"(data time / time from first acquisition to last volume recorded)")
+        print(
+            f"real-time factor {s['realtime_factor']:.2f}x "
+            f"(data time / time from first acquisition to last volume recorded)"
+        )
     print(f"{'stage':<11s}{'p50 ms':>10s}{'p95 ms':>10s}{'max ms':>10s}{'n':>7s}")
     for stage, p in s["latency_ms"].items():
         print(f"{stage:<11s}{p['p50']:>10.2f}{p['p95']:>10.2f}{p['max']:>10.2f}{p['n']:>7d}")
     if s["end_to_end_ms"]:
         e = s["end_to_end_ms"]
         print(f"{'acq->top-k':<11s}{e['p50']:>10.2f}{e['p95']:>10.2f}{e['max']:>10.2f}{e['n']:>7d}")
-    print(f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
-          f"({s['retrieval_ways']}-way)")
+    print(
+        f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
+        f"({s['retrieval_ways']}-way)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from realtime.errors import ConfigError, WeightsError
 #: Training options per preset (the paper's recipe; shorter and with larger batches on CPU).
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "mindeye1-subj01": TrainConfig(),
-    "demo": TrainConfig(epochs=15, batch_size=64),
+    "demo": TrainConfig(epochs=30, batch_size=64),
     "tiny": TrainConfig(epochs=10, batch_size=32),
 }
 

@@ -109,7 +109,7 @@ PRESETS: dict[str, MindEyeConfig] = {
     # Trains in a few minutes on 2 CPU cores from ~3000 trials against "tiny-random" tokens.
     "demo": MindEyeConfig(
         n_voxels=NSD_SUBJ01_VOXELS,
-        hidden=512,
+        hidden=1024,
         n_blocks=2,
         n_tokens=17,
         clip_dim=128,

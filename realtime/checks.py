@@ -32,7 +32,9 @@ def check_number(
         try:
             value = int(value) if integer else float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"'{name}' must be a{'n' if integer else ''} {noun}{of}, got {value!r}") from None
+            raise ConfigError(
+                f"'{name}' must be a{'n' if integer else ''} {noun}{of}, got {value!r}"
+            ) from None
     if integer:
         if isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"'{name}' must be an integer{of}, got {value!r}")
@@ -45,10 +47,14 @@ def check_number(
             if minimum == 0:
                 what = f"a {'positive' if strict_min else 'non-negative'} {noun}{of}"
             else:
-                what = f"a{'n' if integer else ''} {noun}{of} {'>' if strict_min else '>='} {minimum}"
+                what = (
+                    f"a{'n' if integer else ''} {noun}{of} {'>' if strict_min else '>='} {minimum}"
+                )
             raise ConfigError(f"'{name}' must be {what}, got {value!r}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"'{name}' must be a{'n' if integer else ''} {noun}{of} <= {maximum}, got {value!r}")
+        raise ConfigError(
+            f"'{name}' must be a{'n' if integer else ''} {noun}{of} <= {maximum}, got {value!r}"
+        )
     return value
 
 

@@ -14,36 +14,82 @@ from realtime.errors import MindEyeRTError
 
 def _add_stream(sub) -> None:
     p = sub.add_parser("stream", help="replay a session through the pipeline and decode it")
-    p.add_argument("--replay", default=None, help="dataset name in the data home, or a path "
-                   "(default subj01: the built-in simulated subject unless real NSD subj01 is prepared)")
+    p.add_argument(
+        "--replay",
+        default=None,
+        help="dataset name in the data home, or a path "
+        "(default subj01: the built-in simulated subject unless real NSD subj01 is prepared)",
+    )
     p.add_argument("--config", help="TOML file with these options (command-line options win)")
     p.add_argument("--out", help="session folder (default: DATA_HOME/sessions/TIME_NAME)")
-    p.add_argument("--speed", type=float, help="replay speed: 1 real time (default), 0 as fast as possible")
+    p.add_argument(
+        "--speed", type=float, help="replay speed: 1 real time (default), 0 as fast as possible"
+    )
     p.add_argument("--headless", action="store_true", default=None, help="no GUI")
-    p.add_argument("--decode-delay", type=float, dest="decode_delay",
-                   help="seconds after trial onset at which a trial is decoded (default 8)")
-    p.add_argument("--top-k", type=int, dest="top_k", help="candidates reported per trial (default 5)")
-    p.add_argument("--preset", help="model preset trained when no checkpoint is given (default demo)")
+    p.add_argument(
+        "--decode-delay",
+        type=float,
+        dest="decode_delay",
+        help="seconds after trial onset at which a trial is decoded (default 8)",
+    )
+    p.add_argument(
+        "--top-k", type=int, dest="top_k", help="candidates reported per trial (default 5)"
+    )
+    p.add_argument(
+        "--preset", help="model preset trained when no checkpoint is given (default demo)"
+    )
     p.add_argument("--checkpoint", help="a MindEye checkpoint (.safetensors) to decode with")
-    p.add_argument("--clip-weights", dest="clip_weights",
-                   help="local open_clip ViT-L/14 weights for a checkpoint trained on real CLIP")
+    p.add_argument(
+        "--clip-weights",
+        dest="clip_weights",
+        help="local open_clip ViT-L/14 weights for a checkpoint trained on real CLIP",
+    )
     p.add_argument("--device", help="torch device for decoding (default cpu)")
     p.add_argument("--runs", nargs="+", help="replay only these runs")
-    p.add_argument("--max-volumes", type=int, dest="max_volumes", help="stop each run after N volumes")
+    p.add_argument(
+        "--max-volumes", type=int, dest="max_volumes", help="stop each run after N volumes"
+    )
     p.add_argument("--host", help="interface the stages bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--base-port", type=int, dest="base_port", help="first of 6 TCP ports (default 5550)")
-    p.add_argument("--launcher", choices=["process", "thread"], help="stages as processes (default) or threads")
-    p.add_argument("--train-epochs", type=int, dest="train_epochs", help="epochs if the demo model must be trained")
-    p.add_argument("--quiet", action="store_true", default=None, help="no per-trial lines or progress bars")
+    p.add_argument(
+        "--base-port", type=int, dest="base_port", help="first of 6 TCP ports (default 5550)"
+    )
+    p.add_argument(
+        "--launcher", choices=["process", "thread"], help="stages as processes (default) or threads"
+    )
+    p.add_argument(
+        "--train-epochs",
+        type=int,
+        dest="train_epochs",
+        help="epochs if the demo model must be trained",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", default=None, help="no per-trial lines or progress bars"
+    )
 
 
 def cmd_stream(args) -> int:
     from realtime.config import StreamConfig, load_config
     from realtime.pipeline import run_stream
 
-    keys = ("replay", "out", "speed", "headless", "decode_delay", "top_k", "preset", "checkpoint",
-            "clip_weights", "device", "runs", "max_volumes", "host", "base_port", "launcher",
-            "train_epochs", "quiet")
+    keys = (
+        "replay",
+        "out",
+        "speed",
+        "headless",
+        "decode_delay",
+        "top_k",
+        "preset",
+        "checkpoint",
+        "clip_weights",
+        "device",
+        "runs",
+        "max_volumes",
+        "host",
+        "base_port",
+        "launcher",
+        "train_epochs",
+        "quiet",
+    )
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = load_config(args.config, **given) if args.config else StreamConfig(**given)
     summary = run_stream(cfg)
@@ -57,7 +103,9 @@ def _add_simulate(sub) -> None:
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio (default: the preset's)")
     p.add_argument("--train-trials", type=int, dest="n_train_trials", help="training trials")
-    p.add_argument("--test-images", type=int, dest="n_test_images", help="test images (each shown 3x)")
+    p.add_argument(
+        "--test-images", type=int, dest="n_test_images", help="test images (each shown 3x)"
+    )
     p.add_argument("--out", help="folder (default DATA_HOME/datasets/NAME)")
     p.add_argument("--force", action="store_true", help="overwrite an existing dataset")
 
@@ -69,8 +117,11 @@ def cmd_simulate(args) -> int:
     from replay_data.simulate import SimulationConfig, simulate_subject
 
     base = SimulationConfig.subj01() if args.preset == "subj01" else SimulationConfig.tiny()
-    changes = {k: getattr(args, k) for k in ("seed", "snr", "n_train_trials", "n_test_images")
-               if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k)
+        for k in ("seed", "snr", "n_train_trials", "n_test_images")
+        if getattr(args, k) is not None
+    }
     cfg = dataclasses.replace(base, name=args.name, **changes)
     out = Path(args.out) if args.out else data_home() / "datasets" / args.name
     if (out / "dataset.json").exists() and not args.force:
@@ -96,8 +147,14 @@ def cmd_train(args) -> int:
     from replay_data.resolve import resolve_replay
 
     ds = resolve_replay(args.replay)
-    path = ensure_demo_model(ds, models_dir=data_home() / "models", preset=args.preset,
-                             epochs=args.epochs, force=args.force, out=args.out)
+    path = ensure_demo_model(
+        ds,
+        models_dir=data_home() / "models",
+        preset=args.preset,
+        epochs=args.epochs,
+        force=args.force,
+        out=args.out,
+    )
     print(f"checkpoint: {path}")
     return 0
 
@@ -121,8 +178,13 @@ def _add_stage(sub) -> None:
     p.add_argument("--in", dest="in_addr", help="endpoint this stage binds for its input")
     p.add_argument("--out", dest="out_addr", help="endpoint of the next stage's input")
     p.add_argument("--telemetry", dest="telemetry_addr", help="telemetry hub input endpoint")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a stage option (JSON value or string), e.g. --set speed=0")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a stage option (JSON value or string), e.g. --set speed=0",
+    )
     p.add_argument("--keep-running", action="store_true", help="do not exit at the session's end")
 
 
@@ -191,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     for add, _ in COMMANDS.values():
         add(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
     try:
         return COMMANDS[args.command][1](args)
     except MindEyeRTError as err:

@@ -39,22 +39,32 @@ class StreamConfig:
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
         self.decode_delay = check_number(
-            self.decode_delay, "decode_delay", minimum=0.0, strict_min=True, maximum=30.0,
-            unit="seconds"
+            self.decode_delay,
+            "decode_delay",
+            minimum=0.0,
+            strict_min=True,
+            maximum=30.0,
+            unit="seconds",
         )
         self.top_k = check_number(self.top_k, "top_k", minimum=1, integer=True)
-        self.base_port = check_number(self.base_port, "base_port", minimum=1024, maximum=65529,
-                                      integer=True)
+        self.base_port = check_number(
+            self.base_port, "base_port", minimum=1024, maximum=65529, integer=True
+        )
         if self.max_volumes is not None:
-            self.max_volumes = check_number(self.max_volumes, "max_volumes", minimum=1, integer=True)
+            self.max_volumes = check_number(
+                self.max_volumes, "max_volumes", minimum=1, integer=True
+            )
         if self.train_epochs is not None:
-            self.train_epochs = check_number(self.train_epochs, "train_epochs", minimum=1,
-                                             integer=True)
+            self.train_epochs = check_number(
+                self.train_epochs, "train_epochs", minimum=1, integer=True
+            )
         check_choice(self.launcher, "launcher", LAUNCHERS)
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         if self.device != "cpu" and not self.device.startswith(("cuda", "mps")):
-            raise ConfigError(f"'device' must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+            raise ConfigError(
+                f"'device' must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
+            )
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
 

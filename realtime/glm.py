@@ -518,7 +518,9 @@ class OnlineLSS:
         indices, X, _ = self._design(trial_id, partial)
         return indices, X
 
-    def weights(self, trial_id: Hashable, *, partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def weights(
+        self, trial_id: Hashable, *, partial: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The window's TR indices and the weights whose dot product with them is the beta.
 
         Returns

@@ -30,8 +30,9 @@ def load_decoder(
 
     model, extra = load_checkpoint(checkpoint, device=device)
     model.eval()
-    embedder = load_embedder(extra.get("embedder", "tiny-random"), weights=clip_weights,
-                             device=device)
+    embedder = load_embedder(
+        extra.get("embedder", "tiny-random"), weights=clip_weights, device=device
+    )
     ds = ReplayDataset.open(dataset)
     ids = np.asarray(sorted(set(int(i) for i in bank_ids)), dtype=np.int64)
     images = ds.stimuli()[ids]

@@ -27,10 +27,9 @@ READY_TIMEOUT_S = 300.0
 def prepare(cfg: StreamConfig, log=print) -> dict:
     """Resolve the dataset and model, create the session folder; returns the stage specs."""
     from mindeye_models.demo import ensure_demo_model
+    from replay_data.dataset import ReplayDataset
     from replay_data.home import data_home
     from replay_data.resolve import resolve_replay
-
-    from replay_data.dataset import ReplayDataset
 
     path = Path(cfg.replay).expanduser()
     if path.is_dir():
@@ -41,8 +40,12 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
         checkpoint = Path(cfg.checkpoint)
     else:
         checkpoint = ensure_demo_model(
-            ds, models_dir=data_home() / "models", preset=cfg.preset, epochs=cfg.train_epochs,
-            progress=not cfg.quiet, log=log,
+            ds,
+            models_dir=data_home() / "models",
+            preset=cfg.preset,
+            epochs=cfg.train_epochs,
+            progress=not cfg.quiet,
+            log=log,
         )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out) if cfg.out else data_home() / "sessions" / f"{stamp}_{ds.meta.name}"
@@ -55,18 +58,40 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
     addr = cfg.addresses()
     tele = addr["telemetry_in"]
     specs = {
-        "source": {"dataset": str(ds.root), "runs": runs, "speed": cfg.speed,
-                   "max_volumes": cfg.max_volumes, "out_addr": addr["preprocess"]},
-        "preprocess": {"mask": str(ds.root / "roi_mask.nii.gz"), "in_addr": addr["preprocess"],
-                       "out_addr": addr["estimate"]},
-        "estimate": {"n_voxels": int(ds.meta.n_voxels), "decode_delay": cfg.decode_delay,
-                     "in_addr": addr["estimate"], "out_addr": addr["decode"]},
-        "decode": {"checkpoint": str(checkpoint), "dataset": str(ds.root), "bank_ids": bank_ids,
-                   "device": cfg.device, "top_k": cfg.top_k, "clip_weights": cfg.clip_weights,
-                   "cache_dir": str(data_home() / "cache"), "in_addr": addr["decode"],
-                   "out_addr": addr["recorder"]},
-        "recorder": {"out_dir": str(out), "print_trials": not cfg.quiet,
-                     "in_addr": addr["recorder"]},
+        "source": {
+            "dataset": str(ds.root),
+            "runs": runs,
+            "speed": cfg.speed,
+            "max_volumes": cfg.max_volumes,
+            "out_addr": addr["preprocess"],
+        },
+        "preprocess": {
+            "mask": str(ds.root / "roi_mask.nii.gz"),
+            "in_addr": addr["preprocess"],
+            "out_addr": addr["estimate"],
+        },
+        "estimate": {
+            "n_voxels": int(ds.meta.n_voxels),
+            "decode_delay": cfg.decode_delay,
+            "in_addr": addr["estimate"],
+            "out_addr": addr["decode"],
+        },
+        "decode": {
+            "checkpoint": str(checkpoint),
+            "dataset": str(ds.root),
+            "bank_ids": bank_ids,
+            "device": cfg.device,
+            "top_k": cfg.top_k,
+            "clip_weights": cfg.clip_weights,
+            "cache_dir": str(data_home() / "cache"),
+            "in_addr": addr["decode"],
+            "out_addr": addr["recorder"],
+        },
+        "recorder": {
+            "out_dir": str(out),
+            "print_trials": not cfg.quiet,
+            "in_addr": addr["recorder"],
+        },
     }
     for spec in specs.values():
         spec["telemetry_addr"] = tele
@@ -98,8 +123,10 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
     prep = prepare(cfg, log=log)
     out, session = prep["out"], prep["session"]
     if session["simulated"]:
-        log(f"SIMULATED subject: replaying the built-in simulated {session['dataset_name']} "
-            "(not real NSD data)")
+        log(
+            f"SIMULATED subject: replaying the built-in simulated {session['dataset_name']} "
+            "(not real NSD data)"
+        )
     log(f"session folder: {out}")
     hub = TelemetryHub(cfg.addresses()["telemetry_in"], cfg.addresses()["telemetry"]).start()
     t0 = time.time()
@@ -142,16 +169,24 @@ def _run_processes(specs: dict, out: Path, telemetry: str, log, threads_per_stag
     sub = transport.display_subscriber(ctx, telemetry, ("status", "log"))
 
     def launch(name: str) -> None:
-        cmd = [sys.executable, "-m", "realtime.cli", "stage", name,
-               "--spec", str(out / "stages" / f"{name}.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "realtime.cli",
+            "stage",
+            name,
+            "--spec",
+            str(out / "stages" / f"{name}.json"),
+        ]
         err = open(logs / f"{name}.log", "w")
         stage_env = dict(env)
         # One compute thread per stage process: five processes share the cores, and a
         # multi-threaded op whose second thread waits for a busy core stalls for a whole
         # scheduler slice (measured: GELU on 512 values 11 ms with 2 threads, 0.02 ms with 1).
         threads = str(threads_per_stage)
-        stage_env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
-                         MKL_NUM_THREADS=threads)
+        stage_env.update(
+            OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads
+        )
         procs[name] = subprocess.Popen(cmd, stdout=None, stderr=err, env=stage_env)
 
     interrupted = False
@@ -171,7 +206,9 @@ def _run_processes(specs: dict, out: Path, telemetry: str, log, threads_per_stag
             code = procs["recorder"].poll()
             if code is not None:
                 if code != 0:
-                    raise StageError(f"recorder exited with code {code}; see {logs / 'recorder.log'}")
+                    raise StageError(
+                        f"recorder exited with code {code}; see {logs / 'recorder.log'}"
+                    )
                 break
             _check_alive(procs, logs)
             _drain_logs(sub, log)
@@ -193,8 +230,10 @@ def _wait_ready(sub, procs, names: set[str], logs: Path, interrupted) -> None:
             return
         _check_alive(procs, logs)
         if time.monotonic() > deadline:
-            raise StageError(f"stage(s) {sorted(names - seen)} did not become ready in "
-                             f"{READY_TIMEOUT_S:.0f} s; see {logs}")
+            raise StageError(
+                f"stage(s) {sorted(names - seen)} did not become ready in "
+                f"{READY_TIMEOUT_S:.0f} s; see {logs}"
+            )
         if sub.poll(100):
             try:
                 msg = transport.recv(sub)

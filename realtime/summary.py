@@ -16,9 +16,12 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     a = np.asarray(values, float)
-    return {"p50": round(float(np.percentile(a, 50)), 3),
-            "p95": round(float(np.percentile(a, 95)), 3),
-            "max": round(float(a.max()), 3), "n": int(a.size)}
+    return {
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p95": round(float(np.percentile(a, 95)), 3),
+        "max": round(float(a.max()), 3),
+        "n": int(a.size),
+    }
 
 
 def read_retrievals(out: Path) -> list[dict]:
@@ -37,7 +40,9 @@ def read_events(out: Path) -> list[dict]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def load_run_data(out: Path, run: str, n_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_run_data(
+    out: Path, run: str, n_voxels: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The recorded masked data of a run: ``(raw (T, V) float32, tr indices (T,))``."""
     raw = np.fromfile(out / "runs" / f"{run}_raw.f32", dtype=np.float32)
     with open(out / "runs" / f"{run}_tr.tsv", newline="") as fh:
@@ -62,7 +67,7 @@ def latency_figures(out: Path) -> tuple[dict, dict | None, float | None]:
             rec = json.loads(line)
             t = rec["t"]
 
-            def span(a: str, b: str, stage: str) -> None:
+            def span(a: str, b: str, stage: str, t: dict = t) -> None:
                 if a in t and b in t:
                     per_stage[stage].append(1e3 * (t[b] - t[a]))
 
@@ -93,14 +98,20 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict]) -> dict:
     from realtime.models import load_decoder
     from realtime.normalize import zscore_run
 
-    model, bank = load_decoder(session["checkpoint"], session["dataset"], session["bank_ids"],
-                               device=session["config"].get("device", "cpu"),
-                               clip_weights=session["config"].get("clip_weights"),
-                               cache_dir=session.get("cache_dir"))
+    model, bank = load_decoder(
+        session["checkpoint"],
+        session["dataset"],
+        session["bank_ids"],
+        device=session["config"].get("device", "cpu"),
+        clip_weights=session["config"].get("clip_weights"),
+        cache_dir=session.get("cache_dir"),
+    )
     decoded = {(r["run"], int(r["trial"])) for r in retrievals}
     events = read_events(out)
     tr = None
-    recorder = json.loads((out / "recorder.json").read_text()) if (out / "recorder.json").exists() else {}
+    recorder = (
+        json.loads((out / "recorder.json").read_text()) if (out / "recorder.json").exists() else {}
+    )
     ranks = []
     for run in sorted({e["run"] for e in events}):
         run_events = [e for e in events if e["run"] == run]
@@ -136,8 +147,9 @@ def _tr_from_config(session: dict) -> float:
     return float(ReplayDataset.open(session["dataset"]).meta.tr)
 
 
-def summarize(out: str | Path, *, wall_s: float | None = None, log=print,
-              offline: bool = True) -> dict:
+def summarize(
+    out: str | Path, *, wall_s: float | None = None, log=print, offline: bool = True
+) -> dict:
     """Compute and write ``summary.json`` from what the recorder left in ``out``."""
     out = Path(out)
     session = json.loads((out / "config.json").read_text())
@@ -151,8 +163,9 @@ def summarize(out: str | Path, *, wall_s: float | None = None, log=print,
     if recorder is not None:
         received, expected = recorder["volumes_received"], recorder["volumes_expected"]
     else:  # interrupted: count what reached the disk
-        received = sum(load_run_data(out, p.name[:-7])[1].size
-                       for p in (out / "runs").glob("*_tr.tsv"))
+        received = sum(
+            load_run_data(out, p.name[:-7])[1].size for p in (out / "runs").glob("*_tr.tsv")
+        )
         expected = None
     n_vol_time = received * _tr_from_config(session) if received else 0.0
     summary = {
@@ -195,13 +208,19 @@ def summarize(out: str | Path, *, wall_s: float | None = None, log=print,
 def _print_summary(s: dict, out: Path, log) -> None:
     sim = "SIMULATED subject" if s["simulated"] else "real data"
     log(f"--- session summary ({sim}: {s['dataset']}) ---")
-    log(f"trials decoded {s['trials']} ({s['trials_scored']} scored, {s['retrieval_ways']}-way); "
-        f"volumes received {s['volumes_received']}, lost {s['volumes_lost']}")
+    log(
+        f"trials decoded {s['trials']} ({s['trials_scored']} scored, {s['retrieval_ways']}-way); "
+        f"volumes received {s['volumes_received']}, lost {s['volumes_lost']}"
+    )
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
-    log(f"top-1 real-time {fmt(s['retrieval_top1'])}, offline {fmt(s['offline_top1'])}, "
-        f"chance {fmt(s['chance_top1'])}")
+    log(
+        f"top-1 real-time {fmt(s['retrieval_top1'])}, offline {fmt(s['offline_top1'])}, "
+        f"chance {fmt(s['chance_top1'])}"
+    )
     for stage, p in (s["latency_ms"] or {}).items():
-        log(f"latency {stage:<10s} p50 {p['p50']:8.1f} ms  p95 {p['p95']:8.1f} ms  max {p['max']:8.1f} ms")
+        log(
+            f"latency {stage:<10s} p50 {p['p50']:8.1f} ms  p95 {p['p95']:8.1f} ms  max {p['max']:8.1f} ms"
+        )
     if s["end_to_end_ms"]:
         e = s["end_to_end_ms"]
         log(f"volume acquired -> retrieval: p50 {e['p50']:.1f} ms, p95 {e['p95']:.1f} ms")

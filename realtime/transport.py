@@ -65,7 +65,9 @@ def _attach(sock: zmq.Socket, addr: str, bind: bool) -> None:
     except zmq.ZMQError as err:
         sock.close(0)
         verb = "bind to" if bind else "connect to"
-        hint = " (is another session using this port? pick another with --base-port)" if bind else ""
+        hint = (
+            " (is another session using this port? pick another with --base-port)" if bind else ""
+        )
         raise StageError(f"cannot {verb} {addr!r}: {err}{hint}") from None
 
 

@@ -166,7 +166,7 @@ def decode(frames: list[Any]) -> Message:
         n = len(specs) if isinstance(specs, list) else "?"
         raise _fail(f"header lists {n} buffers but {len(bufs)} buffer frames came")
     arrays: dict[str, np.ndarray] = {}
-    for spec, buf in zip(specs, bufs):
+    for spec, buf in zip(specs, bufs, strict=True):
         arrays.update([_buffer(spec, buf)])
     return Message(
         kind=kind,
@@ -190,7 +190,9 @@ def _buffer(spec: Any, buf: Any) -> tuple[str, np.ndarray]:
     if not isinstance(shape, list) or not all(
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
     ):
-        raise _fail(f"buffer {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+        raise _fail(
+            f"buffer {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+        )
     dt = np.dtype(dtype)
     expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     view = memoryview(buf)

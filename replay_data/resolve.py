@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from realtime.errors import ConfigError, DatasetError
@@ -129,10 +129,14 @@ def resolve_replay(
         if (_is_complete(path) and not stale) or name not in PRESETS:
             return _notice(ReplayDataset.open(path), log)  # DatasetError names what is wrong
         if stale:
-            log(f"the built-in simulated {name!r} in {path} was made by another simulator "
-                f"version or preset ({stale}); generating it again")
+            log(
+                f"the built-in simulated {name!r} in {path} was made by another simulator "
+                f"version or preset ({stale}); generating it again"
+            )
         else:
-            log(f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again")
+            log(
+                f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again"
+            )
     elif path.exists() and any(path.iterdir()):
         raise DatasetError(
             f"{str(path)!r} exists but holds no 'dataset.json': it is not a replay dataset; "

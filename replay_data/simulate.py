@@ -77,6 +77,7 @@ __all__ = ["SimulationConfig", "SimulatedSubject", "build_subject", "simulate_su
 #: Bumped whenever the generative model changes, so a cached built-in subject is regenerated.
 SIMULATOR_VERSION = 2
 
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Parameters of a simulated subject (see the module docstring's table)."""

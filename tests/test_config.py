@@ -34,11 +34,11 @@ def test_defaults_bind_loopback_only():
 
 def test_toml_config_strict_keys(tmp_path):
     good = tmp_path / "good.toml"
-    good.write_text('[stream]\nspeed = 0\ndecode_delay = 6.4\n')
+    good.write_text("[stream]\nspeed = 0\ndecode_delay = 6.4\n")
     cfg = load_config(good, top_k=3)
     assert (cfg.speed, cfg.decode_delay, cfg.top_k) == (0, 6.4, 3)
     bad = tmp_path / "bad.toml"
-    bad.write_text('speed = 0\ndecode_dealy = 6\n')
+    bad.write_text("speed = 0\ndecode_dealy = 6\n")
     with pytest.raises(ConfigError, match="unknown key.*decode_dealy"):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):

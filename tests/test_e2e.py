@@ -28,8 +28,13 @@ def tiny_dataset(tmp_path_factory):
 def tiny_model(tiny_dataset, tmp_path_factory):
     from mindeye_models.demo import ensure_demo_model
 
-    return ensure_demo_model(tiny_dataset, models_dir=tmp_path_factory.mktemp("models"),
-                             preset="tiny", epochs=30, progress=False)
+    return ensure_demo_model(
+        tiny_dataset,
+        models_dir=tmp_path_factory.mktemp("models"),
+        preset="tiny",
+        epochs=30,
+        progress=False,
+    )
 
 
 def _expected_volumes(ds):
@@ -37,9 +42,16 @@ def _expected_volumes(ds):
 
 
 def test_stream_threads_end_to_end(tiny_dataset, tiny_model, tmp_path, base_port, data_home):
-    cfg = StreamConfig(replay=str(tiny_dataset.root), out=str(tmp_path / "s"), speed=0,
-                       headless=True, checkpoint=str(tiny_model), launcher="thread",
-                       base_port=base_port, quiet=True)
+    cfg = StreamConfig(
+        replay=str(tiny_dataset.root),
+        out=str(tmp_path / "s"),
+        speed=0,
+        headless=True,
+        checkpoint=str(tiny_model),
+        launcher="thread",
+        base_port=base_port,
+        quiet=True,
+    )
     s = run_stream(cfg, log=lambda *a: None)
     assert s["complete"] and s["simulated"] is True
     assert s["volumes_lost"] == 0
@@ -62,9 +74,16 @@ def test_stream_threads_end_to_end(tiny_dataset, tiny_model, tmp_path, base_port
 def test_a_dropped_volume_is_reported(tiny_dataset, tiny_model, tmp_path, base_port, data_home):
     from realtime import pipeline
 
-    cfg = StreamConfig(replay=str(tiny_dataset.root), out=str(tmp_path / "s"), speed=0,
-                       headless=True, checkpoint=str(tiny_model), launcher="thread",
-                       base_port=base_port, quiet=True)
+    cfg = StreamConfig(
+        replay=str(tiny_dataset.root),
+        out=str(tmp_path / "s"),
+        speed=0,
+        headless=True,
+        checkpoint=str(tiny_model),
+        launcher="thread",
+        base_port=base_port,
+        quiet=True,
+    )
     prep = pipeline.prepare(cfg, log=lambda *a: None)
     run = tiny_dataset.runs[0]
     prep["specs"]["source"]["drop_volumes"] = [[run, 7]]
@@ -78,12 +97,27 @@ def test_a_dropped_volume_is_reported(tiny_dataset, tiny_model, tmp_path, base_p
 
 
 @pytest.mark.slow
-def test_stream_command_with_stage_processes(tiny_dataset, tiny_model, tmp_path, base_port,
-                                             data_home):
+def test_stream_command_with_stage_processes(
+    tiny_dataset, tiny_model, tmp_path, base_port, data_home
+):
     out = tmp_path / "proc"
-    cmd = [sys.executable, "-m", "realtime.cli", "stream", "--replay", str(tiny_dataset.root),
-           "--headless", "--speed", "0", "--out", str(out), "--checkpoint", str(tiny_model),
-           "--base-port", str(base_port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "realtime.cli",
+        "stream",
+        "--replay",
+        str(tiny_dataset.root),
+        "--headless",
+        "--speed",
+        "0",
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(tiny_model),
+        "--base-port",
+        str(base_port),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())

@@ -20,7 +20,9 @@ def test_stale_builtin_subject_is_regenerated_but_user_data_is_kept(tmp_path):
     logs.clear()
     again = resolve_replay("tiny", home=tmp_path, progress=False, log=logs.append)
     assert any("generating it again" in line for line in logs)
-    assert json.loads((again.root / "dataset.json").read_text())["params"]["simulator_version"] != -1
+    assert (
+        json.loads((again.root / "dataset.json").read_text())["params"]["simulator_version"] != -1
+    )
 
     (again.root / ".builtin-preset").unlink()  # now it looks like a user's own dataset
     meta = json.loads(meta_path.read_text())

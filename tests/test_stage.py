@@ -101,12 +101,21 @@ def test_preprocess_reports_a_lost_volume(base_port):
     rng = np.random.default_rng(0)
     with PreprocessStage(mask, in_addr=a_in, out_addr=a_out):
         seq = iter(range(100))
-        transport.send(push, Message("run_start", seq=next(seq), run="run-01",
-                                     meta={"tr": 1.6, "n_volumes": 6, "shape": [4, 5, 3]}))
+        transport.send(
+            push,
+            Message(
+                "run_start",
+                seq=next(seq),
+                run="run-01",
+                meta={"tr": 1.6, "n_volumes": 6, "shape": [4, 5, 3]},
+            ),
+        )
         for k in (0, 1, 2, 4):  # volume 3 never arrives, 5 is missing at the end
             vol = rng.normal(100, 1, mask.shape).astype(np.float32)
-            transport.send(push, Message("volume", seq=next(seq), run="run-01", index=k,
-                                         buffers={"volume": vol}))
+            transport.send(
+                push,
+                Message("volume", seq=next(seq), run="run-01", index=k, buffers={"volume": vol}),
+            )
         transport.send(push, Message("run_end", seq=next(seq), run="run-01"))
         transport.send(push, Message("end", seq=next(seq)))
         msgs = _recv_all(pull)

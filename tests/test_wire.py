@@ -14,8 +14,15 @@ def _frames(msg):
 def test_round_trip_keeps_arrays_and_header():
     vol = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
     ids = np.array([5, 1, 9], np.int64)
-    msg = Message("volume", seq=7, run="run-01", index=3, meta={"time": 4.8},
-                  t={"source.acquired": 1.5}, buffers={"volume": vol, "ids": ids})
+    msg = Message(
+        "volume",
+        seq=7,
+        run="run-01",
+        index=3,
+        meta={"time": 4.8},
+        t={"source.acquired": 1.5},
+        buffers={"volume": vol, "ids": ids},
+    )
     back = decode(_frames(msg))
     assert (back.kind, back.seq, back.run, back.index) == ("volume", 7, "run-01", 3)
     assert back.meta == {"time": 4.8} and back.t == {"source.acquired": 1.5}
@@ -61,10 +68,14 @@ def good():
         (lambda f: _with_header(f, t={"x": "now"}), "'t'"),
         (lambda f: f[:2], "buffer frames"),
         (lambda f: [*f[:2], f[2][:-1]], "bytes for dtype"),
-        (lambda f: _with_header(f, buffers=[{"name": "z", "dtype": "object", "shape": [4]}]),
-         "dtype"),
-        (lambda f: _with_header(f, buffers=[{"name": "z", "dtype": "float32", "shape": [-4]}]),
-         "shape"),
+        (
+            lambda f: _with_header(f, buffers=[{"name": "z", "dtype": "object", "shape": [4]}]),
+            "dtype",
+        ),
+        (
+            lambda f: _with_header(f, buffers=[{"name": "z", "dtype": "float32", "shape": [-4]}]),
+            "shape",
+        ),
     ],
 )
 def test_bad_frames_are_rejected_with_a_reason(good, mutate, match):

@@ -47,9 +47,12 @@ def build_stage(name: str, spec: dict[str, Any]) -> Stage:
         from realtime.stages.source import ReplaySource
 
         stage = ReplaySource(
-            take("dataset"), runs=take("runs", None) or None, speed=take("speed", 1.0),
+            take("dataset"),
+            runs=take("runs", None) or None,
+            speed=take("speed", 1.0),
             max_volumes=take("max_volumes", None),
-            drop_volumes=[tuple(x) for x in take("drop_volumes", [])], **links,
+            drop_volumes=[tuple(x) for x in take("drop_volumes", [])],
+            **links,
         )
     elif name == "preprocess":
         from realtime.stages.preprocess import PreprocessStage
@@ -59,20 +62,26 @@ def build_stage(name: str, spec: dict[str, Any]) -> Stage:
         from realtime.stages.estimate import EstimateStage
 
         stage = EstimateStage(
-            take("n_voxels"), decode_delay_s=take("decode_delay", 8.0),
-            window_s=take("window", None), **links,
+            take("n_voxels"),
+            decode_delay_s=take("decode_delay", 8.0),
+            window_s=take("window", None),
+            **links,
         )
     elif name == "decode":
-        from realtime.stages.decode import DecodeStage
         from realtime.models import load_decoder
+        from realtime.stages.decode import DecodeStage
 
         model, bank = load_decoder(
-            take("checkpoint"), take("dataset"), take("bank_ids"),
-            device=take("device", "cpu"), clip_weights=take("clip_weights", None),
+            take("checkpoint"),
+            take("dataset"),
+            take("bank_ids"),
+            device=take("device", "cpu"),
+            clip_weights=take("clip_weights", None),
             cache_dir=take("cache_dir", None),
         )
-        stage = DecodeStage(model, bank, top_k=take("top_k", 5), device=model_device(model),
-                            **links)
+        stage = DecodeStage(
+            model, bank, top_k=take("top_k", 5), device=model_device(model), **links
+        )
     elif name == "recorder":
         from realtime.stages.recorder import RecorderStage
 

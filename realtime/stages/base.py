@@ -212,7 +212,9 @@ class Stage(ABC):
             text = f"{missing} message(s) lost before seq {msg.seq} on the link into {self.name}"
             self.log.error(text)
             self._publish_log("error", text)
-            return [Message("gap", run=msg.run, meta={"stage": self.name, "lost_messages": missing})]
+            return [
+                Message("gap", run=msg.run, meta={"stage": self.name, "lost_messages": missing})
+            ]
         if state == "restart":
             self._publish_log("warning", "upstream restarted (sequence went back to 0)")
         return []

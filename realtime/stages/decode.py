@@ -36,8 +36,11 @@ class DecodeStage(Stage):
 
     def status(self) -> dict:
         recent = self.forward_ms[-20:]
-        return {**self.counters, "decoded": self.decoded,
-                "forward_ms": float(np.median(recent)) if recent else None}
+        return {
+            **self.counters,
+            "decoded": self.decoded,
+            "forward_ms": float(np.median(recent)) if recent else None,
+        }
 
     def handle(self, msg: Message):
         if msg.kind != "response":

@@ -32,7 +32,12 @@ class EstimateStage(Stage):
         super().__init__(**kwargs)
         self.n_voxels = check_number(n_voxels, "n_voxels", minimum=1, integer=True)
         self.decode_delay_s = check_number(
-            decode_delay_s, "decode_delay", minimum=0.0, strict_min=True, maximum=30.0, unit="seconds"
+            decode_delay_s,
+            "decode_delay",
+            minimum=0.0,
+            strict_min=True,
+            maximum=30.0,
+            unit="seconds",
         )
         self.window_s = window_s
         self.hrf_peak = hrf_peak
@@ -43,8 +48,12 @@ class EstimateStage(Stage):
         self.estimated = 0
 
     def status(self) -> dict:
-        return {**self.counters, "run": self.run, "estimated": self.estimated,
-                "pending": len(self.pending)}
+        return {
+            **self.counters,
+            "run": self.run,
+            "estimated": self.estimated,
+            "pending": len(self.pending),
+        }
 
     def handle(self, msg: Message):
         if msg.kind == "run_start":
@@ -52,8 +61,11 @@ class EstimateStage(Stage):
 
             # standardize: the GLM keeps its own running statistics of the raw masked values,
             # so every row of a window shares one scale (better for a run's first trials).
-            kwargs = {"decode_delay_s": self.decode_delay_s, "hrf_peak": self.hrf_peak,
-                      "standardize": True}
+            kwargs = {
+                "decode_delay_s": self.decode_delay_s,
+                "hrf_peak": self.hrf_peak,
+                "standardize": True,
+            }
             if self.window_s is not None:
                 kwargs["window_s"] = self.window_s
             self.glm = OnlineLSS(self.n_voxels, float(msg.meta["tr"]), **kwargs)

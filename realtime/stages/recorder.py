@@ -26,8 +26,19 @@ from realtime.stages.base import Stage
 from realtime.wire import Message
 
 RETRIEVAL_COLUMNS = [
-    "n", "run", "trial", "image_id", "split", "repetition", "top1", "rank", "ways",
-    "top_ids", "top_scores", "truncated", "latency_ms",
+    "n",
+    "run",
+    "trial",
+    "image_id",
+    "split",
+    "repetition",
+    "top1",
+    "rank",
+    "ways",
+    "top_ids",
+    "top_scores",
+    "truncated",
+    "latency_ms",
 ]
 
 
@@ -99,8 +110,10 @@ class RecorderStage(Stage):
             f"runs/{msg.run}_tr.tsv",
             f"{msg.index}\t{msg.t.get('source.acquired', 0):.6f}\t{time.time():.6f}\n",
         )
-        self._line("timing.jsonl", json.dumps({"kind": "tr", "run": msg.run, "index": msg.index,
-                                                "t": msg.t}) + "\n")
+        self._line(
+            "timing.jsonl",
+            json.dumps({"kind": "tr", "run": msg.run, "index": msg.index, "t": msg.t}) + "\n",
+        )
 
     def _on_trial(self, msg: Message) -> None:
         m = msg.meta
@@ -130,13 +143,27 @@ class RecorderStage(Stage):
         ids = [int(i) for i in msg.buffers["ids"]]
         scores = [float(s) for s in msg.buffers["scores"]]
         latency = 1e3 * (msg.t.get("decode.done", time.time()) - msg.t.get("source.acquired", 0))
-        row = [n, msg.run, msg.index, m.get("image_id"), m.get("split"), m.get("repetition"),
-               ids[0] if ids else "", m.get("rank") if m.get("rank") is not None else "",
-               m.get("ways"), ",".join(map(str, ids)), ",".join(f"{s:.5f}" for s in scores),
-               int(bool(m.get("truncated"))), f"{latency:.1f}"]
+        row = [
+            n,
+            msg.run,
+            msg.index,
+            m.get("image_id"),
+            m.get("split"),
+            m.get("repetition"),
+            ids[0] if ids else "",
+            m.get("rank") if m.get("rank") is not None else "",
+            m.get("ways"),
+            ",".join(map(str, ids)),
+            ",".join(f"{s:.5f}" for s in scores),
+            int(bool(m.get("truncated"))),
+            f"{latency:.1f}",
+        ]
         self._line("retrievals.tsv", "\t".join("" if v is None else str(v) for v in row) + "\n")
-        self._line("timing.jsonl", json.dumps({"kind": "retrieval", "run": msg.run,
-                                                "index": msg.index, "t": msg.t}) + "\n")
+        self._line(
+            "timing.jsonl",
+            json.dumps({"kind": "retrieval", "run": msg.run, "index": msg.index, "t": msg.t})
+            + "\n",
+        )
         if self.print_trials:
             rank = m.get("rank")
             rank_s = f"{rank:>3d}/{m.get('ways')}" if rank is not None else "  (not in bank)"
