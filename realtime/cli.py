@@ -143,18 +143,20 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from mindeye_models.demo import ensure_demo_model
+    from realtime.pipeline import training_threads
     from replay_data.home import data_home
     from replay_data.resolve import resolve_replay
 
     ds = resolve_replay(args.replay)
-    path = ensure_demo_model(
-        ds,
-        models_dir=data_home() / "models",
-        preset=args.preset,
-        epochs=args.epochs,
-        force=args.force,
-        out=args.out,
-    )
+    with training_threads():
+        path = ensure_demo_model(
+            ds,
+            models_dir=data_home() / "models",
+            preset=args.preset,
+            epochs=args.epochs,
+            force=args.force,
+            out=args.out,
+        )
     print(f"checkpoint: {path}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,24 @@ ORDER = ("recorder", "decode", "estimate", "preprocess", "source")  # downstream
 READY_TIMEOUT_S = 300.0
 
 
+@contextlib.contextmanager
+def training_threads():
+    """Train with one core fewer than the machine has (at least one).
+
+    On a machine whose cores are all busy, a multi-threaded op waits for a scheduler slice
+    whenever one of its threads is descheduled; on 2 shared cores that made demo training
+    epochs 3-8x slower with 2 threads than with 1.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 2) - 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def prepare(cfg: StreamConfig, log=print) -> dict:
     """Resolve the dataset and model, create the session folder; returns the stage specs."""
     from mindeye_models.demo import ensure_demo_model
@@ -39,14 +58,15 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
     if cfg.checkpoint:
         checkpoint = Path(cfg.checkpoint)
     else:
-        checkpoint = ensure_demo_model(
-            ds,
-            models_dir=data_home() / "models",
-            preset=cfg.preset,
-            epochs=cfg.train_epochs,
-            progress=not cfg.quiet,
-            log=log,
-        )
+        with training_threads():
+            checkpoint = ensure_demo_model(
+                ds,
+                models_dir=data_home() / "models",
+                preset=cfg.preset,
+                epochs=cfg.train_epochs,
+                progress=not cfg.quiet,
+                log=log,
+            )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out) if cfg.out else data_home() / "sessions" / f"{stamp}_{ds.meta.name}"
     out.mkdir(parents=True, exist_ok=True)
