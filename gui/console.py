@@ -169,10 +169,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(body)
         self._splitters = (left, right, top, body)
         # initial sizes in pixels (stretch factors only apply to later resizes)
-        left.setSizes([520, 400])
-        right.setSizes([250, 170, 370])
-        top.setSizes([880, 720])
-        body.setSizes([800, 130])
+        left.setSizes([500, 400])
+        right.setSizes([215, 165, 520])
+        top.setSizes([800, 800])
+        body.setSizes([860, 80])
 
     def _build_status(self) -> None:
         bar = self.statusBar()
@@ -239,11 +239,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.pause_button.setText("Resume" if s.paused else "Pause")
         if s.speed is not None and not self._pending and not self.speed_box.view().isVisible():
             index = self.speed_box.findData(float(s.speed))
-            if index >= 0:
-                self.speed_box.setCurrentIndex(index)
-        if s.ended and self.control is not None:
+            if index < 0:  # a speed the session was started with, not in the list
+                self.speed_box.addItem(f"{s.speed:g}×", float(s.speed))
+                index = self.speed_box.count() - 1
+            self.speed_box.setCurrentIndex(index)
+        if self.control is not None:  # nothing to steer once the session has ended
             for w in (self.pause_button, self.speed_box, self.stop_button):
-                w.setEnabled(False)
+                w.setEnabled(not s.ended)
 
     @staticmethod
     def _state_text(snap: Snapshot) -> str:

@@ -187,6 +187,8 @@ class SessionModel:
         path = meta.get("dataset_path")
         if path:
             self._use_dataset(str(path))
+        tr = f", TR {s.tr:g} s" if s.tr else ""
+        self.add_log("source", "info", f"{msg.run} started ({s.n_volumes} volumes{tr})")
         self._versions["session"] += 1
 
     def _on_volume(self, msg: Message) -> None:
@@ -305,9 +307,13 @@ class SessionModel:
         self._versions["session"] += 1
 
     def _on_run_end(self, msg: Message) -> None:
+        text = f"{msg.run} ended"
         if msg.meta.get("stopped"):
-            self._stopped_at[msg.run] = _int(msg.meta.get("n_volumes_sent")) or 0
+            sent = _int(msg.meta.get("n_volumes_sent")) or 0
+            self._stopped_at[msg.run] = sent
             self.session.stopped = True
+            text += f" (stopped by the operator after {sent} volumes)"
+        self.add_log("source", "info", text)
         self._versions["session"] += 1
 
     def _on_end(self, msg: Message) -> None:
@@ -439,8 +445,8 @@ class SessionModel:
                 detail = f"{errors} error(s)" if errors else ""
                 if entry["error_time"] is not None and now - entry["error_time"] < ERROR_HOLD_S:
                     state = "error"
-                elif meta.get("final"):
-                    state = "stopped"
+                elif meta.get("final") or (self.session.ended and age > self.stale_s):
+                    state = "stopped"  # stages exit after the session's end
                 elif age > self.stale_s:
                     state = "stale"
                     detail = f"no status for {age:.0f} s"

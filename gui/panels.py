@@ -118,6 +118,7 @@ class RetrievalPanel(QtWidgets.QWidget):
         )
         row.addWidget(self.recon)
         outer.addLayout(row)
+        outer.addStretch(1)
         self.cards: list[ImageCard] = []
         self.k = 0
         self.thumb = THUMB
@@ -181,8 +182,8 @@ class RetrievalPanel(QtWidgets.QWidget):
             is_true = r.true_id is not None and image_id == r.true_id
             score = float(r.scores[i]) if i < r.scores.size else float("nan")
             card.set_image(self.thumbs.get(snap.stimuli, image_id, self.thumb), f"image {image_id}")
-            mark = "  ✓ true" if is_true else ""
-            card.caption.setText(f"#{i + 1} · id {image_id}\nscore {score:.2f}{mark}")
+            mark = "✓ " if is_true else ""
+            card.caption.setText(f"{mark}#{i + 1} · id {image_id}\nscore {score:.2f}")
             card.caption.setStyleSheet(
                 f"font-size: 8.5pt; color: {COLORS['true'] if is_true else COLORS['text']};"
                 + (" font-weight: 700;" if is_true else "")
@@ -198,6 +199,13 @@ class RetrievalPanel(QtWidgets.QWidget):
             rank = f"rank {r.rank} of {r.ways}" if r.rank is not None else "not in the bank"
             self.truth.caption.setText(f"seen · id {r.true_id}\n{rank}")
         self.truth.set_mark(COLORS["true"] if r.true_id is not None else None)
+
+
+class IntegerAxis(pg.AxisItem):
+    """An axis that labels whole numbers only (counts of trials)."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        return [f"{v:.0f}" if abs(v - round(v)) < 1e-9 else "" for v in values]
 
 
 class AccuracyPanel(QtWidgets.QWidget):
@@ -218,7 +226,7 @@ class AccuracyPanel(QtWidgets.QWidget):
         text.addWidget(self.detail)
         text.addStretch(1)
         layout.addLayout(text, 2)
-        self.spark = pg.PlotWidget()
+        self.spark = pg.PlotWidget(axisItems={"bottom": IntegerAxis("bottom")})
         self.spark.setMinimumHeight(80)
         plot = self.spark.getPlotItem()
         plot.setMenuEnabled(False)

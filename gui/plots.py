@@ -12,12 +12,16 @@ from gui.state import LATENCY_SPANS, Snapshot, TrialInfo
 BASELINE_TRS = 10  # the ROI trace is % change from the mean of a run's first TRs
 
 TRIAL_COLORS = {
-    "pending": "#5a6270",
+    "pending": "#343a45",
     "decoding": "#4aa3ff",
     "hit": COLORS["ok"],
     "miss": COLORS["error"],
     "unscored": "#8b93a3",
 }
+
+
+_PENDING_PEN = pg.mkPen("#6b7483", width=1)
+_NO_PEN = pg.mkPen(None)
 
 
 def trial_state(trial: TrialInfo) -> str:
@@ -37,6 +41,32 @@ def percent_change(values: np.ndarray, baseline_n: int = BASELINE_TRS) -> np.nda
     if base == 0:
         return values - values[0]
     return 100.0 * (values / base - 1.0)
+
+
+FOLLOW_MIN_S = 60.0  # the x axis spans at least this much of a run
+
+
+def follow_range(now: float | None, run_s: float | None) -> tuple[float, float]:
+    """X range (s) that grows with the run: the data so far plus headroom, in steps of a
+    quarter of :data:`FOLLOW_MIN_S` (few rescalings), never past the run's end."""
+    step = FOLLOW_MIN_S / 4
+    span = FOLLOW_MIN_S if now is None else max(FOLLOW_MIN_S, step * np.ceil((now * 1.2) / step))
+    if run_s:
+        span = min(span, run_s)
+    return 0.0, float(span)
+
+
+def with_breaks(t: np.ndarray, y: np.ndarray, step: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Insert NaN where consecutive samples are more than 1.5 ``step`` apart, so a curve
+    drawn with ``connect="finite"`` shows missing TRs as gaps instead of straight lines."""
+    if t.size < 2 or not step:
+        return t, y
+    gaps = np.flatnonzero(np.diff(t) > 1.5 * step) + 1
+    if gaps.size == 0:
+        return t, y
+    t = np.insert(t.astype(float), gaps, np.nan)
+    y = np.insert(y.astype(float), gaps, np.nan)
+    return t, y
 
 
 def _style_plot(plot: pg.PlotItem, left: str, bottom: str | None) -> None:
@@ -67,7 +97,8 @@ class LogAxis(pg.AxisItem):
 
 def _legend_html(title: str, items: dict[str, str]) -> str:
     chips = "&nbsp;&nbsp;".join(
-        f"<span style='color:{color}'>■</span>&nbsp;{name}" for name, color in items.items()
+        f"<span style='color:{color}'>{'□' if name == 'pending' else '■'}</span>&nbsp;{name}"
+        for name, color in items.items()
     )
     return f"{title}&nbsp;&nbsp;&nbsp;{chips}"
 
@@ -85,13 +116,16 @@ class SignalPlots(pg.GraphicsLayoutWidget):
         self.now_lines = []
         self.timeline = self.addPlot(row=1, col=0)
         _style_plot(self.timeline, "trials", "time in run (s)")
-        states = {k: TRIAL_COLORS[k] for k in ("hit", "miss", "unscored", "pending")}
+        states = {k: TRIAL_COLORS[k] for k in ("hit", "miss", "unscored")}
+        states["pending"] = _PENDING_PEN.color().name()
         self.timeline.setTitle(
             _legend_html("Trial timeline (bar: stimulus · ▼: decode point)", states),
             color=COLORS["muted"],
             size="9pt",
         )
         self.timeline.setXLink(self.trace_plot)
+        for plot in (self.trace_plot, self.timeline):
+            plot.enableAutoRange(x=False)  # the x range follows the run (see follow_range)
         self.timeline.setYRange(-0.2, 1.8, padding=0)
         self.timeline.getAxis("left").setTicks([[]])
         self.timeline.setMouseEnabled(y=False)
@@ -109,22 +143,38 @@ class SignalPlots(pg.GraphicsLayoutWidget):
             plot.addItem(line)
             self.now_lines.append(line)
         self._drawn = {"trace": -1, "trials": -1, "session": -1}
+        self._run: str | None = None
+        self._follow = True  # until the operator pans or zooms
+        self._x: tuple[float, float] | None = None
+        for plot in (self.trace_plot, self.timeline):
+            plot.getViewBox().sigRangeChangedManually.connect(self._stop_following)
+
+    def _stop_following(self, *_) -> None:
+        self._follow = False
+
+    def _set_x(self, xr: tuple[float, float]) -> None:
+        if xr != self._x:
+            self._x = xr
+            self.trace_plot.setXRange(*xr, padding=0.01)
 
     def update_from(self, snap: Snapshot) -> None:
         v = snap.versions
         if v["session"] != self._drawn["session"]:
             self._drawn["session"] = v["session"]
             s = snap.session
-            if s.tr and s.n_volumes:
-                self.trace_plot.setXRange(0, s.tr * s.n_volumes, padding=0.01)
             now = None if snap.tr_index is None or not s.tr else snap.tr_index * s.tr
+            if s.run != self._run:  # a new run: follow it again
+                self._run, self._follow = s.run, True
+            if self._follow:
+                self._set_x(follow_range(now, s.tr * s.n_volumes if s.tr and s.n_volumes else None))
             for line in self.now_lines:
                 line.setVisible(now is not None)
                 if now is not None:
                     line.setPos(now)
         if v["trace"] != self._drawn["trace"]:
             self._drawn["trace"] = v["trace"]
-            self.trace.setData(snap.trace_time, percent_change(snap.trace_mean))
+            t, y = with_breaks(snap.trace_time, percent_change(snap.trace_mean), snap.session.tr)
+            self.trace.setData(t, y, connect="finite")
         if v["trials"] != self._drawn["trials"]:
             self._drawn["trials"] = v["trials"]
             self._draw_trials(snap.trials)
@@ -142,7 +192,7 @@ class SignalPlots(pg.GraphicsLayoutWidget):
             width=[max(t.duration, 0.2) for t in trials],
             height=[0.8] * len(trials),
             brushes=brushes,
-            pens=[pg.mkPen(None)] * len(trials),
+            pens=[_PENDING_PEN if trial_state(t) == "pending" else _NO_PEN for t in trials],
         )
         done = [t for t in trials if t.decode_time is not None]
         self.decodes.setData(

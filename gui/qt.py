@@ -2,15 +2,28 @@
 
 Importing this module imports PySide6.  On a machine without a display set
 ``QT_QPA_PLATFORM=offscreen`` before importing it (the CLI does so for ``--screenshot``).
+
+PySide6 6.12.0 on CPython 3.11 returns ``None`` (and, from some virtual calls, ``True`` or
+``False``) without taking a reference, so every such call lowers that object's reference count
+by one; a console running for minutes then aborts with "Fatal Python error: none_dealloc".
+CPython >= 3.12 is immune (those objects are immortal there).  On import this module checks
+for the leak and, where it finds it, gives the three objects a reference count no session can
+use up (:func:`guard_singleton_refcounts`); prefer a PySide6 without the bug (e.g. 6.11).
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import sys
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
+
+log = logging.getLogger("mindeye_rt.console")
+
+_HEADROOM = 1 << 48  # references added per object: > 10^14 leaked calls
 
 #: the console's colours (a dark theme: the scanner room is dim)
 COLORS = {
@@ -37,6 +50,46 @@ SERIES_COLORS = {
     "decode": "#bc8cff",
     "end-to-end": "#f0f6fc",
 }
+
+
+def pyside_leaks_none(calls: int = 64) -> bool:
+    """Whether this PySide6 loses a reference to ``None`` on each call of a void method."""
+    obj = QtCore.QObject()
+    before = sys.getrefcount(None)
+    for _ in range(calls):
+        obj.setObjectName("probe")
+    return before - sys.getrefcount(None) >= calls // 2
+
+
+def guard_singleton_refcounts() -> bool:
+    """Protect ``None``, ``True`` and ``False`` from PySide6's lost references (see the
+    module docstring); returns True when the guard was needed and applied.
+
+    Only on CPython < 3.12 with a PySide6 that shows the leak; it adds references to these
+    statically allocated objects (never freed anyway), as CPython 3.12 makes them immortal.
+    """
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
+        return False
+    if getattr(guard_singleton_refcounts, "applied", False):
+        return True
+    if not pyside_leaks_none():
+        return False
+    import PySide6
+
+    for obj in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(obj)).value += _HEADROOM
+    guard_singleton_refcounts.applied = True  # type: ignore[attr-defined]
+    log.warning(
+        "PySide6 %s loses references to None on this Python %d.%d; guarded. Install a "
+        "PySide6 without that bug (e.g. pip install 'PySide6-Essentials<6.12') or use "
+        "Python >= 3.12.",
+        PySide6.__version__,
+        *sys.version_info[:2],
+    )
+    return True
+
+
+guard_singleton_refcounts()
 
 
 def ensure_app(argv: list[str] | None = None) -> QtWidgets.QApplication:

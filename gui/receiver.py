@@ -1,12 +1,16 @@
 """The console's telemetry receiver: a background thread from the hub into the model.
 
-It subscribes (ZMQ SUB, small high-water mark) to the session's telemetry hub, reads on its
-own thread, and hands batches to :meth:`gui.model.SessionModel.feed_many`.  The pipeline never
-waits on it: the hub and the stages publish without blocking and drop what a slow subscriber
-cannot take.  When the receiver itself falls behind it skips to the newest state: of the
-volumes waiting in a batch only the newest is shown (the skipped ones are counted).  A hub
-that restarts is reconnected to by ZMQ; a new session is recognised by the model.  Frames that
-fail validation are logged and skipped.
+It subscribes (ZMQ SUB) to the session's telemetry hub, reads on its own thread, and hands
+batches to :meth:`gui.model.SessionModel.feed_many`.  The pipeline never waits on it: the hub
+and the stages publish without blocking and drop what a slow subscriber cannot take.
+
+Volumes (megabytes each, and only the newest one is shown) come on a socket of their own with a
+tiny queue; everything else (small: TR means, trials, retrievals, status, logs) on a second
+socket with a deeper one, which ZMQ's I/O thread fills even while the GUI holds the
+interpreter, so a burst of volumes cannot crowd out a retrieval.  When the receiver falls
+behind it skips to the newest state: of the volumes waiting in a batch only the newest is
+shown (the skipped ones are counted).  A hub that restarts is reconnected to by ZMQ; a new
+session is recognised by the model.  Frames that fail validation are logged and skipped.
 
 Errors in the model are logged and the thread goes on; with ``MINDEYE_RT_RAISE=1`` (the test
 suite) the first one is re-raised by :meth:`Receiver.stop`.
@@ -22,17 +26,44 @@ import traceback
 import zmq
 
 from gui.model import SessionModel
-from realtime import transport
 from realtime.checks import check_address
 from realtime.errors import StageError, WireError
-from realtime.wire import Message, decode
+from realtime.wire import KINDS, Message, decode
 
 log = logging.getLogger("mindeye_rt.console")
 
-BATCH = 500  # most messages taken per wake-up
+BATCH = 500  # most messages taken per wake-up and socket
 POLL_MS = 100
 #: kinds of which only the newest of a batch matters (the display shows the latest one)
 LATEST_ONLY = frozenset({"volume"})
+#: kinds read on their own socket with a tiny queue (large, and only the newest is shown)
+BULKY = ("volume",)
+BULKY_HWM = 4
+SMALL_HWM = 500  # queued small messages (a TR of subj01 is 126 kB: at most ~63 MB)
+#: kinds the console knows besides the wire's (a reconstruct stage will publish "recon")
+FUTURE_KINDS = ("recon",)
+
+
+def channels(topics: tuple[str, ...]) -> list[tuple[tuple[str, ...], int]]:
+    """Split subscriptions into ``(topics, receive HWM)`` per socket: bulky kinds apart."""
+    if topics == ("",):
+        wanted = (*KINDS, *FUTURE_KINDS)
+    else:
+        wanted = tuple(topics)
+    bulky = tuple(t for t in wanted if t in BULKY)
+    small = tuple(t for t in wanted if t not in BULKY)
+    return [(group, hwm) for group, hwm in ((small, SMALL_HWM), (bulky, BULKY_HWM)) if group]
+
+
+def subscriber(ctx: zmq.Context, addr: str, topics: tuple[str, ...], hwm: int) -> zmq.Socket:
+    """A SUB socket on ``addr`` for ``topics`` with receive high-water mark ``hwm``."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.LINGER, 0)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sock.connect(addr)
+    return sock
 
 
 class Receiver:
@@ -100,22 +131,30 @@ class Receiver:
 
     # -- the thread --------------------------------------------------------------------------
     def _main(self) -> None:
+        socks: list[zmq.Socket] = []
         try:
-            sock = transport.display_subscriber(self._ctx, self.addr, self.topics)
+            for topics, hwm in channels(self.topics):
+                socks.append(subscriber(self._ctx, self.addr, topics, hwm))
         except zmq.ZMQError as err:
+            for sock in socks:
+                sock.close(0)
             self._error = err
             self._ready.set()
             return
         self._ready.set()
+        poller = zmq.Poller()
+        for sock in socks:
+            poller.register(sock, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if not sock.poll(POLL_MS):
+                if not poller.poll(POLL_MS):
                     continue
-                batch = self._drain(sock)
+                batch = [m for sock in socks for m in self._drain(sock)]  # small ones first
                 if batch:
                     self._deliver(batch)
         finally:
-            sock.close(0)
+            for sock in socks:
+                sock.close(0)
 
     def _drain(self, sock: zmq.Socket) -> list[Message]:
         """Everything waiting (up to :data:`BATCH`), decoded; bad frames logged and skipped."""

@@ -48,7 +48,6 @@ class SliceView:
         self.outline = pg.IsocurveItem(level=0.5, pen=pg.mkPen(COLORS["roi"], width=1.6))
         self.outline.setParentItem(self.image)
         self.outline.setZValue(5)
-        self.outline.setPos(0.5, 0.5)  # isocurve vertices sit on pixel centres
         pen = pg.mkPen(COLORS["accent"], width=1, style=QtCore.Qt.PenStyle.DashLine)
         self.hline = pg.InfiniteLine(angle=0, pen=pen, movable=False)
         self.vline = pg.InfiniteLine(angle=90, pen=pen, movable=False)
@@ -74,7 +73,7 @@ class SliceView:
         if shape != self.shape:
             self.shape = shape
             self.vb.setRange(
-                xRange=(0, shape[0]), yRange=(0, shape[1]), padding=0.02, disableAutoRange=True
+                xRange=(0, shape[0]), yRange=(0, shape[1]), padding=0.1, disableAutoRange=True
             )
             self._place_letters()
 
@@ -95,11 +94,11 @@ class SliceView:
         if self.shape is None:
             return
         w, h = self.shape
-        spots = [
-            (0, h / 2, (0, 0.5)),
-            (w, h / 2, (1, 0.5)),
-            (w / 2, h, (0.5, 0)),
-            (w / 2, 0, (0.5, 1)),
+        spots = [  # just outside the image: left, right, top, bottom
+            (0, h / 2, (1, 0.5)),
+            (w, h / 2, (0, 0.5)),
+            (w / 2, h, (0.5, 1)),
+            (w / 2, 0, (0.5, 0)),
         ]
         for item, (x, y, anchor) in zip(self.letters, spots, strict=True):
             item.setAnchor(anchor)

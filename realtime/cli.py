@@ -234,6 +234,30 @@ def cmd_summarize(args) -> int:
     return 0
 
 
+def _add_console(sub) -> None:
+    from gui.cli import add_console_parser
+
+    add_console_parser(sub)
+
+
+def _cmd_console(args) -> int:
+    from gui.cli import cmd_console
+
+    return cmd_console(args)
+
+
+def _add_viewer(sub) -> None:
+    from gui.cli import add_viewer_parser
+
+    add_viewer_parser(sub)
+
+
+def _cmd_viewer(args) -> int:
+    from gui.cli import cmd_viewer
+
+    return cmd_viewer(args)
+
+
 COMMANDS = {
     "stream": (_add_stream, cmd_stream),
     "simulate": (_add_simulate, cmd_simulate),
@@ -241,6 +265,8 @@ COMMANDS = {
     "model-info": (_add_model_info, cmd_model_info),
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
+    "console": (_add_console, _cmd_console),
+    "viewer": (_add_viewer, _cmd_viewer),
 }
 
 

@@ -48,7 +48,7 @@ class StreamConfig:
         )
         self.top_k = check_number(self.top_k, "top_k", minimum=1, integer=True)
         self.base_port = check_number(
-            self.base_port, "base_port", minimum=1024, maximum=65529, integer=True
+            self.base_port, "base_port", minimum=1024, maximum=65528, integer=True
         )
         if self.max_volumes is not None:
             self.max_volumes = check_number(
@@ -69,8 +69,17 @@ class StreamConfig:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
 
     def addresses(self) -> dict[str, str]:
-        """The session's ZMQ endpoints: each stage's input, and the telemetry hub."""
-        names = ["preprocess", "estimate", "decode", "recorder", "telemetry_in", "telemetry"]
+        """The session's ZMQ endpoints: each stage's input, the telemetry hub (stages publish into
+        ``telemetry_in``, consoles subscribe at ``telemetry``) and the source's ``control``."""
+        names = [
+            "preprocess",
+            "estimate",
+            "decode",
+            "recorder",
+            "telemetry_in",
+            "telemetry",
+            "control",
+        ]
         return {n: f"tcp://{self.host}:{self.base_port + i}" for i, n in enumerate(names)}
 
     def to_dict(self) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
             "speed": cfg.speed,
             "max_volumes": cfg.max_volumes,
             "out_addr": addr["preprocess"],
+            "control_addr": addr["control"],
         },
         "preprocess": {
             "mask": str(ds.root / "roi_mask.nii.gz"),
@@ -138,9 +139,16 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
     """Run a whole session and return its summary (also written to ``summary.json``)."""
     from realtime.summary import summarize
 
-    if not cfg.headless:
-        log("the operator console is not part of this version yet; running headless")
     prep = prepare(cfg, log=log)
+    console = None
+    if not cfg.headless:
+        from gui.cli import launch_console
+
+        addr = cfg.addresses()
+        console = launch_console(
+            addr["telemetry"], addr["control"], dataset=str(prep["dataset"].root)
+        )
+        log("operator console opened (closing it does not stop the session; --headless for none)")
     out, session = prep["out"], prep["session"]
     if session["simulated"]:
         log(
@@ -161,6 +169,8 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
     finally:
         hub.stop()
     wall = time.time() - t0
+    if console is not None and console.poll() is None:
+        log("the session ended; the console stays open until you close it")
     summary = summarize(out, wall_s=wall, log=log)
     return summary
 

@@ -38,7 +38,7 @@ def display_publisher(ctx: zmq.Context, addr: str, *, bind: bool = False) -> zmq
     """A PUB socket for telemetry (connects to the session's telemetry hub by default)."""
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, DISPLAY_HWM)
-    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.LINGER, 200)  # long enough for a stage's final status to leave
     _attach(sock, addr, bind)
     return sock
 

@@ -13,7 +13,7 @@ _LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
 
 #: the options each stage takes (besides its links)
 OPTIONS: dict[str, tuple[str, ...]] = {
-    "source": ("dataset", "runs", "speed", "max_volumes", "drop_volumes"),
+    "source": ("dataset", "runs", "speed", "max_volumes", "drop_volumes", "control_addr"),
     "preprocess": ("mask",),
     "estimate": ("n_voxels", "decode_delay", "window"),
     "decode": ("checkpoint", "dataset", "bank_ids", "device", "clip_weights", "cache_dir", "top_k"),
@@ -52,6 +52,7 @@ def build_stage(name: str, spec: dict[str, Any]) -> Stage:
             speed=take("speed", 1.0),
             max_volumes=take("max_volumes", None),
             drop_volumes=[tuple(x) for x in take("drop_volumes", [])],
+            control_addr=take("control_addr", None),
             **links,
         )
     elif name == "preprocess":

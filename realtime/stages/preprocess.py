@@ -109,7 +109,13 @@ class PreprocessStage(Stage):
 
     def _run_end(self, msg: Message):
         outs: list[Message] = []
-        missing = list(range(self.next_index, self.expected))
+        # an operator's stop ends the run early: volumes never sent are not lost
+        last = (
+            int(msg.meta.get("n_volumes_sent", self.expected))
+            if msg.meta.get("stopped")
+            else self.expected
+        )
+        missing = list(range(self.next_index, last))
         if missing:
             self.volumes_lost += len(missing)
             self.log.error("run %s ended without volume(s) %s", msg.run, missing)

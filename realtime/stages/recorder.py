@@ -184,6 +184,9 @@ class RecorderStage(Stage):
         run = self.runs.get(msg.run)
         if run is not None:
             run["ended"] = time.time()
+            if msg.meta.get("stopped"):  # an operator stopped the replay: count what was sent
+                run["n_volumes"] = int(msg.meta.get("n_volumes_sent", run["n_volumes"]))
+                run["stopped"] = True
 
     def finish(self):
         info = {

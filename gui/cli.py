@@ -1,0 +1,369 @@
+"""``mindeye-rt console`` and ``mindeye-rt viewer``, and :func:`launch_console`.
+
+``console --connect ADDR`` attaches to a running session's telemetry hub (also on another
+machine); ``console --replay NAME`` runs a session in the background and shows it.  With
+``--screenshot FILE`` the console renders offscreen, saves a PNG once ``--after-trials`` trials
+are decoded, and ends (stopping a session it started).  ``viewer --connect ADDR`` opens the
+participant's feedback window.
+
+Run as ``python -m gui.cli console ...`` too (how :func:`launch_console` starts it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from realtime.checks import check_address, check_number
+from realtime.errors import ConfigError, MindEyeRTError, StageError
+
+STOP_WAIT_S = 120.0  # how long a stopped background session may take to flush and summarize
+
+
+# -- parsers ---------------------------------------------------------------------------------
+def add_console_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``console`` command to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "console",
+        help="the operator console: watch and steer a running session",
+        description="Attach to a session's telemetry (--connect) or run one (--replay).",
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--connect",
+        metavar="ADDR",
+        help="telemetry endpoint of a running session, e.g. tcp://127.0.0.1:5555",
+    )
+    where.add_argument(
+        "--replay",
+        metavar="NAME",
+        help="run this replay dataset (name or path) in the background and show it",
+    )
+    p.add_argument(
+        "--control",
+        metavar="ADDR",
+        help="the replay source's control endpoint (pause/resume/speed/stop)",
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="dataset folder for ROI outline and thumbnails (default: the one the session announces)",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="with --replay: replay speed (1 real time, 0 as fast as possible)",
+    )
+    p.add_argument(
+        "--base-port",
+        type=int,
+        dest="base_port",
+        help="with --replay: first of the session's TCP ports (default 5550)",
+    )
+    p.add_argument(
+        "--screenshot",
+        metavar="FILE",
+        help="render offscreen, save a PNG after --after-trials trials, and exit",
+    )
+    p.add_argument(
+        "--after-trials",
+        type=int,
+        default=8,
+        dest="after_trials",
+        help="decoded trials before the screenshot (default 8)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="with --screenshot: give up after this many seconds (default 900)",
+    )
+    p.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
+    p.add_argument(
+        "--redraw-hz", type=float, default=10.0, dest="redraw_hz", help="redraw rate (default 10)"
+    )
+    return p
+
+
+def add_viewer_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``viewer`` command to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "viewer",
+        help="the participant viewer: the feedback image of each trial, full screen",
+    )
+    p.add_argument(
+        "--connect", metavar="ADDR", required=True, help="telemetry endpoint of the session"
+    )
+    p.add_argument("--screen", type=int, help="screen index (default: the primary screen)")
+    p.add_argument("--windowed", action="store_true", help="a window instead of full screen")
+    p.add_argument(
+        "--feedback", choices=["top1", "recon"], default="top1", help="what to show (default top1)"
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="dataset folder with the stimulus images (default: announced by the session)",
+    )
+    return p
+
+
+# -- console ---------------------------------------------------------------------------------
+def cmd_console(args) -> int:
+    """Run the console as asked by ``args`` (from :func:`add_console_parser`)."""
+    size = _parse_size(args.size)
+    check_number(args.after_trials, "after_trials", minimum=1, integer=True)
+    check_number(args.redraw_hz, "redraw_hz", minimum=0, strict_min=True, maximum=60)
+    if args.screenshot:
+        _offscreen_if_headless()
+    proc = None
+    telemetry, control = args.connect, args.control
+    if args.replay:
+        proc, telemetry, control_default = _start_session(args)
+        control = control or control_default
+    telemetry = check_address(telemetry, "connect")
+    if control:
+        control = check_address(control, "control")
+    try:
+        return _run_console(args, telemetry, control, size, proc)
+    finally:
+        if proc is not None:
+            _stop_session(proc, control)
+
+
+def _run_console(args, telemetry: str, control: str | None, size, proc) -> int:
+    from PySide6 import QtCore
+
+    from gui.console import ConsoleWindow
+    from gui.control import ControlClient
+    from gui.model import SessionModel
+    from gui.qt import ensure_app
+    from gui.receiver import Receiver
+
+    app = ensure_app()
+    model = SessionModel()
+    if args.dataset:
+        model.set_dataset(str(Path(args.dataset).expanduser()))
+    client = ControlClient(control) if control else None
+    window = ConsoleWindow(
+        model,
+        control=client,
+        telemetry_addr=telemetry,
+        redraw_hz=args.redraw_hz,
+        confirm_stop=not args.screenshot,
+    )
+    window.resize(*size)
+    result: dict[str, int | None] = {"code": None}
+    with Receiver(telemetry, model):
+        window.show()
+        start = time.monotonic()
+
+        def check() -> None:
+            """Every 200 ms: a dead background session ends the console; a screenshot is
+            taken when enough trials are decoded.  (Also lets Ctrl-C reach Python.)"""
+            if proc is not None and proc.poll() is not None and proc.returncode != 0:
+                print(
+                    f"mindeye-rt console: the session exited with code {proc.returncode}",
+                    file=sys.stderr,
+                )
+                result["code"] = 1
+                app.quit()
+                return
+            if args.screenshot:
+                result["code"] = _maybe_screenshot(window, args, time.monotonic() - start)
+                if result["code"] is not None:
+                    app.quit()
+
+        timer = QtCore.QTimer(window)
+        timer.timeout.connect(check)
+        timer.start(200)
+        previous = signal.signal(signal.SIGINT, lambda *_: app.quit())
+        try:
+            app.exec()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            timer.stop()
+    window.close()
+    window.deleteLater()
+    if client is not None:
+        client.close()
+    return result["code"] or 0
+
+
+def _maybe_screenshot(window, args, elapsed: float) -> int | None:
+    """Save the screenshot once ``args.after_trials`` trials are decoded (0) or at the
+    timeout (1); None while waiting."""
+    from PySide6 import QtWidgets
+
+    snap = window.last_snapshot
+    decoded = 0 if snap is None else snap.accuracy.decoded
+    done = decoded >= args.after_trials
+    late = elapsed > args.timeout
+    if not (done or late):
+        return None
+    window.refresh()
+    QtWidgets.QApplication.processEvents()
+    out = Path(args.screenshot).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(out)):
+        raise StageError(f"cannot write the screenshot {str(out)!r}")
+    print(f"screenshot after {decoded} decoded trial(s): {out}")
+    if done:
+        return 0
+    print(
+        f"mindeye-rt console: only {decoded} of {args.after_trials} trials were decoded "
+        f"within --timeout {args.timeout:g} s",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _start_session(args):
+    """Start ``mindeye-rt stream --headless`` for ``--replay``; returns (process, telemetry
+    address, control address or None)."""
+    from realtime.config import StreamConfig
+
+    speed = check_number(args.speed, "speed", minimum=0.0)
+    cfg = StreamConfig(replay=args.replay, speed=speed, headless=True, **_port(args))
+    addresses = cfg.addresses()
+    cmd = [
+        sys.executable, "-m", "realtime.cli", "stream", "--replay", args.replay, "--headless",
+        "--speed", str(speed), "--base-port", str(cfg.base_port),
+    ]  # fmt: skip
+    print(f"starting the session: {' '.join(cmd[2:])}")
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc, addresses["telemetry"], addresses.get("control")
+
+
+def _port(args) -> dict:
+    return {} if args.base_port is None else {"base_port": args.base_port}
+
+
+def _stop_session(proc: subprocess.Popen, control: str | None) -> None:
+    """End a background session cleanly: the control channel's stop, else SIGINT."""
+    if proc.poll() is not None:
+        return
+    stopped = False
+    if control:
+        from gui.control import ControlClient
+
+        try:
+            with ControlClient(control, timeout_s=3.0) as client:
+                client.send("stop")
+            stopped = True
+        except MindEyeRTError as err:
+            print(f"mindeye-rt console: {err}; interrupting the session instead", file=sys.stderr)
+    if not stopped:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        print("mindeye-rt console: the session did not end; terminating it", file=sys.stderr)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(n) for n in str(text).lower().split("x"))
+    except ValueError:
+        raise ConfigError(
+            f"'size' must be WIDTHxHEIGHT in pixels like 1600x1000, got {text!r}"
+        ) from None
+    if w < 640 or h < 480:
+        raise ConfigError(f"'size' must be at least 640x480, got {text!r}")
+    return w, h
+
+
+def _offscreen_if_headless() -> None:
+    """Use Qt's offscreen platform when there is no display (before Qt is imported)."""
+    if "PySide6.QtWidgets" in sys.modules:
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def launch_console(
+    telemetry_addr: str, control_addr: str | None = None, *, dataset: str | None = None
+) -> subprocess.Popen:
+    """Open the operator console in a child process attached to ``telemetry_addr``.
+
+    For ``mindeye-rt stream`` without ``--headless``: the console is a separate process, so
+    the pipeline never waits on the GUI, and closing the console does not end the session.
+
+    Returns
+    -------
+    process : the console's :class:`subprocess.Popen` (terminate it to close the window).
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "gui.cli",
+        "console",
+        "--connect",
+        check_address(telemetry_addr, "telemetry"),
+    ]
+    if control_addr:
+        cmd += ["--control", check_address(control_addr, "control")]
+    if dataset:
+        cmd += ["--dataset", str(dataset)]
+    return subprocess.Popen(cmd)
+
+
+# -- viewer ----------------------------------------------------------------------------------
+def cmd_viewer(args) -> int:
+    """Run the participant viewer as asked by ``args`` (from :func:`add_viewer_parser`)."""
+    from PySide6 import QtCore
+
+    from gui.model import SessionModel
+    from gui.qt import ensure_app
+    from gui.receiver import Receiver
+    from gui.viewer import VIEWER_TOPICS, ViewerWindow
+
+    telemetry = check_address(args.connect, "connect")
+    app = ensure_app()
+    model = SessionModel()
+    if args.dataset:
+        model.set_dataset(str(Path(args.dataset).expanduser()))
+    window = ViewerWindow(model, feedback=args.feedback)
+    window.place(args.screen, windowed=args.windowed)
+    with Receiver(telemetry, model, topics=VIEWER_TOPICS):
+        keepalive = QtCore.QTimer(window)  # lets Ctrl-C reach Python while Qt waits
+        keepalive.timeout.connect(lambda: None)
+        keepalive.start(200)
+        previous = signal.signal(signal.SIGINT, lambda *_: app.quit())
+        try:
+            app.exec()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return 0
+
+
+# -- standalone entry point ------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gui.cli console|viewer ...``."""
+    parser = argparse.ArgumentParser(prog="mindeye-rt")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_console_parser(sub)
+    add_viewer_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return cmd_console(args) if args.command == "console" else cmd_viewer(args)
+    except MindEyeRTError as err:
+        print(f"mindeye-rt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
