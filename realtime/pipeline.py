@@ -141,7 +141,14 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
 
     prep = prepare(cfg, log=log)
     console = None
-    if not cfg.headless:
+    has_display = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+    if not cfg.headless and not has_display:
+        log(
+            "no display found (DISPLAY / WAYLAND_DISPLAY unset): running without the console; "
+            "attach one from another machine with `mindeye-rt console --connect "
+            f"{cfg.addresses()['telemetry']}` or pass --headless"
+        )
+    elif not cfg.headless:
         from gui.cli import launch_console
 
         addr = cfg.addresses()
