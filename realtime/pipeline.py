@@ -16,7 +16,7 @@ import zmq
 
 from realtime import transport
 from realtime.config import StreamConfig
-from realtime.errors import StageError
+from realtime.errors import ConfigError, StageError
 from realtime.stages import build_stage
 from realtime.telemetry import TelemetryHub
 from realtime.wire import WireError
@@ -56,7 +56,13 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
     else:
         ds = resolve_replay(cfg.replay, progress=not cfg.quiet, log=log)
     if cfg.checkpoint:
-        checkpoint = Path(cfg.checkpoint)
+        checkpoint = Path(cfg.checkpoint).expanduser()
+        if not checkpoint.is_file():
+            raise ConfigError(
+                f"'checkpoint' must be an existing MindEye checkpoint (.safetensors), got "
+                f"{cfg.checkpoint!r}: train one with `mindeye-rt train`, or leave --checkpoint "
+                "out to use the cached demo model"
+            )
     else:
         with training_threads():
             checkpoint = ensure_demo_model(

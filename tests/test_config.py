@@ -66,3 +66,25 @@ def test_model_info_reports_paper_backbone(capsys):
     assert main(["model-info", "--preset", "mindeye1-subj01"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert abs(counts["backbone"] - 940e6) / 940e6 < 0.01
+
+
+def test_missing_checkpoint_is_refused_before_any_stage_starts(tmp_path, capsys, data_home):
+    from replay_data.simulate import SimulationConfig, simulate_subject
+
+    ds = simulate_subject(tmp_path / "ds", SimulationConfig.tiny(), progress=False)
+    code = main(
+        [
+            "stream",
+            "--replay",
+            str(ds.root),
+            "--headless",
+            "--quiet",
+            "--checkpoint",
+            str(tmp_path / "none.safetensors"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        "'checkpoint' must be an existing MindEye checkpoint" in err and "none.safetensors" in err
+    )
