@@ -145,6 +145,11 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
     """Run a whole session and return its summary (also written to ``summary.json``)."""
     from realtime.summary import summarize
 
+    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        log(
+            f"WARNING: stages bind {cfg.host}, reachable from other machines; the links are not "
+            "authenticated or encrypted in this version (use a trusted scanner network)"
+        )
     prep = prepare(cfg, log=log)
     console = None
     has_display = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
