@@ -89,7 +89,7 @@ def latency_figures(out: Path) -> tuple[dict, dict | None, float | None]:
     return stages, _percentiles(end_to_end), (last - first) if first is not None else None
 
 
-def offline_retrieval(out: Path, session: dict, retrievals: list[dict]) -> dict:
+def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: float) -> dict:
     """Re-estimate every decoded trial from whole runs after the session and decode it with the
     same model and bank: the offline reference for the real-time figures."""
     import torch
@@ -108,14 +108,9 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict]) -> dict:
     )
     decoded = {(r["run"], int(r["trial"])) for r in retrievals}
     events = read_events(out)
-    tr = None
-    recorder = (
-        json.loads((out / "recorder.json").read_text()) if (out / "recorder.json").exists() else {}
-    )
     ranks = []
     for run in sorted({e["run"] for e in events}):
         run_events = [e for e in events if e["run"] == run]
-        tr = recorder.get("runs", {}).get(run, {}).get("tr") or _tr_from_config(session)
         raw, index = load_run_data(out, run)
         if raw.shape[0] < 3:
             continue
@@ -167,7 +162,8 @@ def summarize(
             load_run_data(out, p.name[:-7])[1].size for p in (out / "runs").glob("*_tr.tsv")
         )
         expected = None
-    n_vol_time = received * _tr_from_config(session) if received else 0.0
+    tr = _tr_from_config(session)
+    n_vol_time = received * tr if received else 0.0
     summary = {
         "simulated": session["simulated"],
         "dataset": session["dataset_name"],
@@ -193,7 +189,7 @@ def summarize(
         "written": time.time(),
     }
     if offline and scored:
-        off = offline_retrieval(out, session, retrievals)
+        off = offline_retrieval(out, session, retrievals, tr)
         summary["offline_top1"], summary["offline_top5"] = off["top1"], off["top5"]
         summary["offline_trials"] = off["trials"]
         if off["top1"]:
