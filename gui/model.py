@@ -219,21 +219,9 @@ class SessionModel:
     def _on_trial(self, msg: Message) -> None:
         if msg.index is None:
             return
-        key = (msg.run, int(msg.index))
-        if key in self._trials:
+        if (msg.run, int(msg.index)) in self._trials:
             return  # estimate republishes the source's trial events
-        meta = msg.meta
-        self._trials[key] = TrialInfo(
-            run=msg.run,
-            index=int(msg.index),
-            onset=_float(meta.get("onset")) or 0.0,
-            duration=_float(meta.get("duration")) or 0.0,
-            image_id=_int(meta.get("image_id")),
-            split=meta.get("split"),
-            repetition=_int(meta.get("repetition")),
-        )
-        while len(self._trials) > self._trial_len:
-            self._trials.popitem(last=False)
+        self._trial_for(msg)  # records it
         self._versions["trials"] += 1
 
     def _on_response(self, msg: Message) -> None:
@@ -357,7 +345,7 @@ class SessionModel:
         if msg.index is None:
             return None
         trial = self._trials.get((msg.run, int(msg.index)))
-        if trial is None:  # joined late: the trial event was not seen
+        if trial is None:  # a new trial (or joined late: its trial event was not seen)
             meta = msg.meta
             trial = TrialInfo(
                 run=msg.run,

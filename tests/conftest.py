@@ -17,6 +17,18 @@ os.environ["MINDEYE_RT_RAISE"] = "1"
 _ports = itertools.count(21000 + 50 * (os.getpid() % 400))
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test runs torch on one thread (tiny models are fastest so, and stay fast on a
+    loaded machine); the previous setting is restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def base_port() -> int:
     """A block of 6 loopback ports not used by another test of this run."""

@@ -41,17 +41,22 @@ def _expected_volumes(ds):
     return sum(ds.load_run(r).shape[-1] for r in ds.runs)
 
 
-def test_stream_threads_end_to_end(tiny_dataset, tiny_model, tmp_path, base_port, data_home):
-    cfg = StreamConfig(
-        replay=str(tiny_dataset.root),
+def _thread_config(dataset, model, tmp_path, base_port) -> StreamConfig:
+    """A quiet, headless, as-fast-as-possible session with the stages as threads."""
+    return StreamConfig(
+        replay=str(dataset.root),
         out=str(tmp_path / "s"),
         speed=0,
         headless=True,
-        checkpoint=str(tiny_model),
+        checkpoint=str(model),
         launcher="thread",
         base_port=base_port,
         quiet=True,
     )
+
+
+def test_stream_threads_end_to_end(tiny_dataset, tiny_model, tmp_path, base_port, data_home):
+    cfg = _thread_config(tiny_dataset, tiny_model, tmp_path, base_port)
     s = run_stream(cfg, log=lambda *a: None)
     assert s["complete"] and s["simulated"] is True
     assert s["volumes_lost"] == 0
@@ -74,16 +79,7 @@ def test_stream_threads_end_to_end(tiny_dataset, tiny_model, tmp_path, base_port
 def test_a_dropped_volume_is_reported(tiny_dataset, tiny_model, tmp_path, base_port, data_home):
     from realtime import pipeline
 
-    cfg = StreamConfig(
-        replay=str(tiny_dataset.root),
-        out=str(tmp_path / "s"),
-        speed=0,
-        headless=True,
-        checkpoint=str(tiny_model),
-        launcher="thread",
-        base_port=base_port,
-        quiet=True,
-    )
+    cfg = _thread_config(tiny_dataset, tiny_model, tmp_path, base_port)
     prep = pipeline.prepare(cfg, log=lambda *a: None)
     run = tiny_dataset.runs[0]
     prep["specs"]["source"]["drop_volumes"] = [[run, 7]]

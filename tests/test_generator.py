@@ -19,14 +19,6 @@ from mindeye_models.generator import (
 from realtime.errors import ConfigError, WeightsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     torch.set_num_threads(1)

@@ -20,14 +20,6 @@ from mindeye_models.lowlevel import (
 from realtime.errors import ConfigError, WeightsError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def blob_images(n=48, size=64, seed=0):
     """Smooth images: a coloured background and one coloured Gaussian blob each."""
     rng = np.random.default_rng(seed)

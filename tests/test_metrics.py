@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
@@ -17,14 +16,6 @@ from mindeye_models.metrics import (
     two_way_identification,
 )
 from realtime.errors import ConfigError
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def noise_images(n, size=32, seed=0):

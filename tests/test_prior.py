@@ -17,14 +17,6 @@ from realtime.errors import ConfigError
 T, D = 17, 128
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def toy_task(n=256, seed=0):
     """Targets are a fixed token pattern plus a scaled copy of the condition."""
     pattern = torch.randn(1, T, D, generator=torch.Generator().manual_seed(123))

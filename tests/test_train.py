@@ -19,15 +19,6 @@ from realtime.errors import ConfigError
 V, T, D = 48, 17, 128
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and stay fast on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def linear_task(n_train=400, n_test=100, noise=0.5, seed=0):
     """Targets are a fixed linear map of the voxels plus noise; voxels carry an offset."""
     rng = np.random.default_rng(seed)
