@@ -103,7 +103,11 @@ def add_viewer_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--screen", type=int, help="screen index (default: the primary screen)")
     p.add_argument("--windowed", action="store_true", help="a window instead of full screen")
     p.add_argument(
-        "--feedback", choices=["top1", "recon"], default="top1", help="what to show (default top1)"
+        "--feedback",
+        choices=["top1", "recon"],
+        default="top1",
+        help="what to show: top1, the top-1 retrieved image (default), or recon, each trial's "
+        "reconstruction (needs a session with a reconstruct stage: --recon other than none)",
     )
     p.add_argument(
         "--dataset",

@@ -2,9 +2,10 @@
 
 Layout: a toolbar (pause/resume, speed, stop, the session's name), three slices of the newest
 volume with the ROI outline, the ROI mean signal over the trial timeline, the latest trial's
-top-k retrieved images with the true one marked, the reconstruction area (empty until the
-pipeline publishes reconstructions), running accuracy, latency per stage, a status line with
-each stage's health, and the log.
+top-k retrieved images with the true one marked, the newest reconstruction (with its blurry
+low-level image in ``"full"`` mode; in sessions with a reconstruct stage), running accuracy,
+latency per stage, a status line with each stage's health (and the reconstruct stage's backlog
+when it falls behind), and the log.
 
 The window never reads sockets: a :class:`gui.receiver.Receiver` thread feeds the
 :class:`gui.model.SessionModel`, and a QTimer polls the model at a bounded rate (10 Hz by
@@ -222,9 +223,15 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if snap.trials:
             decoded = sum(t.decoded for t in snap.trials)
             total = f"/{s.n_trials}" if s.n_trials else ""
-            parts.append(f"trials {len(snap.trials)}{total} ({decoded} decoded)")
+            done = f"{decoded} decoded"
+            if snap.recon_stage is not None:
+                done += f", {sum(t.reconstructed for t in snap.trials)} reconstructed"
+            parts.append(f"trials {len(snap.trials)}{total} ({done})")
         lost_color = COLORS["error"] if snap.lost_volumes else COLORS["text"]
         parts.append(f"<span style='color:{lost_color}'>lost volumes {snap.lost_volumes}</span>")
+        rs = snap.recon_stage
+        if rs is not None and rs.behind and rs.state != "stopped":
+            parts.append(f"<span style='color:{COLORS['stale']}'>reconstruct: {rs.behind}</span>")
         if snap.lost_messages or snap.missed_trials:
             parts.append(f"lost messages {snap.lost_messages} · missed trials {snap.missed_trials}")
         if s.speed is not None:

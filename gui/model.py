@@ -10,9 +10,11 @@ Per-run state (volume, ROI trace, timeline, TR index) resets at each ``run_start
 session resets when the source restarts (a ``run_start`` with sequence number 0, or one after
 ``end``), so a console left open across pipeline restarts shows the new session only.
 
-Reconstructions: a message of kind ``"recon"`` with buffer ``image`` (H, W, 3) uint8 is stored
-as :attr:`Snapshot.recon`.  The wire format does not carry that kind yet (there is no
-reconstruct stage); until it does, the console's reconstruction area stays empty.
+Reconstructions: the newest ``"recon"`` message (buffer ``image`` (H, W, 3) uint8, in
+``"full"`` mode also ``blurry``) is kept as :attr:`Snapshot.recon`, and its trial is marked
+reconstructed on the timeline.  The reconstruct stage is optional (``--recon none``): its
+health and backlog (:attr:`Snapshot.recon_stage`) are reported only once a status from it has
+been seen in the current session, so a session without one shows no reconstruct stage at all.
 """
 
 from __future__ import annotations
@@ -22,21 +24,25 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from gui.state import (
     LATENCY_SPANS,
+    OPTIONAL_STAGES,
     STAGES,
     Accuracy,
     LogEntry,
     Recon,
+    ReconStage,
     RetrievalInfo,
     SessionInfo,
     Snapshot,
     StageHealth,
     TrialInfo,
+    behind_text,
 )
 from realtime.checks import check_number
 from realtime.wire import Message
@@ -126,6 +132,15 @@ class SessionModel:
         self.missed_trials = 0
         self._stopped_at: dict[str | None, int] = {}
         self._recon: Recon | None = None
+        # an optional stage of the previous session is forgotten (this one may run without
+        # it), unless it is still reporting: a fresh, non-final status is this session's
+        now = self._clock()
+        for name in OPTIONAL_STAGES:
+            entry = self._status.get(name)
+            if entry is not None and (
+                entry["meta"].get("final") or now - entry["time"] > self.stale_s
+            ):
+                del self._status[name]
         self._reset_run()
         for key in self._versions:
             self._versions[key] += 1
@@ -274,11 +289,43 @@ class SessionModel:
 
     def _on_recon(self, msg: Message) -> None:
         image = msg.buffers.get("image")
-        if image is None or image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            self.add_log("console", "warning", "a 'recon' message without an (H, W, 3) uint8 image")
+        if not _is_rgb(image):
+            self.add_log(
+                "console",
+                "warning",
+                f"dropped a 'recon' message of trial {msg.index}: it needs buffer 'image' "
+                f"(H, W, 3) uint8, got {_describe_array(image)}",
+            )
             return
-        self._recon = Recon(run=msg.run, trial=msg.index, image=np.array(image))
+        blurry = msg.buffers.get("blurry")
+        if blurry is not None and not _is_rgb(blurry):
+            self.add_log(
+                "console",
+                "warning",
+                f"ignored the 'blurry' image of trial {msg.index}'s reconstruction: it must be "
+                f"(h, w, 3) uint8, got {_describe_array(blurry)}",
+            )
+            blurry = None
+        meta = msg.meta
+        mode, generator = meta.get("mode"), meta.get("generator")
+        self._recon = Recon(
+            run=msg.run,
+            trial=msg.index,
+            image=np.array(image),  # a copy: the received frame's memory is not kept
+            blurry=None if blurry is None else np.array(blurry),
+            mode=mode if isinstance(mode, str) else None,
+            compute_ms=_float(meta.get("compute_ms")),
+            backlog=_int(meta.get("backlog")),
+            image_id=_int(meta.get("image_id")),
+            generator=generator if isinstance(generator, str) else None,
+        )
         self._versions["recon"] += 1
+        # only a trial already on the timeline is marked: a late reconstruction of a run that
+        # is no longer shown must not bring its trial back
+        trial = None if msg.index is None else self._trials.get((msg.run, int(msg.index)))
+        if trial is not None and not trial.reconstructed:
+            trial.reconstructed = True
+            self._versions["trials"] += 1
 
     def _on_gap(self, msg: Message) -> None:
         meta = msg.meta
@@ -417,6 +464,21 @@ class SessionModel:
             self.add_log("console", "warning", f"dropped a telemetry frame: {error}")
 
     # -- reading -----------------------------------------------------------------------------
+    def _recon_stage(self, health: dict[str, StageHealth]) -> ReconStage | None:
+        entry = self._status.get("reconstruct")
+        if entry is None:
+            return None
+        meta = entry["meta"]
+        mode = meta.get("mode")
+        return ReconStage(
+            state=health["reconstruct"].state,
+            backlog=max(0, _int(meta.get("backlog")) or 0),
+            behind_s=_float(meta.get("behind_s")),
+            reconstructed=_int(meta.get("reconstructed")) or 0,
+            compute_ms=_float(meta.get("compute_ms")),
+            mode=mode if isinstance(mode, str) else None,
+        )
+
     def health(self) -> dict[str, StageHealth]:
         """Each stage's health now (see :class:`~gui.state.StageHealth`)."""
         with self._lock:
@@ -425,7 +487,8 @@ class SessionModel:
             for name in (*STAGES, *sorted(set(self._status) - set(STAGES))):
                 entry = self._status.get(name)
                 if entry is None:
-                    out[name] = StageHealth(name)
+                    if name not in OPTIONAL_STAGES:  # e.g. no reconstruct stage: not shown
+                        out[name] = StageHealth(name)
                     continue
                 age = now - entry["time"]
                 meta = entry["meta"]
@@ -440,6 +503,9 @@ class SessionModel:
                     detail = f"no status for {age:.0f} s"
                 else:
                     state = "ok"
+                behind = _behind_text(meta)
+                if behind and state != "stopped":
+                    detail = f"{detail}, {behind}" if detail else behind
                 out[name] = StageHealth(name, state, age, detail)
             return out
 
@@ -458,6 +524,12 @@ class SessionModel:
                 arr = np.array(series, np.float64).reshape(-1, 2)
                 latency[name] = (arr[:, 0], arr[:, 1])
             now = self._clock()
+            health = self.health()
+            recon = self._recon
+            if recon is not None:
+                r = self._retrieval
+                shown = r is not None and (r.run, r.trial) == (recon.run, recon.trial)
+                recon = replace(recon, current=shown)  # arrays shared, not copied
             return Snapshot(
                 versions=dict(self._versions),
                 session=SessionInfo(**vars(self.session)),
@@ -474,13 +546,14 @@ class SessionModel:
                 accuracy=Accuracy(**vars(self._accuracy)),
                 accuracy_history=np.array(self._history, np.float64),
                 latency=latency,
-                health=self.health(),
+                health=health,
                 tr_index=self.tr_index,
                 lost_volumes=self.lost_volumes,
                 lost_messages=self.lost_messages,
                 missed_trials=self.missed_trials,
                 log=list(self._log),
-                recon=self._recon,
+                recon=recon,
+                recon_stage=self._recon_stage(health),
                 telemetry_age_s=None if self._last_message is None else now - self._last_message,
                 skipped_volumes=self.skipped_volumes,
                 bad_frames=self.bad_frames,
@@ -503,6 +576,30 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _behind_text(meta: dict) -> str:
+    """What a status's ``backlog`` and ``behind_s`` say, or ``""`` without a backlog."""
+    return behind_text(_int(meta.get("backlog")) or 0, _float(meta.get("behind_s")))
+
+
+def _is_rgb(value: Any) -> bool:
+    """Whether ``value`` is an (H, W, 3) uint8 image with at least one pixel."""
+    return (
+        isinstance(value, np.ndarray)
+        and value.ndim == 3
+        and value.shape[-1] == 3
+        and value.dtype == np.uint8
+        and value.size > 0
+    )
+
+
+def _describe_array(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype.name} {tuple(value.shape)}"
+    return type(value).__name__
 
 
 def _is_affine(value: Any) -> bool:

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.qt import COLORS, HEALTH_COLORS, pixmap, section_label
-from gui.state import STAGES, Snapshot
+from gui.state import OPTIONAL_STAGES, STAGES, Recon, RetrievalInfo, Snapshot
 
 THUMB = 112  # thumbnail size (px)
 
@@ -86,9 +86,55 @@ class ImageCard(QtWidgets.QFrame):
             self.image.setPixmap(pm)
 
 
+def recon_placeholder(snap: Snapshot) -> str:
+    """What the reconstruction card says before the session's first reconstruction."""
+    if snap.recon_stage is not None:
+        return "waiting for reconstructions"
+    if snap.accuracy.decoded:  # a trial was decoded and no reconstruct stage ever reported
+        return "none: this session does not reconstruct"
+    return "waiting for the first trial"
+
+
+def recon_caption(rec: Recon, retrieval: RetrievalInfo | None) -> str:
+    """The reconstruction card's caption: its trial (and how far behind the retrieval shown
+    it is), mode and compute time."""
+    first = f"recon · trial {rec.trial}"
+    if not rec.current and retrieval is not None:
+        if retrieval.run != rec.run:
+            first += f" of {rec.run}"
+        elif rec.trial is not None and retrieval.trial is not None and retrieval.trial > rec.trial:
+            first += f" ({retrieval.trial - rec.trial} behind)"
+    second = [rec.mode] if rec.mode else []
+    if rec.compute_ms is not None:
+        second.append(f"{rec.compute_ms:.0f} ms")
+    return first + ("\n" + " · ".join(second) if second else "")
+
+
+def recon_tooltip(rec: Recon) -> str:
+    """Everything the reconstruction's message said about it, one item a line."""
+    lines = [f"reconstruction of {rec.run or '?'} trial {rec.trial}"]
+    if rec.image_id is not None:
+        lines.append(f"seen image id {rec.image_id}")
+    if rec.mode:
+        lines.append(f"mode {rec.mode}" + (f" ({rec.generator})" if rec.generator else ""))
+    if rec.compute_ms is not None:
+        lines.append(f"computed in {rec.compute_ms:.0f} ms")
+    if rec.backlog:
+        lines.append(f"{rec.backlog} trial(s) were queued behind it")
+    h, w = rec.image.shape[:2]
+    lines.append(f"image {w}×{h}" + ("" if rec.blurry is None else ", blurry image beside it"))
+    return "\n".join(lines)
+
+
 class RetrievalPanel(QtWidgets.QWidget):
     """Top-k retrieved images of the latest trial, the true one marked; the true image and
-    the reconstruction area beside them."""
+    the reconstruction area beside them.
+
+    The reconstruction card shows the newest reconstruction (framed in the accent colour
+    while it is of the trial whose retrieval is shown; reconstructions may lag behind), with
+    its blurry low-level image in a small card beside it in ``"full"`` mode.  Before the first
+    one it says whether a reconstruct stage is running (:func:`recon_placeholder`).
+    """
 
     def __init__(self, k: int = 5, parent=None) -> None:
         super().__init__(parent)
@@ -112,11 +158,17 @@ class RetrievalPanel(QtWidgets.QWidget):
         self.truth.set_image(None, "true image")
         row.addWidget(self.truth)
         self.recon = ImageCard()
-        self.recon.set_image(None, "reconstruction\n\nnone: this pipeline has no reconstruct stage")
-        self.recon.setToolTip(
-            "A reconstruction appears here when the pipeline publishes a 'recon' image"
-        )
         row.addWidget(self.recon)
+        self.blurry = ImageCard(THUMB // 2)
+        self.blurry.caption.setText("blurry")
+        self.blurry.setToolTip("the low-level (blurry) image the reconstruction started from")
+        column = QtWidgets.QVBoxLayout()
+        column.addWidget(self.blurry)
+        column.addStretch(1)
+        row.addLayout(column)
+        self.blurry.setVisible(False)
+        self._blurry_on = False
+        self._recon_drawn: tuple | None = None
         outer.addLayout(row)
         outer.addStretch(1)
         self.cards: list[ImageCard] = []
@@ -137,32 +189,66 @@ class RetrievalPanel(QtWidgets.QWidget):
         self._fit()
 
     def _fit(self) -> bool:
-        """Size the thumbnails so that k cards + true image + reconstruction fit the width."""
-        n = self.k + 2
-        size = int((self.width() - 16 - 20 - n * 14) / max(n, 1))
+        """Size the thumbnails so that k cards + true image + reconstruction (+ the half-size
+        blurry image) fit the width."""
+        cards = self.k + 2 + self._blurry_on
+        n = self.k + 2 + 0.5 * self._blurry_on  # in thumbnail widths
+        size = int((self.width() - 16 - 20 - cards * 14) / n)
         size = max(56, min(160, size))
         if size == self.thumb:
             return False
         self.thumb = size
         for card in (*self.cards, self.truth, self.recon):
             card.set_size(size)
+        self.blurry.set_size(size // 2)
         return True
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
         if self._fit() and self._snap is not None:
-            self._drawn = {"retrieval": -1, "recon": -1}
-            self.update_from(self._snap)
+            self._redraw_all()
+
+    def _redraw_all(self) -> None:
+        self._drawn = {"retrieval": -1, "recon": -1}
+        self._recon_drawn = None
+        self.update_from(self._snap)
+
+    def _show_blurry(self, on: bool) -> None:
+        if on == self._blurry_on:
+            return
+        self._blurry_on = on
+        self.blurry.setVisible(on)
+        if self._fit() and self._snap is not None:
+            self._redraw_all()
+
+    def _update_recon(self, snap: Snapshot) -> None:
+        rec = snap.recon
+        if rec is None:
+            state = ("none", recon_placeholder(snap))
+        else:
+            r = snap.retrieval
+            state = ("recon", snap.versions["recon"], rec.current, r and (r.run, r.trial))
+        if state == self._recon_drawn:
+            return
+        self._recon_drawn = state
+        if rec is None:
+            self.recon.set_image(None, f"reconstruction\n\n{state[1]}")
+            self.recon.caption.setText("")
+            self.recon.set_mark(None)
+            self.recon.setToolTip("the newest trial's reconstruction, once one arrives")
+            self._show_blurry(False)
+            return
+        self._show_blurry(rec.blurry is not None)
+        if rec.blurry is not None:
+            self.blurry.set_image(pixmap(rec.blurry, self.blurry.size))
+        self.recon.set_image(pixmap(rec.image, self.thumb))
+        self.recon.caption.setText(recon_caption(rec, snap.retrieval))
+        self.recon.set_mark(COLORS["accent"] if rec.current else None)
+        self.recon.setToolTip(recon_tooltip(rec))
 
     def update_from(self, snap: Snapshot) -> None:
         self._snap = snap
-        if snap.versions["recon"] != self._drawn["recon"]:
-            self._drawn["recon"] = snap.versions["recon"]
-            rec = snap.recon
-            if rec is not None:
-                self.recon.set_image(pixmap(rec.image, self.thumb))
-                self.recon.caption.setText(f"reconstruction\ntrial {rec.trial}")
-                self.recon.set_mark(COLORS["accent"])
+        self._update_recon(snap)
         if snap.versions["retrieval"] == self._drawn["retrieval"]:
             return
         self._drawn["retrieval"] = snap.versions["retrieval"]
@@ -272,7 +358,11 @@ class AccuracyPanel(QtWidgets.QWidget):
 
 
 class HealthStrip(QtWidgets.QWidget):
-    """One coloured chip per stage: ok / stale / error / stopped / waiting."""
+    """One coloured chip per stage: ok / stale / error / stopped / waiting.
+
+    An optional stage (:data:`~gui.state.OPTIONAL_STAGES`, e.g. reconstruct) has a chip only
+    while the model reports its health, i.e. in a session that runs it.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -289,6 +379,11 @@ class HealthStrip(QtWidgets.QWidget):
     def update_from(self, snap: Snapshot) -> None:
         for name, chip in self.chips.items():
             h = snap.health.get(name)
+            if name in OPTIONAL_STAGES:
+                chip.setVisible(h is not None)
+                if h is None:
+                    self.states.pop(name, None)
+                    continue
             state = h.state if h else "waiting"
             self.states[name] = state
             color = HEALTH_COLORS[state]

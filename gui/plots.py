@@ -20,6 +20,9 @@ TRIAL_COLORS = {
 }
 
 
+#: latency series drawn dashed (spans over several stages)
+DASHED = frozenset({"end-to-end", "acq→recon"})
+
 _PENDING_PEN = pg.mkPen("#6b7483", width=1)
 _NO_PEN = pg.mkPen(None)
 
@@ -116,13 +119,9 @@ class SignalPlots(pg.GraphicsLayoutWidget):
         self.now_lines = []
         self.timeline = self.addPlot(row=1, col=0)
         _style_plot(self.timeline, "trials", "time in run (s)")
-        states = {k: TRIAL_COLORS[k] for k in ("hit", "miss", "unscored")}
-        states["pending"] = _PENDING_PEN.color().name()
-        self.timeline.setTitle(
-            _legend_html("Trial timeline (bar: stimulus · ▼: decode point)", states),
-            color=COLORS["muted"],
-            size="9pt",
-        )
+        self._legend = {k: TRIAL_COLORS[k] for k in ("hit", "miss", "unscored")}
+        self._legend["pending"] = _PENDING_PEN.color().name()
+        self._set_legend(reconstructs=False)
         self.timeline.setXLink(self.trace_plot)
         for plot in (self.trace_plot, self.timeline):
             plot.enableAutoRange(x=False)  # the x range follows the run (see follow_range)
@@ -137,6 +136,11 @@ class SignalPlots(pg.GraphicsLayoutWidget):
         self.timeline.addItem(self.decodes)
         self.links = pg.PlotCurveItem(pen=pg.mkPen("#5a6270", width=1), connect="pairs")
         self.timeline.addItem(self.links)
+        self.recons = pg.ScatterPlotItem(
+            symbol="d", size=8, pen=None, brush=pg.mkBrush(COLORS["accent"])
+        )
+        self.timeline.addItem(self.recons)
+        self._reconstructs = False
         for plot in (self.trace_plot, self.timeline):
             line = pg.InfiniteLine(angle=90, pen=pg.mkPen(COLORS["roi"], width=1))
             line.setOpacity(0.7)
@@ -148,6 +152,15 @@ class SignalPlots(pg.GraphicsLayoutWidget):
         self._x: tuple[float, float] | None = None
         for plot in (self.trace_plot, self.timeline):
             plot.getViewBox().sigRangeChangedManually.connect(self._stop_following)
+
+    def _set_legend(self, *, reconstructs: bool) -> None:
+        """The timeline's title; ◆ (reconstructed) is explained once a session reconstructs."""
+        marks = "bar: stimulus · ▼: decode point" + (" · ◆: reconstructed" if reconstructs else "")
+        self.timeline.setTitle(
+            _legend_html(f"Trial timeline ({marks})", self._legend),
+            color=COLORS["muted"],
+            size="9pt",
+        )
 
     def _stop_following(self, *_) -> None:
         self._follow = False
@@ -184,6 +197,7 @@ class SignalPlots(pg.GraphicsLayoutWidget):
             self.bars.setOpts(x0=[], y0=[], width=[], height=[], brushes=[])
             self.decodes.setData([], [])
             self.links.setData([], [])
+            self.recons.setData([], [])
             return
         brushes = [pg.mkBrush(TRIAL_COLORS[trial_state(t)]) for t in trials]
         self.bars.setOpts(
@@ -205,6 +219,18 @@ class SignalPlots(pg.GraphicsLayoutWidget):
             xs += [t.onset + t.duration / 2, t.decode_time]
             ys += [0.8, 1.25]
         self.links.setData(xs, ys)
+        # a reconstructed trial: ◆ above its decode point (or its stimulus, joined late)
+        made = [t for t in trials if t.reconstructed]
+        self.recons.setData(
+            [
+                t.decode_time if t.decode_time is not None else t.onset + t.duration / 2
+                for t in made
+            ],
+            [1.62] * len(made),
+        )
+        if made and not self._reconstructs:
+            self._reconstructs = True
+            self._set_legend(reconstructs=True)
 
 
 class LatencyPlot(QtWidgets.QWidget):
@@ -225,7 +251,7 @@ class LatencyPlot(QtWidgets.QWidget):
         self.curves = {}
         for name in LATENCY_SPANS:
             pen = pg.mkPen(SERIES_COLORS[name], width=1.4)
-            if name == "end-to-end":
+            if name in DASHED:
                 pen.setStyle(QtCore.Qt.PenStyle.DashLine)
             self.curves[name] = self.plot.plot(pen=pen)
         layout.addWidget(self.plot_widget, 1)

@@ -49,6 +49,8 @@ SERIES_COLORS = {
     "estimate": "#d29922",
     "decode": "#bc8cff",
     "end-to-end": "#f0f6fc",
+    "reconstruct": "#f778ba",
+    "acq→recon": "#39c5cf",
 }
 
 

@@ -5,9 +5,10 @@ batches to :meth:`gui.model.SessionModel.feed_many`.  The pipeline never waits o
 and the stages publish without blocking and drop what a slow subscriber cannot take.
 
 Volumes (megabytes each, and only the newest one is shown) come on a socket of their own with a
-tiny queue; everything else (small: TR means, trials, retrievals, status, logs) on a second
-socket with a deeper one, which ZMQ's I/O thread fills even while the GUI holds the
-interpreter, so a burst of volumes cannot crowd out a retrieval.  When the receiver falls
+tiny queue; everything else (TR means, trials, retrievals, status, logs, and reconstructions:
+one image per trial, each kept, as each marks its trial) on a second socket with a deeper one,
+which ZMQ's I/O thread fills even while the GUI holds the interpreter, so a burst of volumes
+cannot crowd out a retrieval.  When the receiver falls
 behind it skips to the newest state: of the volumes waiting in a batch only the newest is
 shown (the skipped ones are counted).  A hub that restarts is reconnected to by ZMQ; a new
 session is recognised by the model.  Frames that fail validation are logged and skipped.
@@ -40,16 +41,11 @@ LATEST_ONLY = frozenset({"volume"})
 BULKY = ("volume",)
 BULKY_HWM = 4
 SMALL_HWM = 500  # queued small messages (a TR of subj01 is 126 kB: at most ~63 MB)
-#: kinds the console knows besides the wire's (a reconstruct stage will publish "recon")
-FUTURE_KINDS = ("recon",)
 
 
 def channels(topics: tuple[str, ...]) -> list[tuple[tuple[str, ...], int]]:
     """Split subscriptions into ``(topics, receive HWM)`` per socket: bulky kinds apart."""
-    if topics == ("",):
-        wanted = (*KINDS, *FUTURE_KINDS)
-    else:
-        wanted = tuple(topics)
+    wanted = tuple(KINDS) if topics == ("",) else tuple(topics)
     bulky = tuple(t for t in wanted if t in BULKY)
     small = tuple(t for t in wanted if t not in BULKY)
     return [(group, hwm) for group, hwm in ((small, SMALL_HWM), (bulky, BULKY_HWM)) if group]

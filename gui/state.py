@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: the pipeline's stages, in data-path order (health is shown for each)
-STAGES = ("source", "preprocess", "estimate", "decode", "recorder")
+STAGES = ("source", "preprocess", "estimate", "decode", "reconstruct", "recorder")
+#: stages a session may run without (``--recon none``): their health is reported, and shown,
+#: only once a status from them has been seen in the current session
+OPTIONAL_STAGES = frozenset({"reconstruct"})
 
 #: latency series shown live: name -> (message kind, start stamp, end stamp) in ``msg.t``
 LATENCY_SPANS: dict[str, tuple[str, str, str]] = {
@@ -20,6 +23,8 @@ LATENCY_SPANS: dict[str, tuple[str, str, str]] = {
     "estimate": ("response", "estimate.received", "estimate.done"),
     "decode": ("retrieval", "decode.received", "decode.done"),
     "end-to-end": ("retrieval", "source.acquired", "decode.done"),
+    "reconstruct": ("recon", "reconstruct.started", "reconstruct.done"),
+    "acq→recon": ("recon", "source.acquired", "reconstruct.done"),
 }
 
 HEALTH_STATES = ("waiting", "ok", "stale", "error", "stopped")
@@ -65,6 +70,7 @@ class TrialInfo:
     rank: int | None = None
     top1: int | None = None
     truncated: bool = False
+    reconstructed: bool = False
 
     @property
     def correct(self) -> bool | None:
@@ -141,16 +147,63 @@ class LogEntry:
 
 @dataclass
 class Recon:
-    """A reconstructed image (H, W, 3) uint8 for one trial (once a reconstruct stage exists)."""
+    """The latest reconstruction: ``image`` (H, W, 3) uint8 for trial ``trial`` of ``run``.
+
+    ``blurry`` (h, w, 3) uint8 is the low-level (blurry) image a ``"full"`` reconstruction
+    starts from (None in ``"lowlevel"`` mode, where ``image`` is that blurry image).
+    ``current`` is set in a :class:`Snapshot`: whether it is of the trial whose retrieval is
+    shown (reconstructions are slower than retrievals and may lag behind them).
+    """
 
     run: str | None
     trial: int | None
     image: np.ndarray
+    blurry: np.ndarray | None = None
+    mode: str | None = None
+    compute_ms: float | None = None
+    backlog: int | None = None
+    image_id: int | None = None
+    generator: str | None = None
+    current: bool = False
+
+
+@dataclass
+class ReconStage:
+    """The reconstruct stage's latest status: trials queued and not yet started
+    (``backlog``), how long the oldest of them has waited since it was decoded (``behind_s``),
+    trials reconstructed so far, the recent median compute time per trial and the mode
+    (``"lowlevel"`` or ``"full"``); ``state`` is its health (see :data:`HEALTH_STATES`)."""
+
+    state: str
+    backlog: int = 0
+    behind_s: float | None = None
+    reconstructed: int = 0
+    compute_ms: float | None = None
+    mode: str | None = None
+
+    @property
+    def behind(self) -> str:
+        """``"3 trials behind (4.2 s)"``, or ``""`` when nothing is queued."""
+        return behind_text(self.backlog, self.behind_s)
+
+
+def behind_text(backlog: int, behind_s: float | None) -> str:
+    """``"3 trials behind (4.2 s)"`` for a stage with ``backlog`` trials queued, the oldest of
+    which has waited ``behind_s`` seconds; ``""`` when ``backlog`` is not positive."""
+    if backlog <= 0:
+        return ""
+    text = f"{backlog} trial{'s' if backlog != 1 else ''} behind"
+    return text + (f" ({behind_s:.1f} s)" if behind_s is not None and behind_s > 0 else "")
 
 
 @dataclass
 class Snapshot:
-    """A consistent copy of the model's state for one redraw."""
+    """A consistent copy of the model's state for one redraw.
+
+    ``recon`` is the latest reconstruction (None: none yet this session); ``recon_stage`` the
+    reconstruct stage's latest status (None: no status from a reconstruct stage this session,
+    i.e. the session does not reconstruct or its stage has not reported yet).
+    """
 
     versions: dict[str, int]
     session: SessionInfo
@@ -174,6 +227,7 @@ class Snapshot:
     missed_trials: int
     log: list[LogEntry]
     recon: Recon | None
+    recon_stage: ReconStage | None
     telemetry_age_s: float | None
     skipped_volumes: int
     bad_frames: int

@@ -74,6 +74,27 @@ def write_tiny_dataset(
     return writer.finalize()
 
 
+RECON_MODES = ("lowlevel", "full")
+RECON_COMPUTE_S = {"lowlevel": 0.02, "full": 0.5}  # the synthetic stream's compute times
+
+
+def recon_image(trial: int, size: int = 32) -> np.ndarray:
+    """The synthetic reconstruction of trial ``trial``: (size, size, 3) uint8, the left half
+    ``(20 * trial % 256, 200, 60)`` and the right half ``(250, 30, 20 * trial % 256)``, so a
+    test can tell both the trial and the orientation from a rendering."""
+    image = np.empty((size, size, 3), np.uint8)
+    image[:, : size // 2] = (20 * trial % 256, 200, 60)
+    image[:, size // 2 :] = (250, 30, 20 * trial % 256)
+    return image
+
+
+def blurry_image(trial: int, size: int = 8) -> np.ndarray:
+    """The synthetic blurry image of trial ``trial``: flat ``(90, 90, 100 + trial % 150)``."""
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = (90, 90, 100 + trial % 150)
+    return image
+
+
 def synthetic_stream(
     *,
     shape: tuple[int, int, int] = (10, 12, 8),
@@ -88,16 +109,28 @@ def synthetic_stream(
     correct: tuple[bool, ...] = (True, False),
     seq0: int = 0,
     t0: float | None = None,
+    recon: str | None = None,
 ) -> list[Message]:
     """The telemetry a console sees for one run: run_start, volumes, tr, trials, responses,
     retrievals (top-k with the true image at rank 1 or 2 in turn, per ``correct``), status
     and log messages, run_end, end.
 
+    With ``recon`` (``"lowlevel"`` or ``"full"``) a reconstruct stage takes part: each
+    retrieval is followed by its trial's ``recon`` (image :func:`recon_image`, and in ``"full"``
+    mode blurry :func:`blurry_image`; compute time :data:`RECON_COMPUTE_S`), and the stage
+    publishes status like the others.
+
     Returns
     -------
     messages : list of :class:`~realtime.wire.Message` in arrival order.
     """
+    if recon is not None and recon not in RECON_MODES:
+        raise ValueError(f"'recon' must be None or one of {RECON_MODES}, got {recon!r}")
     t0 = time.time() if t0 is None else t0
+    stages = ["source", "preprocess", "estimate", "decode", "recorder"]
+    if recon is not None:
+        stages.insert(4, "reconstruct")
+    reconstructed = 0
     seq = iter(range(seq0, seq0 + 10_000))
     rng = np.random.default_rng(1)
     mask = tiny_mask(shape)
@@ -209,9 +242,48 @@ def synthetic_stream(
                     },
                 )
             )
+            if recon is not None:
+                compute = RECON_COMPUTE_S[recon]
+                started = now + 0.06
+                buffers = {"image": recon_image(trial)}
+                if recon == "full":
+                    buffers["blurry"] = blurry_image(trial)
+                out.append(
+                    Message(
+                        "recon",
+                        seq=trial,
+                        run=run,
+                        index=trial,
+                        meta={
+                            **meta,
+                            "rank": 1 if hit else 2,
+                            "mode": recon,
+                            "compute_ms": 1e3 * compute,
+                            "backlog": 0,
+                            "generator": "tiny-random" if recon == "full" else None,
+                        },
+                        t={
+                            **stamps,
+                            "reconstruct.received": now + 0.051,
+                            "reconstruct.started": started,
+                            "reconstruct.done": started + compute,
+                        },
+                        buffers=buffers,
+                    )
+                )
+                reconstructed += 1
         if index % 2 == 0:
-            for stage in ("source", "preprocess", "estimate", "decode", "recorder"):
-                out.append(Message("status", meta={"stage": stage, "final": False, "errors": 0}))
+            for stage in stages:
+                health = {"stage": stage, "final": False, "errors": 0}
+                if stage == "reconstruct":
+                    health.update(
+                        mode=recon,
+                        backlog=0,
+                        behind_s=None,
+                        reconstructed=reconstructed,
+                        compute_ms=1e3 * RECON_COMPUTE_S[recon] if reconstructed else None,
+                    )
+                out.append(Message("status", meta=health))
     out.append(Message("log", meta={"stage": "decode", "level": "info", "text": "model loaded"}))
     out.append(Message("run_end", seq=next(seq), run=run, meta={"n_volumes": n_volumes}))
     out.append(Message("end", seq=next(seq), meta={"runs": [run]}))

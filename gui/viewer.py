@@ -1,8 +1,10 @@
 """The participant viewer: one window that shows only the feedback image of each trial.
 
 Full screen on a chosen screen (or windowed), black around the image, no text, no cursor.
-The feedback is the top-1 retrieved image (``feedback="top1"``), or the reconstruction
-(``feedback="recon"``) once the pipeline publishes them; until a trial has feedback the
+The feedback is the top-1 retrieved image (``feedback="top1"``), or the newest trial's
+reconstruction (``feedback="recon"``: the generated image in ``"full"`` mode, the blurry one in
+``"lowlevel"`` mode; it needs a session with a reconstruct stage, and the viewer warns on its
+log when trials are decoded and no reconstruct stage reports); until a trial has feedback the
 screen stays black.  It runs as its own process (``mindeye-rt viewer --connect ADDR``) and,
 like the console, reads telemetry on a receiver thread and polls the model on a timer.
 Escape closes it.
@@ -10,12 +12,16 @@ Escape closes it.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.model import SessionModel
 from realtime.checks import check_choice, check_number
 from realtime.errors import ConfigError
+
+log = logging.getLogger("mindeye_rt.viewer")
 
 FEEDBACK = ("top1", "recon")
 #: what the viewer subscribes to (nothing else reaches the participant's screen)
@@ -58,6 +64,7 @@ class ViewerWindow(QtWidgets.QWidget):
         self.image: np.ndarray | None = None  # (H, W, 3) uint8 now shown
         self.shown: tuple[str | None, int | None] | None = None  # (run, trial) of the image
         self._drawn = -1
+        self.warned_no_recon = False
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(max(1, int(1000 / redraw_hz)))
         self.timer.timeout.connect(self.refresh)
@@ -66,6 +73,20 @@ class ViewerWindow(QtWidgets.QWidget):
     def refresh(self) -> None:
         """Poll the model; show new feedback when a trial brings one."""
         snap = self.model.snapshot()
+        if (
+            self.feedback == "recon"
+            and not self.warned_no_recon
+            and snap.recon is None
+            and snap.recon_stage is None
+            and snap.accuracy.decoded
+        ):
+            self.warned_no_recon = True
+            log.warning(
+                "the viewer shows reconstructions (--feedback recon), but trials are decoded "
+                "and no reconstruct stage reports: the participant's screen stays black. Run "
+                "the session with --recon lowlevel, full or auto (not none), or the viewer "
+                "with --feedback top1"
+            )
         key = "retrieval" if self.feedback == "top1" else "recon"
         if snap.versions[key] == self._drawn:
             return

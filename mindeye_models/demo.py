@@ -80,6 +80,8 @@ def ensure_demo_model(
     out: str | Path | None = None,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    joint_prior: bool = False,
+    vae: str | Path | None = None,
 ) -> Path:
     """Path of a MindEye checkpoint trained on ``dataset``; trains and saves one if needed.
 
@@ -97,6 +99,10 @@ def ensure_demo_model(
     out : checkpoint path; None picks a name in ``models_dir`` keyed by the inputs.
     cache_dir : folder of cached image banks; None uses ``models_dir / "cache"``.
     log : called with one-line status messages.
+    joint_prior : train a diffusion prior with the backbone (MindEye's recipe, its loss
+        weighted ``prior_mult``) and save it with the reconstruction models of the checkpoint
+        (:func:`mindeye_models.recon.ensure_recon_models`, which also trains the low-level
+        parts, with ``vae`` when given).
 
     Returns
     -------
@@ -133,6 +139,8 @@ def ensure_demo_model(
         "embedder_identity": embedder.identity,
         "train_config": asdict(train_cfg),
     }
+    if joint_prior:
+        expect["joint_prior"] = True
     key = _key(expect, config.to_dict())
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
     path = Path(out) if out is not None else models_dir / f"{preset}-{safe}-{key}.safetensors"
@@ -150,10 +158,16 @@ def ensure_demo_model(
     bank_dir = models_dir / "cache" if cache_dir is None else Path(cache_dir)
     bank = ImageBank.build(train_images, train_ids, embedder, cache_dir=bank_dir)
     targets = bank.lookup(image_ids)
+    prior = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed)
         model = MindEye(config)
-    history = train_mindeye(model, responses, targets, train_cfg, progress=progress)
+        if joint_prior:
+            from mindeye_models.prior import DiffusionPrior, get_prior_preset
+            from mindeye_models.recon import prior_preset_for
+
+            prior = DiffusionPrior(get_prior_preset(prior_preset_for(config.token_shape)))
+    history = train_mindeye(model, responses, targets, train_cfg, progress=progress, prior=prior)
     fit = evaluate_retrieval(model, responses, image_ids, bank)
     seconds = time.perf_counter() - start
     extra = {
@@ -171,4 +185,17 @@ def ensure_demo_model(
         f"trained in {seconds:.0f} s; training-set retrieval top-1 {fit['top1']:.2f} of "
         f"{fit['ways']} images; saved {path}"
     )
+    if prior is not None:
+        from mindeye_models.recon import ensure_recon_models
+
+        ensure_recon_models(
+            dataset,
+            path,
+            models_dir=models_dir,
+            vae=vae,
+            cache_dir=bank_dir,
+            prior=prior,
+            progress=progress,
+            log=log,
+        )
     return path

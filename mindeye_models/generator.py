@@ -108,6 +108,25 @@ def _check_compatible(pipe: Any, where: str) -> None:
         )
 
 
+def check_snapshot(path: str | Path) -> Path:
+    """The snapshot directory ``path`` if it has every part a pipeline needs.
+
+    Raises
+    ------
+    WeightsError
+        Naming the directory and what is missing.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise WeightsError(f"unCLIP directory {str(path)!r} does not exist: expected " + _EXPECTED)
+    missing = [p for p in _REQUIRED if not (path / p).exists()]
+    if missing:
+        raise WeightsError(
+            f"unCLIP directory {str(path)!r} lacks {', '.join(missing)}: expected " + _EXPECTED
+        )
+    return path
+
+
 def load_unclip_pipeline(
     path: str | Path,
     *,
@@ -135,14 +154,7 @@ def load_unclip_pipeline(
         For an unknown ``scheduler``.
     """
     check_choice(scheduler, "scheduler", SCHEDULERS)
-    path = Path(path)
-    if not path.is_dir():
-        raise WeightsError(f"unCLIP directory {str(path)!r} does not exist: expected " + _EXPECTED)
-    missing = [p for p in _REQUIRED if not (path / p).exists()]
-    if missing:
-        raise WeightsError(
-            f"unCLIP directory {str(path)!r} lacks {', '.join(missing)}: expected " + _EXPECTED
-        )
+    path = check_snapshot(path)
     from diffusers import StableUnCLIPImg2ImgPipeline
 
     try:

@@ -7,7 +7,7 @@ reconstruction.  Two autoencoders fit here:
 
 * a local diffusers ``AutoencoderKL`` directory (the real SD VAE), loaded with
   :func:`load_autoencoder` and never downloaded, and
-* :class:`TinyAutoencoder`, a small convolutional autoencoder (64 x 64 RGB -> 4 x 8 x 8) that is
+* :class:`TinyAutoencoder`, a small convolutional autoencoder (32 x 32 RGB -> 4 x 8 x 8) that is
   trained offline on the stimulus images themselves (:func:`train_autoencoder`), so that the
   blurry reconstructions of the simulated subject are meaningful without any weights.
 
@@ -67,9 +67,9 @@ class AutoencoderConfig:
         side is ``image_size / 2 ** len(channels)``.
     """
 
-    image_size: int = 64
+    image_size: int = 32
     latent_channels: int = 4
-    channels: tuple[int, ...] = (32, 64, 64)
+    channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self) -> None:
         check_number(self.image_size, "image_size", minimum=4, integer=True)
@@ -98,8 +98,10 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class TinyAutoencoder(nn.Module):
     """Convolutional autoencoder ``(N, 3, S, S) <-> (N, C, S / 2^k, S / 2^k)``.
 
-    Encoder: per stage a stride-2 conv and a conv block; decoder mirrors it with nearest
-    upsampling; the output goes through a sigmoid (images in [0, 1]).
+    Encoder: per stage a stride-2 conv and a conv block; decoder mirrors it with stride-2
+    transposed convs; the output goes through a sigmoid (images in [0, 1]).  The default,
+    32 x 32 -> 4 x 8 x 8, trains in about a minute on one CPU core (a 64 x 64 one with the same
+    latent took 4x longer per step and reconstructed worse after the same time).
     """
 
     def __init__(self, config: AutoencoderConfig | None = None) -> None:
@@ -114,7 +116,7 @@ class TinyAutoencoder(nn.Module):
         self.encoder = nn.Sequential(*enc)
         dec: list[nn.Module] = [nn.Conv2d(config.latent_channels, cin, 3, padding=1), nn.SiLU()]
         for c in reversed(config.channels):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), _block(cin, c), _block(c, c)]
+            dec += [nn.ConvTranspose2d(cin, c, 4, stride=2, padding=1), nn.SiLU(), _block(c, c)]
             cin = c
         dec.append(nn.Conv2d(cin, 3, 3, padding=1))
         self.decoder = nn.Sequential(*dec)
@@ -159,7 +161,7 @@ def train_autoencoder(
     Parameters
     ----------
     images : (N, H, W, 3) uint8 stimulus images.
-    config : sizes; default 64 x 64 -> 4 x 8 x 8.
+    config : sizes; default 32 x 32 -> 4 x 8 x 8.
     epochs, batch_size, lr, seed : the recipe (AdamW, cosine decay).
 
     Returns

@@ -46,6 +46,8 @@ class TrainConfig:
     softclip_temp_start, softclip_temp_end : SoftCLIP temperature, cosine-annealed per epoch.
     backbone_mse : weight of an MSE loss between the backbone tokens and the targets (0 in the
         paper's voxel2clip, where a diffusion prior trains the backbone).
+    prior_mult : weight of the diffusion prior's loss when a prior is trained jointly
+        (``train_mindeye(..., prior=...)``; MindEye: 30).
     seed : seeds the batch order, the mixup and dropout (the model's init is the caller's).
     device : torch device string, e.g. ``"cpu"`` or ``"cuda"``.
     """
@@ -62,6 +64,7 @@ class TrainConfig:
     softclip_temp_start: float = 0.004
     softclip_temp_end: float = 0.0075
     backbone_mse: float = 0.0
+    prior_mult: float = 30.0
     seed: int = 42
     device: str = "cpu"
 
@@ -77,6 +80,7 @@ class TrainConfig:
         for key in ("mixco_temp", "softclip_temp_start", "softclip_temp_end"):
             check_number(getattr(self, key), key, minimum=0, strict_min=True)
         check_number(self.backbone_mse, "backbone_mse", minimum=0)
+        check_number(self.prior_mult, "prior_mult", minimum=0)
         check_number(self.seed, "seed", minimum=0, integer=True)
         try:
             device = torch.device(self.device)
@@ -196,6 +200,7 @@ def train_mindeye(
     *,
     progress: bool = True,
     val: tuple[np.ndarray, np.ndarray] | None = None,
+    prior: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place to map responses to CLIP image tokens.
 
@@ -209,6 +214,10 @@ def train_mindeye(
     config : TrainConfig; None for the defaults.
     progress : show a tqdm bar over epochs.
     val : optional held-out ``(voxels (M, V), targets (M, T, D))`` evaluated every epoch.
+    prior : a :class:`~mindeye_models.prior.DiffusionPrior` trained jointly, as in MindEye: its
+        denoising loss on the backbone tokens (weighted by ``config.prior_mult``) is added to
+        the contrastive loss and trains the backbone too.  Its ``data_scale`` is set from
+        ``targets``; it is left in eval mode.
 
     Returns
     -------
@@ -233,7 +242,17 @@ def train_mindeye(
 
     model.to(device)
     model.fit_input_normalization(voxels)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.max_lr)
+    trained: torch.nn.Module = model
+    if prior is not None:
+        if tuple(prior.config.token_shape) != (model.config.n_tokens, model.config.clip_dim):
+            raise ConfigError(
+                f"the prior denoises {prior.config.token_shape} tokens but the model predicts "
+                f"({model.config.n_tokens}, {model.config.clip_dim}): use a matching prior preset"
+            )
+        prior.to(device)
+        prior.fit_scale(torch.as_tensor(np.asarray(targets[: min(n, 4096)]), device=device))
+        trained = torch.nn.ModuleList([model, prior])
+    optimizer = torch.optim.AdamW(_param_groups(trained, cfg.weight_decay), lr=cfg.max_lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: one_cycle(s, total, warmup))
     rng = np.random.default_rng(cfg.seed)
     history: dict[str, Any] = {k: [] for k in ("epoch", "phase", "temperature", "lr", "loss")}
@@ -249,7 +268,7 @@ def train_mindeye(
             t0 = time.perf_counter()
             phase = "bimixco" if epoch < n_mix else "softclip"
             temp = cfg.mixco_temp if phase == "bimixco" else soft_temps[epoch - n_mix]
-            model.train()
+            trained.train()
             order = rng.permutation(n)
             loss_sum, top1_sum = 0.0, 0.0
             for b in range(steps_per_epoch):
@@ -268,6 +287,8 @@ def train_mindeye(
                     y_bb = y
                 if cfg.backbone_mse > 0:
                     loss = loss + cfg.backbone_mse * F.mse_loss(tokens, y_bb)
+                if prior is not None:
+                    loss = loss + cfg.prior_mult * prior.loss(tokens, y_bb)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss.item()} at epoch {epoch}, step {b}: lower "
@@ -293,7 +314,7 @@ def train_mindeye(
                 post["val_top1"] = f"{vt:.2f}"
             history["seconds"].append(time.perf_counter() - t0)
             bar.set_postfix(post)
-    model.eval()
+    trained.eval()
     return history
 
 

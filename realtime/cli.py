@@ -51,7 +51,7 @@ def _add_stream(sub) -> None:
     )
     p.add_argument("--host", help="interface the stages bind (default 127.0.0.1, loopback only)")
     p.add_argument(
-        "--base-port", type=int, dest="base_port", help="first of 6 TCP ports (default 5550)"
+        "--base-port", type=int, dest="base_port", help="first of 8 TCP ports (default 5550)"
     )
     p.add_argument(
         "--launcher", choices=["process", "thread"], help="stages as processes (default) or threads"
@@ -64,6 +64,49 @@ def _add_stream(sub) -> None:
     )
     p.add_argument(
         "--quiet", action="store_true", default=None, help="no per-trial lines or progress bars"
+    )
+    g = p.add_argument_group("reconstruction")
+    g.add_argument(
+        "--recon",
+        help="none | lowlevel (blurry image from the low-level head) | full (prior + generator, "
+        "img2img from the blurry image) | auto (default: full with --generator, else lowlevel)",
+    )
+    g.add_argument(
+        "--recon-models",
+        dest="recon_models",
+        help="reconstruction models (.safetensors) from `mindeye-rt train` for --checkpoint "
+        "(default: trained on first use and cached)",
+    )
+    g.add_argument(
+        "--generator",
+        help="full mode's generator: a local Stable unCLIP snapshot directory, or tiny-random "
+        "(random weights; exercises the path, images carry no content)",
+    )
+    g.add_argument(
+        "--vae",
+        help="a local diffusers AutoencoderKL directory for the low-level head (default: a small "
+        "autoencoder trained on the stimulus images)",
+    )
+    g.add_argument(
+        "--recon-steps", type=int, dest="recon_steps", help="generator sampler steps (default 4)"
+    )
+    g.add_argument(
+        "--recon-strength",
+        type=float,
+        dest="recon_strength",
+        help="img2img strength from the blurry image, in (0, 1] (default 0.85, as MindEye)",
+    )
+    g.add_argument(
+        "--prior-steps", type=int, dest="prior_steps", help="diffusion prior steps (default 10)"
+    )
+    g.add_argument(
+        "--recon-seed", type=int, dest="recon_seed", help="base seed; trial n uses seed + n"
+    )
+    g.add_argument("--recon-device", dest="recon_device", help="torch device (default: --device)")
+    g.add_argument(
+        "--recon-dtype",
+        dest="recon_dtype",
+        help="generator precision: float32 (default), float16 or bfloat16 (CUDA only)",
     )
 
 
@@ -89,6 +132,16 @@ def cmd_stream(args) -> int:
         "launcher",
         "train_epochs",
         "quiet",
+        "recon",
+        "recon_models",
+        "generator",
+        "vae",
+        "recon_steps",
+        "recon_strength",
+        "prior_steps",
+        "recon_seed",
+        "recon_device",
+        "recon_dtype",
     )
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = load_config(args.config, **given) if args.config else StreamConfig(**given)
@@ -139,6 +192,14 @@ def _add_train(sub) -> None:
     p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     p.add_argument("--out", help="checkpoint path (default: the data home's model cache)")
     p.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
+    p.add_argument(
+        "--prior",
+        choices=["after", "joint", "none"],
+        default="after",
+        help="diffusion prior (reconstruction): trained after the backbone on its frozen output "
+        "(default), jointly with it (MindEye's loss x30), or not at all",
+    )
+    p.add_argument("--vae", help="local diffusers AutoencoderKL directory for the low-level head")
 
 
 def cmd_train(args) -> int:
@@ -148,16 +209,34 @@ def cmd_train(args) -> int:
     from replay_data.resolve import resolve_replay
 
     ds = resolve_replay(args.replay)
+    models = data_home() / "models"
     with training_threads():
         path = ensure_demo_model(
             ds,
-            models_dir=data_home() / "models",
+            models_dir=models,
             preset=args.preset,
             epochs=args.epochs,
             force=args.force,
             out=args.out,
+            joint_prior=args.prior == "joint",
+            vae=args.vae,
+            cache_dir=data_home() / "cache",
+            log=print,
         )
-    print(f"checkpoint: {path}")
+        print(f"checkpoint: {path}")
+        if args.prior != "none":
+            from mindeye_models.recon import ensure_recon_models
+
+            bundle = ensure_recon_models(
+                ds,
+                path,
+                models_dir=models,
+                vae=args.vae,
+                cache_dir=data_home() / "cache",
+                force=args.force and args.prior == "after",
+                log=print,
+            )
+            print(f"reconstruction models: {bundle}")
     return 0
 
 
@@ -175,7 +254,9 @@ def cmd_model_info(args) -> int:
 
 def _add_stage(sub) -> None:
     p = sub.add_parser("stage", help="run one pipeline stage alone (e.g. on another machine)")
-    p.add_argument("name", choices=["source", "preprocess", "estimate", "decode", "recorder"])
+    from realtime.stages import STAGE_NAMES
+
+    p.add_argument("name", choices=list(STAGE_NAMES))
     p.add_argument("--spec", help="JSON file with the stage's addresses and options")
     p.add_argument("--in", dest="in_addr", help="endpoint this stage binds for its input")
     p.add_argument("--out", dest="out_addr", help="endpoint of the next stage's input")

@@ -12,6 +12,16 @@ from realtime.checks import check_choice, check_number
 from realtime.errors import ConfigError
 
 LAUNCHERS = ("process", "thread")
+RECON_CHOICES = ("auto", "none", "lowlevel", "full")
+RECON_DTYPES = ("float32", "float16", "bfloat16")
+N_ADDRESSES = 8
+
+
+def _check_device(value: str, name: str) -> None:
+    if not isinstance(value, str) or not (
+        value in ("cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit())
+    ):
+        raise ConfigError(f"'{name}' must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
 
 
 @dataclass
@@ -35,6 +45,16 @@ class StreamConfig:
     launcher: str = "process"
     train_epochs: int | None = None
     quiet: bool = False
+    recon: str = "auto"
+    recon_models: str | None = None
+    generator: str | None = None
+    vae: str | None = None
+    recon_steps: int = 4
+    recon_strength: float = 0.85
+    prior_steps: int = 10
+    recon_seed: int = 0
+    recon_device: str | None = None
+    recon_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -48,7 +68,7 @@ class StreamConfig:
         )
         self.top_k = check_number(self.top_k, "top_k", minimum=1, integer=True)
         self.base_port = check_number(
-            self.base_port, "base_port", minimum=1024, maximum=65528, integer=True
+            self.base_port, "base_port", minimum=1024, maximum=65536 - N_ADDRESSES, integer=True
         )
         if self.max_volumes is not None:
             self.max_volumes = check_number(
@@ -61,12 +81,54 @@ class StreamConfig:
         check_choice(self.launcher, "launcher", LAUNCHERS)
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
-        if self.device != "cpu" and not self.device.startswith(("cuda", "mps")):
-            raise ConfigError(
-                f"'device' must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}"
-            )
+        _check_device(self.device, "device")
+        self._check_recon()
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
+
+    def _check_recon(self) -> None:
+        check_choice(self.recon, "recon", RECON_CHOICES)
+        self.recon_steps = check_number(
+            self.recon_steps, "recon_steps", minimum=1, maximum=1000, integer=True
+        )
+        self.recon_strength = check_number(
+            self.recon_strength, "recon_strength", minimum=0.0, maximum=1.0, strict_min=True
+        )
+        self.prior_steps = check_number(
+            self.prior_steps, "prior_steps", minimum=1, maximum=100, integer=True
+        )
+        self.recon_seed = check_number(self.recon_seed, "recon_seed", minimum=0, integer=True)
+        check_choice(self.recon_dtype, "recon_dtype", RECON_DTYPES)
+        if self.recon_device is not None:
+            _check_device(self.recon_device, "recon_device")
+        for key in ("generator", "vae", "recon_models"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"'{key}' must be a directory path, got {value!r}")
+        if self.recon == "full" and not self.generator:
+            raise ConfigError(
+                "'recon' full needs a generator: --generator DIR (a local Stable unCLIP snapshot, "
+                "e.g. stable-diffusion-2-1-unclip-small) or --generator tiny-random (random "
+                "weights: exercises the path, the images carry no content)"
+            )
+        if self.recon_dtype != "float32" and not self.reconstruct_device.startswith("cuda"):
+            raise ConfigError(
+                f"'recon_dtype' {self.recon_dtype!r} needs a CUDA device, reconstruction runs on "
+                f"{self.reconstruct_device!r}: use float32 there, or --recon-device cuda"
+            )
+
+    @property
+    def recon_mode(self) -> str:
+        """The reconstruction mode run: ``auto`` is ``full`` with a generator, else
+        ``lowlevel``."""
+        if self.recon == "auto":
+            return "full" if self.generator else "lowlevel"
+        return self.recon
+
+    @property
+    def reconstruct_device(self) -> str:
+        """Where reconstruction runs (``recon_device``, else ``device``)."""
+        return self.recon_device or self.device
 
     def addresses(self) -> dict[str, str]:
         """The session's ZMQ endpoints: each stage's input, the telemetry hub (stages publish into
@@ -79,6 +141,7 @@ class StreamConfig:
             "telemetry_in",
             "telemetry",
             "control",
+            "reconstruct",
         ]
         return {n: f"tcp://{self.host}:{self.base_port + i}" for i, n in enumerate(names)}
 

@@ -21,7 +21,14 @@ from realtime.stages import build_stage
 from realtime.telemetry import TelemetryHub
 from realtime.wire import WireError
 
-ORDER = ("recorder", "decode", "estimate", "preprocess", "source")  # downstream first
+ORDER = (
+    "recorder",
+    "reconstruct",
+    "decode",
+    "estimate",
+    "preprocess",
+    "source",
+)  # downstream first
 READY_TIMEOUT_S = 300.0
 
 
@@ -73,6 +80,37 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
                 progress=not cfg.quiet,
                 log=log,
             )
+    recon_mode = cfg.recon_mode
+    bundle = None
+    if recon_mode != "none":
+        from mindeye_models.recon import ReconOptions, ensure_recon_models
+
+        ReconOptions(  # check the device and options before any training
+            mode=recon_mode,
+            steps=cfg.recon_steps,
+            strength=cfg.recon_strength,
+            prior_steps=cfg.prior_steps,
+            seed=cfg.recon_seed,
+            device=cfg.reconstruct_device,
+            dtype=cfg.recon_dtype,
+        )
+        _check_generator(cfg)
+        if cfg.recon_models:
+            from mindeye_models.recon import check_bundle_for
+
+            bundle = check_bundle_for(cfg.recon_models, checkpoint)
+        else:
+            with training_threads():
+                bundle = ensure_recon_models(
+                    ds,
+                    checkpoint,
+                    models_dir=data_home() / "models",
+                    vae=cfg.vae,
+                    clip_weights=cfg.clip_weights,
+                    cache_dir=data_home() / "cache",
+                    progress=not cfg.quiet,
+                    log=log,
+                )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out) if cfg.out else data_home() / "sessions" / f"{stamp}_{ds.meta.name}"
     out.mkdir(parents=True, exist_ok=True)
@@ -111,8 +149,9 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
             "top_k": cfg.top_k,
             "clip_weights": cfg.clip_weights,
             "cache_dir": str(data_home() / "cache"),
+            "emit_latents": bundle is not None,
             "in_addr": addr["decode"],
-            "out_addr": addr["recorder"],
+            "out_addr": addr["reconstruct"] if bundle is not None else addr["recorder"],
         },
         "recorder": {
             "out_dir": str(out),
@@ -120,6 +159,20 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
             "in_addr": addr["recorder"],
         },
     }
+    if bundle is not None:
+        specs["reconstruct"] = {
+            "bundle": str(bundle),
+            "mode": recon_mode,
+            "generator": cfg.generator if recon_mode == "full" else None,
+            "steps": cfg.recon_steps,
+            "strength": cfg.recon_strength,
+            "prior_steps": cfg.prior_steps,
+            "seed": cfg.recon_seed,
+            "device": cfg.reconstruct_device,
+            "dtype": cfg.recon_dtype,
+            "in_addr": addr["reconstruct"],
+            "out_addr": addr["recorder"],
+        }
     for spec in specs.values():
         spec["telemetry_addr"] = tele
     session = {
@@ -128,6 +181,8 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
         "dataset_name": ds.meta.name,
         "simulated": bool(ds.meta.simulated),
         "checkpoint": str(checkpoint),
+        "recon": recon_mode,
+        "recon_bundle": str(bundle) if bundle is not None else None,
         "bank_ids": bank_ids,
         "cache_dir": str(data_home() / "cache"),
         "runs": runs,
@@ -139,6 +194,15 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
     for name, spec in specs.items():
         (out / "stages" / f"{name}.json").write_text(json.dumps(spec, indent=2))
     return {"out": out, "specs": specs, "session": session, "dataset": ds}
+
+
+def _check_generator(cfg: StreamConfig) -> None:
+    """Refuse a missing or incomplete generator snapshot before anything is trained."""
+    if cfg.recon_mode != "full" or cfg.generator == "tiny-random":
+        return
+    from mindeye_models.generator import check_snapshot
+
+    check_snapshot(cfg.generator)
 
 
 def run_stream(cfg: StreamConfig, log=print) -> dict:
@@ -168,6 +232,11 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
         )
         log("operator console opened (closing it does not stop the session; --headless for none)")
     out, session = prep["out"], prep["session"]
+    if session["recon"] == "full" and cfg.generator == "tiny-random":
+        log(
+            "reconstruction uses the tiny-random generator: random weights, its images carry no "
+            "content (give --generator DIR, a Stable unCLIP snapshot, for real images)"
+        )
     if session["simulated"]:
         log(
             f"SIMULATED subject: replaying the built-in simulated {session['dataset_name']} "
@@ -196,7 +265,7 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
 def _run_threads(specs: dict) -> None:
     stages = {}
     try:
-        for name in ORDER:
+        for name in (n for n in ORDER if n in specs):
             stages[name] = build_stage(name, specs[name]).start()
         while not stages["recorder"].join(0.2):
             dead = [n for n, s in stages.items() if not s.running and not s.ended]
@@ -245,10 +314,11 @@ def _run_processes(specs: dict, out: Path, telemetry: str, log, threads_per_stag
         interrupted = True
 
     signal.signal(signal.SIGINT, on_sigint)
+    order = [n for n in ORDER if n in specs]
     try:
-        for name in ORDER[:-1]:
+        for name in order[:-1]:
             launch(name)
-        _wait_ready(sub, procs, set(ORDER[:-1]), logs, lambda: interrupted)
+        _wait_ready(sub, procs, set(order[:-1]), logs, lambda: interrupted)
         launch("source")
         while not interrupted:
             code = procs["recorder"].poll()

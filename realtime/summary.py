@@ -1,4 +1,6 @@
-"""A session's ``summary.json``: counts, real-time vs offline retrieval, latency per stage."""
+"""A session's ``summary.json``: counts, real-time vs offline retrieval, latency per stage, and
+(when a reconstruct stage ran) reconstruction latency and low-level metrics against the seen
+images."""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("source", "preprocess", "estimate", "decode", "recorder")
+STAGES = ("source", "preprocess", "estimate", "decode", "reconstruct", "recorder")
+
+#: Side (px) both image sets are resized to for the reconstruction metrics.  The paper's 425 px
+#: takes minutes for a few hundred trials on a small CPU (and GBs of memory); 64 px, the size of
+#: the blurry reconstructions, takes seconds.  Recorded as ``recon_metrics["size"]``.
+RECON_METRICS_SIZE = 64
+RECON_METRICS_SHUFFLES = 10
 
 
 def _percentiles(values: list[float]) -> dict[str, float] | None:
@@ -26,6 +34,15 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
 
 def read_retrievals(out: Path) -> list[dict]:
     path = out / "retrievals.tsv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def read_recons(out: Path) -> list[dict]:
+    """The rows of ``recons.tsv`` (empty when the session had no reconstruct stage)."""
+    path = out / "recons.tsv"
     if not path.exists():
         return []
     with open(path, newline="") as fh:
@@ -85,6 +102,9 @@ def latency_figures(out: Path) -> tuple[dict, dict | None, float | None]:
                 span("decode.done", "recorder.received", "recorder")
                 if "decode.done" in t and "source.acquired" in t:
                     end_to_end.append(1e3 * (t["decode.done"] - t["source.acquired"]))
+            elif rec["kind"] == "recon":
+                # the reconstruction itself, without the time the trial waited in the queue
+                span("reconstruct.started", "reconstruct.done", "reconstruct")
     stages = {s: _percentiles(v) for s, v in per_stage.items() if v}
     return stages, _percentiles(end_to_end), (last - first) if first is not None else None
 
@@ -136,6 +156,116 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
     }
 
 
+def _floats(rows: list[dict], column: str) -> list[float]:
+    return [float(r[column]) for r in rows if r.get(column) not in (None, "")]
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) float32 in [0, 1], resized like the metrics do
+    (bilinear, antialiased); a non-square image is stretched (the stimuli are square)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+    return x[0].permute(1, 2, 0).numpy()
+
+
+def _load_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _metric_table(recons: np.ndarray, images: np.ndarray, size: int, n_shuffles: int) -> dict:
+    from mindeye_models.metrics import LOW_LEVEL_METRICS, shuffled_baseline
+
+    table = {}
+    for name in LOW_LEVEL_METRICS:
+        r = shuffled_baseline(name, recons, images, n_shuffles=n_shuffles, size=size)
+        table[name] = {
+            "matched": round(r["matched"], 4),
+            "shuffled_mean": round(r["mean"], 4),
+            "shuffled_std": round(r["std"], 4),
+        }
+    return table
+
+
+def reconstruction_metrics(
+    out: Path,
+    session: dict,
+    recons: list[dict],
+    *,
+    size: int = RECON_METRICS_SIZE,
+    n_shuffles: int = RECON_METRICS_SHUFFLES,
+) -> dict | None:
+    """Low-level metrics of the session's reconstructions against the images that were seen.
+
+    PixCorr, SSIM and pixel 2-way identification (:mod:`mindeye_models.metrics`), each with its
+    shuffled-pairing baseline: a reconstruction scores above the baseline only with information
+    about its particular image.  Every trial counts once, so a test image seen 3 times gives 3
+    pairs; in PixelID its other repetitions are "other images" that cannot be beaten (ties),
+    which lowers matched and shuffled values alike.
+
+    Parameters
+    ----------
+    out : the session folder.
+    session : its ``config.json`` (``"dataset"`` locates the seen images).
+    recons : rows of ``recons.tsv``.
+    size : side (px) that reconstructions and seen images are resized to before scoring.
+    n_shuffles : shuffled pairings for the baselines.
+
+    Returns
+    -------
+    None with fewer than 2 reconstructions whose image is known and saved, otherwise
+    ``{"trials", "size", "n_shuffles", "seconds", "recon": {metric: {"matched",
+    "shuffled_mean", "shuffled_std"}}}`` plus ``"blurry"`` and ``"blurry_trials"`` when the
+    blurry images were saved ("full" mode).
+    """
+    from realtime.checks import check_number
+    from replay_data.dataset import ReplayDataset
+
+    size = check_number(size, "size", minimum=8, integer=True)
+    n_shuffles = check_number(n_shuffles, "n_shuffles", minimum=1, integer=True)
+    t0 = time.perf_counter()
+    stimuli = ReplayDataset.open(session["dataset"]).stimuli()
+    pairs = []  # (row, image id) of the scorable trials
+    for row in recons:
+        try:
+            image_id = int(row["image_id"])
+        except (TypeError, ValueError):
+            continue  # no ground truth for this trial
+        if 0 <= image_id < len(stimuli) and (out / row["recon_file"]).is_file():
+            pairs.append((row, image_id))
+    if len(pairs) < 2:
+        return None
+    seen = {i: _square(stimuli[i], size) for i in {i for _, i in pairs}}
+    result: dict = {"trials": len(pairs), "size": int(size), "n_shuffles": int(n_shuffles)}
+    result["recon"] = _metric_table(
+        np.stack([_square(_load_png(out / row["recon_file"]), size) for row, _ in pairs]),
+        np.stack([seen[i] for _, i in pairs]),
+        size,
+        n_shuffles,
+    )
+    blurry = [
+        (r, i) for r, i in pairs if r.get("blurry_file") and (out / r["blurry_file"]).is_file()
+    ]
+    if len(blurry) >= 2:
+        result["blurry_trials"] = len(blurry)
+        result["blurry"] = _metric_table(
+            np.stack([_square(_load_png(out / row["blurry_file"]), size) for row, _ in blurry]),
+            np.stack([seen[i] for _, i in blurry]),
+            size,
+            n_shuffles,
+        )
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
 def _tr_from_config(session: dict) -> float:
     from replay_data.dataset import ReplayDataset
 
@@ -143,9 +273,26 @@ def _tr_from_config(session: dict) -> float:
 
 
 def summarize(
-    out: str | Path, *, wall_s: float | None = None, log=print, offline: bool = True
+    out: str | Path,
+    *,
+    wall_s: float | None = None,
+    log=print,
+    offline: bool = True,
+    recon_metrics: bool = True,
+    recon_metrics_size: int = RECON_METRICS_SIZE,
 ) -> dict:
-    """Compute and write ``summary.json`` from what the recorder left in ``out``."""
+    """Compute and write ``summary.json`` from what the recorder left in ``out``.
+
+    Parameters
+    ----------
+    out : the session folder.
+    wall_s : the session's wall-clock duration, recorded as is.
+    log : where the printed summary goes.
+    offline : also re-estimate and decode every trial offline (the reference figures).
+    recon_metrics : score the reconstructions against the seen images (when there are >= 2).
+    recon_metrics_size : side (px) images are resized to for those metrics (425 in the paper,
+        slow on a small CPU; see :data:`RECON_METRICS_SIZE`).
+    """
     out = Path(out)
     session = json.loads((out / "config.json").read_text())
     recorder_path = out / "recorder.json"
@@ -154,6 +301,8 @@ def summarize(
     scored = [r for r in retrievals if r["rank"] != ""]
     ranks = np.array([int(r["rank"]) for r in scored])
     ways = sorted({int(r["ways"]) for r in scored}) if scored else []
+    recons = read_recons(out)
+    modes = sorted({r["mode"] for r in recons if r.get("mode")})
     stages, e2e, data_span = latency_figures(out)
     if recorder is not None:
         received, expected = recorder["volumes_received"], recorder["volumes_expected"]
@@ -181,6 +330,11 @@ def summarize(
         "gaps": recorder["gaps"] if recorder else [],
         "latency_ms": stages,
         "end_to_end_ms": e2e,
+        "reconstructions": len(recons),
+        "recon_mode": (modes[0] if len(modes) == 1 else modes) if modes else None,
+        "recon_latency_ms": _percentiles(_floats(recons, "compute_ms")),
+        "recon_delay_ms": _percentiles(_floats(recons, "delay_ms")),
+        "recon_metrics": None,
         "realtime_factor": round(n_vol_time / data_span, 3) if data_span else None,
         "decode_delay_s": session["config"]["decode_delay"],
         "speed": session["config"]["speed"],
@@ -194,6 +348,10 @@ def summarize(
         summary["offline_trials"] = off["trials"]
         if off["top1"]:
             summary["realtime_vs_offline"] = round(summary["retrieval_top1"] / off["top1"], 3)
+    if recon_metrics and len(recons) >= 2:
+        summary["recon_metrics"] = reconstruction_metrics(
+            out, session, recons, size=recon_metrics_size
+        )
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(out / "summary.json")
@@ -215,9 +373,27 @@ def _print_summary(s: dict, out: Path, log) -> None:
     )
     for stage, p in (s["latency_ms"] or {}).items():
         log(
-            f"latency {stage:<10s} p50 {p['p50']:8.1f} ms  p95 {p['p95']:8.1f} ms  max {p['max']:8.1f} ms"
+            f"latency {stage:<11s} p50 {p['p50']:8.1f} ms  p95 {p['p95']:8.1f} ms  max {p['max']:8.1f} ms"
         )
     if s["end_to_end_ms"]:
         e = s["end_to_end_ms"]
         log(f"volume acquired -> retrieval: p50 {e['p50']:.1f} ms, p95 {e['p95']:.1f} ms")
+    if s.get("reconstructions"):
+        c, d = s["recon_latency_ms"], s["recon_delay_ms"]
+        line = f"reconstructions {s['reconstructions']} ({s['recon_mode']})"
+        if c:
+            line += f"; compute p50 {c['p50']:.1f} ms, p95 {c['p95']:.1f} ms"
+        if d:
+            line += f"; retrieval -> reconstruction p50 {d['p50']:.1f} ms, p95 {d['p95']:.1f} ms"
+        log(line)
+    rm = s.get("recon_metrics")
+    for key in ("recon", "blurry"):
+        if rm and key in rm:
+            parts = [
+                f"{name} {v['matched']:.3f} (shuffled {v['shuffled_mean']:.3f} "
+                f"+/- {v['shuffled_std']:.3f})"
+                for name, v in rm[key].items()
+            ]
+            n = rm["trials"] if key == "recon" else rm["blurry_trials"]
+            log(f"{key} vs seen images ({n} trials, {rm['size']} px): " + ", ".join(parts))
     log(f"real-time factor {s['realtime_factor']}; summary: {out / 'summary.json'}")

@@ -32,6 +32,10 @@ KINDS: dict[str, str] = {
     "tr": "one masked TR: buffers 'raw' (V,) and 'z' (V,)",
     "response": "a trial's estimated response: buffer 'response' (V,)",
     "retrieval": "a trial's MindEye retrieval: buffers 'ids' (k,), 'scores' (k,), 'embedding'",
+    "latent": "a trial's model outputs for reconstruction (decode -> reconstruct only): buffers "
+    "'tokens' (T, D) backbone tokens and 'response' (V,)",
+    "recon": "a trial's reconstruction: buffer 'image' (H, W, 3) uint8, optional 'blurry' "
+    "(h, w, 3) uint8; meta has mode, compute_ms, backlog",
     "gap": "volumes or messages found missing or repeated: meta says which",
     "run_end": "a run ended",
     "end": "the session ended; stages flush and stop",

@@ -31,7 +31,7 @@ def one_torch_thread():
 
 @pytest.fixture
 def base_port() -> int:
-    """A block of 6 loopback ports not used by another test of this run."""
+    """A block of 8 loopback ports not used by another test of this run."""
     return _next_block()
 
 
@@ -39,9 +39,9 @@ def _next_block() -> int:
     import socket
 
     while True:
-        base = next(_ports) * 6 % 40000 + 20000
+        base = next(_ports) * 8 % 40000 + 20000
         ok = True
-        for p in range(base, base + 6):
+        for p in range(base, base + 8):
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", p))
@@ -57,3 +57,45 @@ def data_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("MINDEYE_RT_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    from replay_data.simulate import SimulationConfig, simulate_subject
+
+    # Less noise and more test images than the tiny preset: 10-way retrieval from 400
+    # training trials, so "far above chance" is a real margin in a test of seconds.
+    root = tmp_path_factory.mktemp("tiny") / "datasets" / "tiny"
+    cfg = SimulationConfig.tiny(snr=4.0, n_test_images=10)
+    return simulate_subject(root, cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset, tmp_path_factory):
+    from mindeye_models.demo import ensure_demo_model
+
+    return ensure_demo_model(
+        tiny_dataset,
+        models_dir=tmp_path_factory.mktemp("models"),
+        preset="tiny",
+        epochs=30,
+        progress=False,
+    )
+
+
+#: a short recipe for the reconstruction models of the tiny subject (seconds, not minutes)
+FAST_RECON = dict(prior_epochs=8, ae_steps=200, head_epochs=20)
+
+
+@pytest.fixture(scope="session")
+def tiny_recon(tiny_dataset, tiny_model, tmp_path_factory):
+    """Reconstruction models (prior, low-level head, tiny autoencoder) of ``tiny_model``."""
+    from mindeye_models.recon import ReconTrainConfig, ensure_recon_models
+
+    return ensure_recon_models(
+        tiny_dataset,
+        tiny_model,
+        models_dir=tmp_path_factory.mktemp("recon"),
+        config=ReconTrainConfig(**FAST_RECON),
+        progress=False,
+    )

@@ -13,30 +13,6 @@ from realtime.config import StreamConfig
 from realtime.pipeline import run_stream
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    from replay_data.simulate import SimulationConfig, simulate_subject
-
-    # Less noise and more test images than the tiny preset: 10-way retrieval from 400
-    # training trials, so "far above chance" is a real margin in a test of seconds.
-    root = tmp_path_factory.mktemp("tiny") / "datasets" / "tiny"
-    cfg = SimulationConfig.tiny(snr=4.0, n_test_images=10)
-    return simulate_subject(root, cfg, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_dataset, tmp_path_factory):
-    from mindeye_models.demo import ensure_demo_model
-
-    return ensure_demo_model(
-        tiny_dataset,
-        models_dir=tmp_path_factory.mktemp("models"),
-        preset="tiny",
-        epochs=30,
-        progress=False,
-    )
-
-
 def _expected_volumes(ds):
     return sum(ds.load_run(r).shape[-1] for r in ds.runs)
 
@@ -52,6 +28,7 @@ def _thread_config(dataset, model, tmp_path, base_port) -> StreamConfig:
         launcher="thread",
         base_port=base_port,
         quiet=True,
+        recon="none",
     )
 
 
@@ -94,7 +71,7 @@ def test_a_dropped_volume_is_reported(tiny_dataset, tiny_model, tmp_path, base_p
 
 @pytest.mark.slow
 def test_stream_command_with_stage_processes(
-    tiny_dataset, tiny_model, tmp_path, base_port, data_home
+    tiny_dataset, tiny_model, tiny_recon, tmp_path, base_port, data_home
 ):
     out = tmp_path / "proc"
     cmd = [
@@ -113,6 +90,10 @@ def test_stream_command_with_stage_processes(
         str(tiny_model),
         "--base-port",
         str(base_port),
+        "--recon",
+        "lowlevel",
+        "--recon-models",
+        str(tiny_recon),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -120,3 +101,36 @@ def test_stream_command_with_stage_processes(
     assert s["volumes_lost"] == 0 and s["trials"] > 0
     assert "top-1" in res.stdout and "rank" in res.stdout  # one line per trial
     assert np.isfinite(s["realtime_factor"])
+    # the reconstruct stage ran as its own process and drew every decoded trial
+    assert s["reconstructions"] == s["trials"] and s["recon_mode"] == "lowlevel"
+    assert len(list((out / "trials").glob("*_recon.png"))) == s["trials"]
+    assert "reconstruct" in s["latency_ms"]
+
+
+def test_full_reconstruction_of_every_trial(
+    tiny_dataset, tiny_model, tiny_recon, tmp_path, base_port, data_home
+):
+    """Prior + tiny random unCLIP from the blurry image, as threads: every trial gets both
+    images; the blurry ones carry the seen images' layout (PixCorr far above shuffled)."""
+    import dataclasses
+
+    from PIL import Image
+
+    cfg = dataclasses.replace(
+        _thread_config(tiny_dataset, tiny_model, tmp_path, base_port),
+        recon="full",
+        generator="tiny-random",
+        recon_models=str(tiny_recon),
+        recon_steps=2,
+        prior_steps=4,
+    )
+    s = run_stream(cfg, log=lambda *a: None)
+    out = tmp_path / "s"
+    assert s["complete"] and s["reconstructions"] == s["trials"] > 0
+    assert s["recon_mode"] == "full" and s["recon_latency_ms"]["n"] == s["trials"]
+    recon = sorted((out / "trials").glob("*_recon.png"))
+    blurry = sorted((out / "trials").glob("*_blurry.png"))
+    assert len(recon) == len(blurry) == s["trials"]
+    assert Image.open(recon[0]).size == (64, 64) and Image.open(blurry[0]).size == (32, 32)
+    pix = s["recon_metrics"]["blurry"]["PixCorr"]
+    assert pix["matched"] > pix["shuffled_mean"] + 4 * pix["shuffled_std"] + 0.1, pix

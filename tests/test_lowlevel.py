@@ -36,13 +36,13 @@ def blob_images(n=48, size=64, seed=0):
 def test_autoencoder_shapes_and_config_checks():
     ae = TinyAutoencoder()
     assert ae.latent_shape == (4, 8, 8)
-    z = ae.encode_images(blob_images(3, size=80))  # resized to 64 first
+    z = ae.encode_images(blob_images(3, size=80))  # resized to 32 first
     assert z.shape == (3, 4, 8, 8)
     img = ae.decode_latents(z)
-    assert img.shape == (3, 64, 64, 3) and img.dtype == np.uint8
+    assert img.shape == (3, 32, 32, 3) and img.dtype == np.uint8
     assert AutoencoderConfig(image_size=32, channels=(8, 8)).latent_shape == (4, 8, 8)
     with pytest.raises(ConfigError, match="divisible"):
-        AutoencoderConfig(image_size=60)
+        AutoencoderConfig(image_size=30)
     with pytest.raises(ConfigError, match="'images'"):
         ae.encode_images(np.zeros((2, 64, 64), np.uint8))
 

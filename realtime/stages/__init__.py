@@ -7,7 +7,19 @@ from typing import Any
 from realtime.errors import ConfigError
 from realtime.stages.base import Stage
 
-STAGE_NAMES = ("source", "preprocess", "estimate", "decode", "recorder")
+#: the reconstruct stage's per-trial options (fields of mindeye_models.recon.ReconOptions)
+RECON_OPTION_NAMES = (
+    "mode",
+    "steps",
+    "strength",
+    "prior_steps",
+    "prior_guidance",
+    "seed",
+    "device",
+    "dtype",
+)
+
+STAGE_NAMES = ("source", "preprocess", "estimate", "decode", "reconstruct", "recorder")
 
 _LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
 
@@ -16,7 +28,22 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "source": ("dataset", "runs", "speed", "max_volumes", "drop_volumes", "control_addr"),
     "preprocess": ("mask",),
     "estimate": ("n_voxels", "decode_delay", "window"),
-    "decode": ("checkpoint", "dataset", "bank_ids", "device", "clip_weights", "cache_dir", "top_k"),
+    "decode": (
+        "checkpoint",
+        "dataset",
+        "bank_ids",
+        "device",
+        "clip_weights",
+        "cache_dir",
+        "top_k",
+        "emit_latents",
+    ),
+    "reconstruct": (
+        "bundle",
+        "generator",
+        "warn_backlog",
+        *RECON_OPTION_NAMES,
+    ),
     "recorder": ("out_dir", "print_trials"),
 }
 
@@ -81,7 +108,38 @@ def build_stage(name: str, spec: dict[str, Any]) -> Stage:
             cache_dir=take("cache_dir", None),
         )
         stage = DecodeStage(
-            model, bank, top_k=take("top_k", 5), device=model_device(model), **links
+            model,
+            bank,
+            top_k=take("top_k", 5),
+            device=model_device(model),
+            emit_latents=take("emit_latents", False),
+            **links,
+        )
+    elif name == "reconstruct":
+        from mindeye_models.recon import ReconOptions, Reconstructor, load_bundle, load_generator
+        from realtime.stages.reconstruct import ReconstructStage
+
+        options = ReconOptions(**{k: spec.pop(k) for k in RECON_OPTION_NAMES if k in spec})
+        bundle = load_bundle(take("bundle"), device=options.device)
+        generator = take("generator", None)
+        pipe = None
+        if options.mode == "full":
+            if not generator:
+                raise ConfigError(
+                    "recon mode 'full' needs a generator: --generator DIR (a local Stable unCLIP "
+                    "snapshot) or --generator tiny-random (random weights, no image content)"
+                )
+            pipe = load_generator(
+                generator,
+                embed_dim=bundle.token_shape[1],
+                device=options.device,
+                dtype=options.dtype,
+            )
+        stage = ReconstructStage(
+            Reconstructor(bundle, options, pipe),
+            warn_backlog=take("warn_backlog", 2),
+            generator=generator if options.mode == "full" else None,
+            **links,
         )
     elif name == "recorder":
         from realtime.stages.recorder import RecorderStage

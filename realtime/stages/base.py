@@ -40,6 +40,8 @@ class Stage(ABC):
     """
 
     name = "stage"
+    #: how long the input loop waits for a message before turning (and calling :meth:`idle`)
+    poll_ms: int = POLL_MS
     #: kinds published to telemetry besides status/log (the console reads these)
     publish_kinds: frozenset[str] = frozenset()
 
@@ -128,6 +130,11 @@ class Stage(ABC):
         """Called once when ``end`` arrives, before it is forwarded."""
         return ()
 
+    def idle(self) -> Iterable[Message]:
+        """Called on every turn of the input loop (at least every ``poll_ms``): messages that
+        background work has made ready since the last turn."""
+        return ()
+
     def status(self) -> dict:
         """Counters and health published every second."""
         return dict(self.counters)
@@ -174,7 +181,10 @@ class Stage(ABC):
         poller.register(pull, zmq.POLLIN)
         while not self._stop.is_set():
             self._maybe_status()
-            if not poller.poll(POLL_MS):
+            ready = self._safe(self.idle)
+            if ready:
+                self._emit(push, ready)
+            if not poller.poll(self.poll_ms):
                 continue
             frames = pull.recv_multipart(copy=False)
             now = time.time()

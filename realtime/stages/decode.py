@@ -20,13 +20,25 @@ class DecodeStage(Stage):
     bank : a :class:`mindeye_models.bank.ImageBank` of candidate images.
     top_k : how many candidates to report per trial.
     device : torch device for the forward pass.
+    emit_latents : also send a ``latent`` message (backbone tokens and the response) after each
+        retrieval, for a reconstruct stage downstream.
     """
 
     name = "decode"
     publish_kinds = frozenset({"retrieval"})
 
-    def __init__(self, model, bank, *, top_k: int = 5, device: str = "cpu", **kwargs) -> None:
+    def __init__(
+        self,
+        model,
+        bank,
+        *,
+        top_k: int = 5,
+        device: str = "cpu",
+        emit_latents: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
+        self.emit_latents = bool(emit_latents)
         self.model = model
         self.bank = bank
         self.top_k = check_number(top_k, "top_k", minimum=1, integer=True)
@@ -50,7 +62,7 @@ class DecodeStage(Stage):
         start = time.perf_counter()
         x = torch.from_numpy(np.array(msg.buffers["response"], np.float32, copy=True))[None]
         with torch.inference_mode():
-            _, projected = self.model(x.to(self.device))
+            tokens, projected = self.model(x.to(self.device))
         emb = projected[0].float().cpu()
         ids, scores = self.bank.retrieve(emb[None], k=len(self.bank))
         ids, scores = np.asarray(ids[0]), np.asarray(scores[0], np.float32)
@@ -69,4 +81,15 @@ class DecodeStage(Stage):
                 "embedding": emb.numpy().astype(np.float32),
             },
         )
-        return [msg, out]
+        if not self.emit_latents:
+            return [msg, out]
+        latent = msg.derive(
+            "latent",
+            meta=dict(out.meta),
+            buffers={
+                "tokens": tokens[0].float().cpu().numpy(),
+                "response": np.asarray(msg.buffers["response"], np.float32),
+            },
+        )
+        latent.t["decode.done"] = time.time()
+        return [msg, out, latent]

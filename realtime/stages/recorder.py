@@ -7,10 +7,18 @@ already received.  Layout::
     runs/RUN_raw.f32    masked scanner values, one row of V float32 per TR, appended
     runs/RUN_tr.tsv     TR index and timestamps of each row
     trials/NNNN_response.npy, trials/NNNN_embedding.npy
+    trials/NNNN_recon.png     the trial's reconstruction (when a reconstruct stage runs)
+    trials/NNNN_blurry.png    its blurry low-level image ("full" mode only; in "lowlevel" mode
+                              the reconstruction is the blurry image)
     retrievals.tsv      one line per trial: truth, top-k, scores, rank, latency
+    recons.tsv          one line per reconstruction: truth, mode, compute time, delay after
+                        decoding, backlog, image files (created with the first reconstruction)
     timing.jsonl        per message timestamps (for latency figures)
     gaps.jsonl          lost or repeated volumes / messages
     recorder.json       counts, written at the end
+
+NNNN is the session-wide trial number (1-based, in decode order): the same trial has the same
+NNNN in every file.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from realtime.stages.base import Stage
 from realtime.wire import Message
@@ -41,6 +50,50 @@ RETRIEVAL_COLUMNS = [
     "latency_ms",
 ]
 
+RECON_COLUMNS = [
+    "n",
+    "run",
+    "trial",
+    "image_id",
+    "mode",
+    "compute_ms",
+    "delay_ms",
+    "backlog",
+    "recon_file",
+    "blurry_file",
+]
+
+
+def _check_image(msg: Message, name: str) -> np.ndarray:
+    """The ``name`` buffer of a recon message as a C-contiguous (H, W, 3) uint8 array.
+
+    Raises
+    ------
+    ValueError
+        The buffer is missing or is not a non-empty (H, W, 3) uint8 image.
+    """
+    where = f"recon of {msg.run} trial {msg.index}"
+    if name not in msg.buffers:
+        raise ValueError(
+            f"{where} has no {name!r} buffer (buffers: {sorted(msg.buffers)}); the reconstruct "
+            "stage must send its image as 'image'"
+        )
+    arr = msg.buffers[name]
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3 or 0 in arr.shape:
+        raise ValueError(
+            f"{where}: buffer {name!r} must be a non-empty (H, W, 3) uint8 RGB image, got "
+            f"{arr.dtype} {tuple(arr.shape)}"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 image as PNG: to a temporary name, then renamed into place, so
+    ``path`` never holds a partial file."""
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(path)
+
 
 class RecorderStage(Stage):
     """The data path's sink.  ``print_trials`` prints one line per decoded trial."""
@@ -57,6 +110,7 @@ class RecorderStage(Stage):
         self.runs: dict[str, dict] = {}
         self.n_trials = 0
         self.n_retrievals = 0
+        self.n_recons = 0
         self.gaps: list[dict] = []
         self._numbers: dict[tuple[str | None, int | None], int] = {}
         self._writer("events.tsv", "run\ttrial\tonset\tduration\timage_id\trepetition\tsplit\n")
@@ -80,7 +134,12 @@ class RecorderStage(Stage):
 
     def status(self) -> dict:
         received = sum(r["received"] for r in self.runs.values())
-        return {**self.counters, "volumes_received": received, "trials": self.n_retrievals}
+        return {
+            **self.counters,
+            "volumes_received": received,
+            "trials": self.n_retrievals,
+            "reconstructions": self.n_recons,
+        }
 
     def handle(self, msg: Message):
         handler = getattr(self, f"_on_{msg.kind}", None)
@@ -174,6 +233,51 @@ class RecorderStage(Stage):
                 flush=True,
             )
 
+    def _on_recon(self, msg: Message) -> None:
+        """Save a trial's reconstruction (and blurry image) as PNG and log it in recons.tsv."""
+        image = _check_image(msg, "image")  # both checked before anything is written
+        blurry = _check_image(msg, "blurry") if "blurry" in msg.buffers else None
+        n = self._trial_number(msg)
+        m, t = msg.meta, msg.t
+        recon_file = f"trials/{n:04d}_recon.png"
+        write_png(self.out / recon_file, image)
+        blurry_file = ""
+        if blurry is not None:
+            blurry_file = f"trials/{n:04d}_blurry.png"
+            write_png(self.out / blurry_file, blurry)
+        self.n_recons += 1
+        compute_ms = m.get("compute_ms")
+        delay_ms = None
+        if "reconstruct.done" in t and "decode.done" in t:
+            delay_ms = 1e3 * (t["reconstruct.done"] - t["decode.done"])
+        row = [
+            n,
+            msg.run,
+            msg.index,
+            m.get("image_id"),
+            m.get("mode"),
+            f"{float(compute_ms):.2f}" if compute_ms is not None else None,
+            f"{delay_ms:.2f}" if delay_ms is not None else None,
+            m.get("backlog"),
+            recon_file,
+            blurry_file,
+        ]
+        self._writer("recons.tsv", "\t".join(RECON_COLUMNS) + "\n")
+        self._line("recons.tsv", "\t".join("" if v is None else str(v) for v in row) + "\n")
+        self._line(
+            "timing.jsonl",
+            json.dumps({"kind": "recon", "run": msg.run, "index": msg.index, "t": t}) + "\n",
+        )
+        if self.print_trials:
+            ms = f"{float(compute_ms):7.1f} ms" if compute_ms is not None else "      - ms"
+            delay = f"  delay {delay_ms:7.1f} ms" if delay_ms is not None else ""
+            backlog = f"  backlog {m['backlog']}" if m.get("backlog") else ""
+            print(
+                f"recon {n:4d}  {msg.run} #{msg.index!s:<3s} {m.get('mode', '?')}  {ms}{delay}"
+                f"{backlog}",
+                flush=True,
+            )
+
     def _on_gap(self, msg: Message) -> None:
         record = {"run": msg.run, **msg.meta, "time": time.time()}
         self.gaps.append(record)
@@ -195,6 +299,7 @@ class RecorderStage(Stage):
             },
             "trials": self.n_trials,
             "retrievals": self.n_retrievals,
+            "reconstructions": self.n_recons,
             "volumes_received": sum(r["received"] for r in self.runs.values()),
             "volumes_expected": sum(r["n_volumes"] for r in self.runs.values()),
             "gaps": self.gaps,

@@ -1,0 +1,200 @@
+"""Reconstruct: draws every decoded trial (blurry low-level image, optionally a generated one).
+
+It sits between decode and the recorder.  Everything except ``latent`` messages is passed on at
+once (retrievals never wait for a reconstruction); each ``latent`` is queued and reconstructed
+by a worker thread, in order, and its ``recon`` is sent on (and published to the console) when
+ready.  No trial is skipped: when the worker falls behind, the stage says so in its status
+(``backlog``, ``behind_s``) and in warnings, and the session's end waits for the queue to drain.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+import time
+
+import numpy as np
+
+from realtime.checks import check_number
+from realtime.stages.base import Stage
+from realtime.wire import Message
+
+_DONE = object()
+
+
+class ReconstructStage(Stage):
+    """Runs a :class:`mindeye_models.recon.Reconstructor` on each trial's ``latent``.
+
+    Parameters
+    ----------
+    reconstructor : callable ``(tokens, response, number) -> {"image", "blurry"?, "ms"}``
+        with an ``options`` attribute (:class:`mindeye_models.recon.ReconOptions`).
+    warn_backlog : trials waiting at which the stage warns that it is falling behind (and again
+        each time the backlog doubles).
+    generator : name of the generator, recorded in each ``recon``'s meta.
+    """
+
+    name = "reconstruct"
+    publish_kinds = frozenset({"recon"})
+    poll_ms = 5
+
+    def __init__(
+        self, reconstructor, *, warn_backlog: int = 2, generator: str | None = None, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.reconstructor = reconstructor
+        self.options = reconstructor.options
+        self.generator = generator
+        self.warn_backlog = check_number(warn_backlog, "warn_backlog", minimum=1, integer=True)
+        self._jobs: queue.Queue = queue.Queue()
+        self._waiting: collections.deque[float] = collections.deque()  # decode.done of queued
+        self._outbox: collections.deque[Message] = collections.deque()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._busy = False
+        self._queued = 0
+        self._warned_at = 0
+        self.reconstructed = 0
+        self.failed = 0
+        self.compute_ms: list[float] = []
+
+    # -- lifecycle: the worker thread lives as long as the stage -----------------------------
+    def start(self) -> ReconstructStage:
+        self._worker = threading.Thread(target=self._work, name="reconstruct-worker", daemon=True)
+        self._worker.start()
+        try:
+            super().start()
+        except BaseException:
+            self._jobs.put(_DONE)
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._jobs.put(_DONE)
+        super().stop(timeout)
+
+    # -- the data path -------------------------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        """Trials queued and not yet started."""
+        with self._lock:
+            return len(self._waiting)
+
+    def status(self) -> dict:
+        with self._lock:
+            oldest = self._waiting[0] if self._waiting else None
+            backlog = len(self._waiting)
+        recent = self.compute_ms[-20:]
+        return {
+            **self.counters,
+            "mode": self.options.mode,
+            "reconstructed": self.reconstructed,
+            "failed": self.failed,
+            "backlog": backlog,
+            "behind_s": round(time.time() - oldest, 3) if oldest is not None else None,
+            "compute_ms": float(np.median(recent)) if recent else None,
+        }
+
+    def handle(self, msg: Message):
+        if msg.kind != "latent":
+            return [msg]
+        for name in ("tokens", "response"):
+            if name not in msg.buffers:
+                raise ValueError(f"a 'latent' message without its {name!r} buffer")
+        self._queued += 1
+        msg.meta["number"] = self._queued
+        with self._lock:
+            self._waiting.append(msg.t.get("decode.done", time.time()))
+            backlog = len(self._waiting)
+        self._jobs.put(msg)
+        if backlog >= max(self.warn_backlog, 2 * self._warned_at):
+            self._warned_at = backlog
+            text = (
+                f"reconstruction is falling behind: {backlog} trials waiting (about "
+                f"{backlog * (self.compute_ms[-1] if self.compute_ms else 0) / 1e3:.1f} s of "
+                "work); every trial is still reconstructed"
+            )
+            self.log.warning(text)
+            self._publish_log("warning", text)
+        return ()
+
+    def idle(self):
+        out, errors = [], []
+        with self._lock:
+            while self._outbox:
+                item = self._outbox.popleft()
+                (errors if isinstance(item, Exception) else out).append(item)
+            caught_up = self._warned_at and not self._waiting and not self._busy
+        for err in errors:  # the socket thread reports (ZMQ sockets are not thread-safe)
+            self.failed += 1
+            self.counters["errors"] += 1
+            self.log.error("reconstruction failed: %r", err)
+            self._publish_log("error", f"reconstruction failed: {type(err).__name__}: {err}")
+            if os.environ.get("MINDEYE_RT_RAISE") == "1":
+                raise err
+        if caught_up:
+            self._warned_at = 0
+            self._publish_log("info", "reconstruction caught up (no trials waiting)")
+        return out
+
+    def finish(self):
+        """At the session's end: wait until every queued trial is reconstructed."""
+        while True:
+            with self._lock:
+                done = not self._waiting and not self._busy and self._jobs.empty()
+            if done:
+                break
+            if self._worker is None or not self._worker.is_alive():
+                break
+            self._maybe_status()
+            time.sleep(0.01)
+        return self.idle()
+
+    # -- the worker ------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            msg = self._jobs.get()
+            if msg is _DONE:
+                return
+            with self._lock:
+                self._waiting.popleft()
+                self._busy = True
+            try:
+                out = self._reconstruct(msg)
+            except Exception as err:  # noqa: BLE001 - reported by the stage thread (idle)
+                out = err
+            with self._lock:
+                self._outbox.append(out)
+                self._busy = False
+
+    def _reconstruct(self, msg: Message) -> Message:
+        started = time.time()
+        number = int(msg.meta["number"])
+        result = self.reconstructor(msg.buffers["tokens"], msg.buffers["response"], number)
+        done = time.time()
+        compute_ms = 1e3 * (done - started)
+        self.compute_ms.append(compute_ms)
+        self.reconstructed += 1
+        opt = self.options
+        full = opt.mode == "full"
+        meta = {k: v for k, v in msg.meta.items() if k != "number"}
+        meta.update(
+            mode=opt.mode,
+            compute_ms=round(compute_ms, 3),
+            parts_ms={k: round(v, 3) for k, v in result["ms"].items()},
+            backlog=self.backlog,
+            generator=self.generator if full else None,
+            steps=opt.steps if full else None,
+            strength=opt.strength if full else None,
+            prior_steps=opt.prior_steps if full else None,
+            seed=opt.seed + number,
+        )
+        buffers = {"image": np.ascontiguousarray(result["image"], np.uint8)}
+        if "blurry" in result:
+            buffers["blurry"] = np.ascontiguousarray(result["blurry"], np.uint8)
+        out = msg.derive("recon", meta=meta, buffers=buffers)
+        out.t["reconstruct.started"] = started
+        out.t["reconstruct.done"] = done
+        return out
