@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.checks import check_choice, check_number
+from realtime.checks import check_choice, check_number, check_torch_device
 from realtime.errors import ConfigError, WeightsError
 
 RECON_MODES = ("none", "lowlevel", "full")
@@ -591,7 +591,7 @@ class ReconOptions:
         check_number(self.prior_guidance, "prior_guidance", minimum=0)
         check_number(self.seed, "recon_seed", minimum=0, integer=True)
         check_choice(self.dtype, "recon_dtype", list(DTYPES))
-        check_device(self.device, "recon_device")
+        check_torch_device(self.device, "recon_device")
         if self.dtype != "float32" and not str(self.device).startswith("cuda"):
             raise ConfigError(
                 f"'recon_dtype' {self.dtype!r} needs a CUDA device (half precision on "
@@ -605,21 +605,6 @@ class ReconOptions:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
-
-
-def check_device(device: str, name: str) -> str:
-    """A torch device string that exists here; :class:`ConfigError` otherwise."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(
-            f"'{name}' must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"'{name}' is {device!r} but no CUDA device is available: use 'cpu'")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"'{name}' must be cpu, cuda[:N] or mps, got {device!r}")
-    return device
 
 
 def load_generator(generator: str, *, embed_dim: int, device: str, dtype: str, seed: int = 0):

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from mindeye_models.losses import cosine_anneal, flat_normalize, mixco, mixco_nce, soft_clip_loss
 from mindeye_models.model import MindEye
-from realtime.checks import check_number
+from realtime.checks import check_number, check_torch_device
 from realtime.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -82,16 +82,7 @@ class TrainConfig:
         check_number(self.backbone_mse, "backbone_mse", minimum=0)
         check_number(self.prior_mult, "prior_mult", minimum=0)
         check_number(self.seed, "seed", minimum=0, integer=True)
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(
-                f"'device' must be a torch device such as 'cpu' or 'cuda', got {self.device!r}"
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                f"'device' is {self.device!r} but no CUDA device is available: use 'cpu'"
-            )
+        check_torch_device(self.device, "device")
 
     @property
     def mixup_epochs(self) -> int:

@@ -78,3 +78,26 @@ def check_address(value: Any, name: str) -> str:
     if scheme not in ("tcp", "ipc", "inproc"):
         raise ConfigError(f"'{name}' must use tcp://, ipc:// or inproc://, got {value!r}")
     return value
+
+
+def check_torch_device(device: Any, name: str = "device") -> str:
+    """``device`` if it names a torch device that exists here (cpu, cuda[:N], mps).
+
+    Raises
+    ------
+    ConfigError
+        For a malformed name, another device type, or CUDA on a machine without it.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"'{name}' must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"'{name}' must be cpu, cuda[:N] or mps, got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"'{name}' is {device!r} but no CUDA device is available: use 'cpu'")
+    return device
