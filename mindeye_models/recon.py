@@ -62,7 +62,7 @@ class ReconTrainConfig:
     """
 
     prior_preset: str | None = None
-    prior_epochs: int = 40
+    prior_epochs: int = 15
     prior_batch: int = 64
     prior_lr: float = 1e-3
     ae_steps: int = 600

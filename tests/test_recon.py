@@ -141,8 +141,10 @@ def test_reconstructor_is_reproducible_per_trial(tiny_dataset, tiny_model, tiny_
     bundle = load_bundle(tiny_recon)
     pipe = load_generator("tiny-random", embed_dim=128, device="cpu", dtype="float32")
     rec = Reconstructor(bundle, ReconOptions(mode="full", steps=2, prior_steps=3), pipe)
-    a, b, c = rec(tokens[0], responses[0], 5), rec(tokens[0], responses[0], 5), rec(
-        tokens[0], responses[0], 6
+    a, b, c = (
+        rec(tokens[0], responses[0], 5),
+        rec(tokens[0], responses[0], 5),
+        rec(tokens[0], responses[0], 6),
     )
     assert a["image"].shape == (64, 64, 3) and a["blurry"].shape == (32, 32, 3)
     assert np.array_equal(a["image"], b["image"])  # same trial number, same seed
@@ -234,11 +236,11 @@ class _Slow:
         return {"image": np.full((4, 4, 3), number, np.uint8), "ms": {"lowlevel": 1.0}}
 
 
-def test_a_slow_stage_reports_its_backlog_and_skips_nothing(base_port):
+def test_a_slow_stage_reports_its_backlog_and_skips_nothing(base_port, caplog):
     push, pull, a_in, a_out = _stage_link(base_port)
     slow = _Slow(0.01)
     tokens, response = np.zeros((2, 3), np.float32), np.zeros(5, np.float32)
-    stage = ReconstructStage(slow, warn_backlog=3, in_addr=a_in, out_addr=a_out)
+    stage = ReconstructStage(slow, warn_backlog=3, warn_seconds=0, in_addr=a_in, out_addr=a_out)
     with stage:
         for i in range(6):
             transport.send(push, _latent(2 * i, i, tokens, response, i))
@@ -259,6 +261,8 @@ def test_a_slow_stage_reports_its_backlog_and_skips_nothing(base_port):
     recons = [m for m in out if m.kind == "recon"]
     assert [int(m.buffers["image"][0, 0, 0]) for m in recons] == [1, 2, 3, 4, 5, 6]
     assert stage.status()["backlog"] == 0 and stage.reconstructed == 6
+    warnings = [r.getMessage() for r in caplog.records if "falling behind" in r.getMessage()]
+    assert warnings and "3 trials waiting" in warnings[0], warnings
 
 
 def test_bundle_shapes_follow_the_checkpoint(tiny_recon):

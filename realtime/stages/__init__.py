@@ -42,6 +42,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
         "bundle",
         "generator",
         "warn_backlog",
+        "warn_seconds",
         *RECON_OPTION_NAMES,
     ),
     "recorder": ("out_dir", "print_trials"),
@@ -138,6 +139,7 @@ def build_stage(name: str, spec: dict[str, Any]) -> Stage:
         stage = ReconstructStage(
             Reconstructor(bundle, options, pipe),
             warn_backlog=take("warn_backlog", 2),
+            warn_seconds=take("warn_seconds", 1.0),
             generator=generator if options.mode == "full" else None,
             **links,
         )

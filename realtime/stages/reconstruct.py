@@ -32,7 +32,10 @@ class ReconstructStage(Stage):
     reconstructor : callable ``(tokens, response, number) -> {"image", "blurry"?, "ms"}``
         with an ``options`` attribute (:class:`mindeye_models.recon.ReconOptions`).
     warn_backlog : trials waiting at which the stage warns that it is falling behind (and again
-        each time the backlog doubles).
+        each time the backlog doubles), provided they also hold ``warn_seconds`` of work.
+    warn_seconds : seconds of queued work (trials waiting x median compute time) below which a
+        backlog is a burst, not a lag (at ``--speed 0`` trials arrive in bursts), and no warning
+        is given; the status always reports the backlog.
     generator : name of the generator, recorded in each ``recon``'s meta.
     """
 
@@ -41,13 +44,20 @@ class ReconstructStage(Stage):
     poll_ms = 5
 
     def __init__(
-        self, reconstructor, *, warn_backlog: int = 2, generator: str | None = None, **kwargs
+        self,
+        reconstructor,
+        *,
+        warn_backlog: int = 2,
+        warn_seconds: float = 1.0,
+        generator: str | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.reconstructor = reconstructor
         self.options = reconstructor.options
         self.generator = generator
         self.warn_backlog = check_number(warn_backlog, "warn_backlog", minimum=1, integer=True)
+        self.warn_seconds = float(check_number(warn_seconds, "warn_seconds", minimum=0))
         self._jobs: queue.Queue = queue.Queue()
         self._waiting: collections.deque[float] = collections.deque()  # decode.done of queued
         self._outbox: collections.deque[Message] = collections.deque()
@@ -109,12 +119,13 @@ class ReconstructStage(Stage):
             self._waiting.append(msg.t.get("decode.done", time.time()))
             backlog = len(self._waiting)
         self._jobs.put(msg)
-        if backlog >= max(self.warn_backlog, 2 * self._warned_at):
+        recent = self.compute_ms[-20:]
+        work_s = backlog * (float(np.median(recent)) if recent else 0.0) / 1e3
+        if backlog >= max(self.warn_backlog, 2 * self._warned_at) and work_s >= self.warn_seconds:
             self._warned_at = backlog
             text = (
                 f"reconstruction is falling behind: {backlog} trials waiting (about "
-                f"{backlog * (self.compute_ms[-1] if self.compute_ms else 0) / 1e3:.1f} s of "
-                "work); every trial is still reconstructed"
+                f"{work_s:.1f} s of work); every trial is still reconstructed"
             )
             self.log.warning(text)
             self._publish_log("warning", text)
