@@ -81,6 +81,23 @@ def make_scheduler(kind: str, config: Any) -> Any:
     return EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing")
 
 
+def sd21_scheduler_config() -> Any:
+    """Stable Diffusion 2.1's (v-prediction, scaled-linear betas) DDIM scheduler config, the
+    base the few-step samplers of :func:`make_scheduler` are built from."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        set_alpha_to_one=False,
+        steps_offset=1,
+        clip_sample=False,
+    ).config
+
+
 def embed_dim(pipe: Any) -> int:
     """Width of the CLIP image embeddings the pipeline is conditioned on."""
     return int(pipe.image_normalizer.mean.shape[-1])
@@ -230,7 +247,6 @@ def build_tiny_unclip_pipeline(seed: int = 0, embed_dim: int = 128, image_size: 
     """
     from diffusers import (
         AutoencoderKL,
-        DDIMScheduler,
         DDPMScheduler,
         StableUnCLIPImg2ImgPipeline,
         UNet2DConditionModel,
@@ -304,16 +320,6 @@ def build_tiny_unclip_pipeline(seed: int = 0, embed_dim: int = 128, image_size: 
         normalizer = StableUnCLIPImageNormalizer(embedding_dim=embed_dim)
     finally:
         torch.random.set_rng_state(gen_state)
-    base = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        prediction_type="v_prediction",
-        set_alpha_to_one=False,
-        steps_offset=1,
-        clip_sample=False,
-    )
     pipe = StableUnCLIPImg2ImgPipeline(
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
         image_encoder=image_encoder,
@@ -324,7 +330,7 @@ def build_tiny_unclip_pipeline(seed: int = 0, embed_dim: int = 128, image_size: 
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         unet=unet,
-        scheduler=make_scheduler("dpm", base.config),
+        scheduler=make_scheduler("dpm", sd21_scheduler_config()),
         vae=vae,
     )
     pipe.set_progress_bar_config(disable=True)

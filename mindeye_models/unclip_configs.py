@@ -251,18 +251,9 @@ def build_openclip_h_text_encoder(
 
 def _ddim_v_config() -> dict[str, Any]:
     """The SD 2.1 (v-prediction) DDIM scheduler config that the few-step samplers start from."""
-    from diffusers import DDIMScheduler
+    from mindeye_models.generator import sd21_scheduler_config
 
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        prediction_type="v_prediction",
-        set_alpha_to_one=False,
-        steps_offset=1,
-        clip_sample=False,
-    ).config
+    return sd21_scheduler_config()
 
 
 def build_unclip_small_pipeline(
