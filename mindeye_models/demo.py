@@ -82,6 +82,7 @@ def ensure_demo_model(
     log: Callable[[str], None] | None = None,
     joint_prior: bool = False,
     vae: str | Path | None = None,
+    recon_config: Any = None,
 ) -> Path:
     """Path of a MindEye checkpoint trained on ``dataset``; trains and saves one if needed.
 
@@ -102,7 +103,8 @@ def ensure_demo_model(
     joint_prior : train a diffusion prior with the backbone (MindEye's recipe, its loss
         weighted ``prior_mult``) and save it with the reconstruction models of the checkpoint
         (:func:`mindeye_models.recon.ensure_recon_models`, which also trains the low-level
-        parts, with ``vae`` when given).
+        parts, with ``vae`` when given, and ``recon_config``, a
+        :class:`~mindeye_models.recon.ReconTrainConfig`).
 
     Returns
     -------
@@ -192,6 +194,7 @@ def ensure_demo_model(
             dataset,
             path,
             models_dir=models_dir,
+            config=recon_config,
             vae=vae,
             cache_dir=bank_dir,
             prior=prior,

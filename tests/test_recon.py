@@ -269,3 +269,48 @@ def test_bundle_shapes_follow_the_checkpoint(tiny_recon):
     bundle = load_bundle(tiny_recon)
     assert isinstance(bundle, ReconBundle) and bundle.token_shape == (17, 128)
     assert bundle.head.config.latent_shape == (4, 8, 8)
+
+
+def test_joint_training_saves_its_prior_with_the_reconstruction_models(tiny_dataset, tmp_path):
+    """`train --prior joint`: the prior trained with the backbone is the bundle's prior, and a
+    later stream finds that bundle instead of training another."""
+    from mindeye_models.demo import ensure_demo_model
+
+    models = tmp_path / "models"
+    ckpt = ensure_demo_model(
+        tiny_dataset,
+        models_dir=models,
+        preset="tiny",
+        epochs=3,
+        progress=False,
+        joint_prior=True,
+        recon_config=ReconTrainConfig(**FAST_RECON),
+    )
+    lines = []
+    bundle = ensure_recon_models(
+        tiny_dataset,
+        ckpt,
+        models_dir=models,
+        config=ReconTrainConfig(**FAST_RECON),
+        progress=False,
+        log=lines.append,
+    )
+    assert lines == [f"using the cached reconstruction models {bundle}"]
+    info = load_bundle(bundle).info
+    assert info["prior_training"] == "joint" and "prior_final_loss" not in info
+    assert "val_class_cosine_prior" in info
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_full_reconstruction_in_half_precision_on_a_gpu(
+    tiny_dataset, tiny_model, tiny_recon, dtype
+):
+    tokens, responses, _ = _trial_inputs(tiny_dataset, tiny_model, 1)
+    options = ReconOptions(mode="full", steps=2, prior_steps=3, device="cuda", dtype=dtype)
+    pipe = load_generator("tiny-random", embed_dim=128, device="cuda", dtype=dtype)
+    out = Reconstructor(load_bundle(tiny_recon), options, pipe)(tokens[0], responses[0], 1)
+    assert out["image"].shape == (64, 64, 3) and out["image"].dtype == np.uint8
+    assert pipe.unet.dtype == getattr(torch, dtype)
+    assert out["image"].std() > 0  # not a blank (NaN-clamped) image

@@ -182,3 +182,48 @@ def test_ensure_demo_model_trains_once_and_reuses_the_checkpoint(tmp_path, monke
 def test_ensure_demo_model_rejects_a_bad_preset(tmp_path):
     with pytest.raises(ConfigError, match="'preset'"):
         demo.ensure_demo_model(FakeDataset(), models_dir=tmp_path, preset="huge")
+
+
+def test_joint_prior_training_trains_the_prior_and_the_backbone_through_it():
+    """MindEye's joint recipe: the prior's loss (x prior_mult) is added to the contrastive one;
+    the prior learns to denoise the targets and its gradient reaches the backbone."""
+    from mindeye_models.prior import DiffusionPrior, get_prior_preset
+
+    (xtr, ytr), (xte, yte) = linear_task(n_train=192, n_test=64)
+    cfg = TrainConfig(epochs=6, batch_size=32, max_lr=1e-3, seed=2)
+    torch.manual_seed(0)
+    prior = DiffusionPrior(get_prior_preset("tiny"))
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    with_prior = train_mindeye(tiny(), xtr, ytr, cfg, progress=False, prior=prior)
+    alone = train_mindeye(tiny(), xtr, ytr, cfg, progress=False)
+    assert not prior.training
+    assert float(prior.data_scale) == pytest.approx(1 / float(np.std(ytr)), rel=1e-3)
+    changed = [k for k, v in prior.state_dict().items() if not torch.equal(v, before[k])]
+    assert "net.out.weight" in changed and "net.pos_x" in changed
+    # the loss carries the prior term (x30), so it is larger than the contrastive loss alone
+    assert with_prior["loss"][0] > alone["loss"][0] + 1.0
+    # the prior trained jointly denoises held-out targets given the backbone's tokens
+    model = tiny()
+    torch.manual_seed(0)
+    joint = DiffusionPrior(get_prior_preset("tiny"))
+    train_mindeye(model, xtr, ytr, replace(cfg, epochs=10), progress=False, prior=joint)
+    with torch.no_grad():
+        cond = model(torch.from_numpy(xte))[0]
+        target = torch.from_numpy(yte)
+        g = torch.Generator().manual_seed(0)
+        trained = float(joint.loss(cond, target, generator=g))
+        g = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        fresh = DiffusionPrior(get_prior_preset("tiny"))
+        fresh.fit_scale(torch.from_numpy(ytr))
+        untrained = float(fresh.loss(cond, target, generator=g))
+    assert trained < 0.8 * untrained, (trained, untrained)
+
+
+def test_a_prior_of_another_token_shape_is_refused():
+    from mindeye_models.prior import DiffusionPrior, get_prior_preset
+
+    (xtr, ytr), _ = linear_task(n_train=64, n_test=0)
+    prior = DiffusionPrior(get_prior_preset("tiny", n_tokens=5))
+    with pytest.raises(ConfigError, match="use a matching prior preset"):
+        train_mindeye(tiny(), xtr, ytr, QUICK, progress=False, prior=prior)
