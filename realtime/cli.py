@@ -306,12 +306,28 @@ def cmd_stage(args) -> int:
 def _add_summarize(sub) -> None:
     p = sub.add_parser("summarize", help="recompute a session folder's summary.json")
     p.add_argument("session", help="session folder")
+    p.add_argument(
+        "--recon-metrics-size",
+        type=int,
+        default=None,
+        dest="recon_metrics_size",
+        help="side (px) images are resized to for PixCorr/SSIM/2-way (default 64; the paper "
+        "uses 425, which takes minutes and GBs for a few hundred trials)",
+    )
 
 
 def cmd_summarize(args) -> int:
-    from realtime.summary import summarize
+    from realtime.checks import check_number
+    from realtime.summary import RECON_METRICS_SIZE, summarize
 
-    summarize(args.session)
+    size = args.recon_metrics_size
+    if size is not None:
+        size = check_number(size, "recon_metrics_size", minimum=8, maximum=4096, integer=True)
+    if not (Path(args.session) / "config.json").is_file():
+        raise MindEyeRTError(
+            f"'session' must be a session folder with a config.json, got {args.session!r}"
+        )
+    summarize(args.session, recon_metrics_size=size or RECON_METRICS_SIZE)
     return 0
 
 
