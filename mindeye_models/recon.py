@@ -524,7 +524,7 @@ def ensure_recon_models(
     if len(val_idx) >= 2:
         recons = bundle.blurry(voxels[val_idx])
         seen = autoencoder.decode_latents(latents[val_idx])  # the autoencoder's own ceiling
-        truth = _resize_images(np.asarray(stimuli[image_ids[val_idx]]), recons.shape[1])
+        truth = np.asarray(stimuli[image_ids[val_idx]])  # the metric resizes to the recons' size
         info["val_blurry"] = _pixcorr(recons, truth)
         info["val_autoencoder_pixcorr"] = _pixcorr(seen, truth)["pixcorr"]
     seconds = time.perf_counter() - start
@@ -545,14 +545,6 @@ def ensure_recon_models(
         f"{blurry.get('pixcorr_shuffled', float('nan')):.3f}); saved {path}"
     )
     return path
-
-
-def _resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8 (antialiased bilinear)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 # -- run time ------------------------------------------------------------------------------------

@@ -91,5 +91,4 @@ class DecodeStage(Stage):
                 "response": np.asarray(msg.buffers["response"], np.float32),
             },
         )
-        latent.t["decode.done"] = time.time()
         return [msg, out, latent]
