@@ -81,11 +81,11 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
                 log=log,
             )
     recon_mode = cfg.recon_mode
-    bundle = None
+    bundle = options = None
     if recon_mode != "none":
         from mindeye_models.recon import ReconOptions, ensure_recon_models
 
-        ReconOptions(  # check the device and options before any training
+        options = ReconOptions(  # checks the device and options before any training
             mode=recon_mode,
             steps=cfg.recon_steps,
             strength=cfg.recon_strength,
@@ -162,14 +162,8 @@ def prepare(cfg: StreamConfig, log=print) -> dict:
     if bundle is not None:
         specs["reconstruct"] = {
             "bundle": str(bundle),
-            "mode": recon_mode,
             "generator": cfg.generator if recon_mode == "full" else None,
-            "steps": cfg.recon_steps,
-            "strength": cfg.recon_strength,
-            "prior_steps": cfg.prior_steps,
-            "seed": cfg.recon_seed,
-            "device": cfg.reconstruct_device,
-            "dtype": cfg.recon_dtype,
+            **options.to_dict(),
             "in_addr": addr["reconstruct"],
             "out_addr": addr["recorder"],
         }
