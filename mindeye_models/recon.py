@@ -576,20 +576,19 @@ class ReconOptions:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        from realtime.config import check_recon_options
+
         check_choice(self.mode, "recon", RECON_MODES[1:])
-        check_number(self.steps, "recon_steps", minimum=1, maximum=1000, integer=True)
-        check_number(self.strength, "recon_strength", minimum=0, maximum=1, strict_min=True)
-        check_number(self.prior_steps, "prior_steps", minimum=1, maximum=100, integer=True)
         check_number(self.prior_guidance, "prior_guidance", minimum=0)
-        check_number(self.seed, "recon_seed", minimum=0, integer=True)
-        check_choice(self.dtype, "recon_dtype", list(DTYPES))
         check_torch_device(self.device, "recon_device")
-        if self.dtype != "float32" and not str(self.device).startswith("cuda"):
-            raise ConfigError(
-                f"'recon_dtype' {self.dtype!r} needs a CUDA device (half precision on "
-                f"{self.device!r} is slower than float32 or unsupported): use float32 or "
-                "--recon-device cuda"
-            )
+        check_recon_options(
+            steps=self.steps,
+            strength=self.strength,
+            prior_steps=self.prior_steps,
+            seed=self.seed,
+            dtype=self.dtype,
+            device=self.device,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

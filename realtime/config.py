@@ -24,6 +24,36 @@ def _check_device(value: str, name: str) -> None:
         raise ConfigError(f"'{name}' must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
 
 
+def check_recon_options(
+    *, steps: Any, strength: Any, prior_steps: Any, seed: Any, dtype: Any, device: str
+) -> dict[str, Any]:
+    """Check the reconstruct stage's per-trial options (no torch import); returns them
+    normalized.  Used by :class:`StreamConfig` and ``mindeye_models.recon.ReconOptions``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the ``mindeye-rt stream`` option, e.g. ``'recon_steps'``.
+    """
+    out = {
+        "steps": check_number(steps, "recon_steps", minimum=1, maximum=1000, integer=True),
+        "strength": check_number(
+            strength, "recon_strength", minimum=0.0, maximum=1.0, strict_min=True
+        ),
+        "prior_steps": check_number(
+            prior_steps, "prior_steps", minimum=1, maximum=100, integer=True
+        ),
+        "seed": check_number(seed, "recon_seed", minimum=0, integer=True),
+        "dtype": check_choice(dtype, "recon_dtype", RECON_DTYPES),
+    }
+    if dtype != "float32" and not str(device).startswith("cuda"):
+        raise ConfigError(
+            f"'recon_dtype' {dtype!r} needs a CUDA device, reconstruction runs on {device!r}: "
+            "use float32 there, or --recon-device cuda"
+        )
+    return out
+
+
 @dataclass
 class StreamConfig:
     """Everything ``mindeye-rt stream`` needs; each field is a CLI option of the same name."""
@@ -88,17 +118,6 @@ class StreamConfig:
 
     def _check_recon(self) -> None:
         check_choice(self.recon, "recon", RECON_CHOICES)
-        self.recon_steps = check_number(
-            self.recon_steps, "recon_steps", minimum=1, maximum=1000, integer=True
-        )
-        self.recon_strength = check_number(
-            self.recon_strength, "recon_strength", minimum=0.0, maximum=1.0, strict_min=True
-        )
-        self.prior_steps = check_number(
-            self.prior_steps, "prior_steps", minimum=1, maximum=100, integer=True
-        )
-        self.recon_seed = check_number(self.recon_seed, "recon_seed", minimum=0, integer=True)
-        check_choice(self.recon_dtype, "recon_dtype", RECON_DTYPES)
         if self.recon_device is not None:
             _check_device(self.recon_device, "recon_device")
         for key in ("generator", "vae", "recon_models"):
@@ -111,11 +130,16 @@ class StreamConfig:
                 "e.g. stable-diffusion-2-1-unclip-small) or --generator tiny-random (random "
                 "weights: exercises the path, the images carry no content)"
             )
-        if self.recon_dtype != "float32" and not self.reconstruct_device.startswith("cuda"):
-            raise ConfigError(
-                f"'recon_dtype' {self.recon_dtype!r} needs a CUDA device, reconstruction runs on "
-                f"{self.reconstruct_device!r}: use float32 there, or --recon-device cuda"
-            )
+        checked = check_recon_options(
+            steps=self.recon_steps,
+            strength=self.recon_strength,
+            prior_steps=self.prior_steps,
+            seed=self.recon_seed,
+            dtype=self.recon_dtype,
+            device=self.reconstruct_device,
+        )
+        self.recon_steps, self.recon_strength = checked["steps"], checked["strength"]
+        self.prior_steps, self.recon_seed = checked["prior_steps"], checked["seed"]
 
     @property
     def recon_mode(self) -> str:
