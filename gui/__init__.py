@@ -11,5 +11,4 @@ Modules (the first three import no Qt):
 - :mod:`gui.viewer` — the participant's feedback window;
 - :mod:`gui.cli` — ``mindeye-rt console`` / ``mindeye-rt viewer`` and
   :func:`~gui.cli.launch_console`;
-- :mod:`gui.testing` — tiny synthetic streams and datasets for the tests.
 """

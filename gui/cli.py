@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from realtime.checks import check_address, check_number
-from realtime.errors import ConfigError, MindEyeRTError, StageError
+from rt_base.checks import check_address, check_number
+from rt_base.errors import ConfigError, MindEyeRTError, StageError
 
 STOP_WAIT_S = 120.0  # how long a stopped background session may take to flush and summarize
 
@@ -352,21 +352,19 @@ def cmd_viewer(args) -> int:
     return 0
 
 
-# -- standalone entry point ------------------------------------------------------------------
+# -- commands --------------------------------------------------------------------------------
+#: name -> (add the subparser, run it): assembled into ``mindeye-rt`` by :mod:`mindeye_rt.cli`
+COMMANDS = {
+    "console": (add_console_parser, cmd_console),
+    "viewer": (add_viewer_parser, cmd_viewer),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gui.cli console|viewer ...``."""
-    parser = argparse.ArgumentParser(prog="mindeye-rt")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_console_parser(sub)
-    add_viewer_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_console(args) if args.command == "console" else cmd_viewer(args)
-    except MindEyeRTError as err:
-        print(f"mindeye-rt: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    """``python -m gui.cli console|viewer ...`` (how :func:`launch_console` starts a child)."""
+    from realtime.cli import run_commands
+
+    return run_commands(COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from typing import Any
 
 import zmq
 
-from realtime.checks import check_address, check_number
-from realtime.errors import ConfigError, StageError
+from rt_base.checks import check_address, check_number
+from rt_base.errors import ConfigError, StageError
 
 COMMANDS = ("pause", "resume", "speed", "stop", "state")
 

@@ -1,4 +1,4 @@
-"""The console's data model: fed telemetry :class:`~realtime.wire.Message` objects, no Qt.
+"""The console's data model: fed telemetry :class:`~rt_wire.message.Message` objects, no Qt.
 
 :class:`SessionModel` keeps what the operator console and the participant viewer show, with
 bounded memory however long the session runs: the latest volume only, per-run series in
@@ -44,8 +44,8 @@ from gui.state import (
     TrialInfo,
     behind_text,
 )
-from realtime.checks import check_number
-from realtime.wire import Message
+from rt_base.checks import check_number
+from rt_wire.message import Message
 
 log = logging.getLogger("mindeye_rt.console")
 

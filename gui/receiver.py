@@ -27,9 +27,9 @@ import traceback
 import zmq
 
 from gui.model import SessionModel
-from realtime.checks import check_address
-from realtime.errors import StageError, WireError
-from realtime.wire import KINDS, Message, decode
+from rt_base.checks import check_address
+from rt_base.errors import StageError, WireError
+from rt_wire.message import KINDS, Message, decode
 
 log = logging.getLogger("mindeye_rt.console")
 

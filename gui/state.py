@@ -10,22 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: the pipeline's stages, in data-path order (health is shown for each)
-STAGES = ("source", "preprocess", "estimate", "decode", "reconstruct", "recorder")
-#: stages a session may run without (``--recon none``): their health is reported, and shown,
-#: only once a status from them has been seen in the current session
-OPTIONAL_STAGES = frozenset({"reconstruct"})
+from rt_base.names import LIVE_SPANS as LATENCY_SPANS
+from rt_base.names import OPTIONAL_STAGES
+from rt_base.names import STAGE_NAMES as STAGES
 
-#: latency series shown live: name -> (message kind, start stamp, end stamp) in ``msg.t``
-LATENCY_SPANS: dict[str, tuple[str, str, str]] = {
-    "source": ("volume", "source.acquired", "source.done"),
-    "preprocess": ("tr", "preprocess.received", "preprocess.done"),
-    "estimate": ("response", "estimate.received", "estimate.done"),
-    "decode": ("retrieval", "decode.received", "decode.done"),
-    "end-to-end": ("retrieval", "source.acquired", "decode.done"),
-    "reconstruct": ("recon", "reconstruct.started", "reconstruct.done"),
-    "acq→recon": ("recon", "source.acquired", "reconstruct.done"),
-}
+__all__ = ["LATENCY_SPANS", "OPTIONAL_STAGES", "STAGES"]
 
 HEALTH_STATES = ("waiting", "ok", "stale", "error", "stopped")
 

@@ -18,8 +18,8 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.model import SessionModel
-from realtime.checks import check_choice, check_number
-from realtime.errors import ConfigError
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError
 
 log = logging.getLogger("mindeye_rt.viewer")
 

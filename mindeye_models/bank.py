@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from mindeye_models.losses import flat_normalize
-from realtime.checks import check_number
-from realtime.errors import ConfigError, WeightsError
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError, WeightsError
 
 
 class ImageBank:

@@ -23,7 +23,7 @@ import torch
 from mindeye_models.embedder import EMBEDDERS
 from mindeye_models.model import MindEye
 from mindeye_models.presets import MindEyeConfig
-from realtime.errors import ConfigError, WeightsError
+from rt_base.errors import ConfigError, WeightsError
 
 FORMAT = "mindeye-rt-checkpoint"
 VERSION = 1

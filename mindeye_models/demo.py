@@ -26,8 +26,8 @@ from mindeye_models.embedder import ImageEmbedder, load_embedder
 from mindeye_models.model import MindEye
 from mindeye_models.presets import get_preset
 from mindeye_models.train import TrainConfig, evaluate_retrieval, train_mindeye
-from realtime.checks import check_number
-from realtime.errors import ConfigError, WeightsError
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError, WeightsError
 
 #: Training options per preset (the paper's recipe; shorter and with larger batches on CPU).
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.errors import ConfigError, WeightsError
+from rt_base.errors import ConfigError, WeightsError
 
 _MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image normalization
 _STD = (0.26862954, 0.26130258, 0.27577711)

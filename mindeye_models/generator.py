@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.checks import check_choice, check_number
-from realtime.errors import ConfigError, WeightsError
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError, WeightsError
 
 SCHEDULERS = ("dpm", "ddim", "euler")
 _REQUIRED = (

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.checks import check_number
+from rt_base.checks import check_number
 
 
 def flat_normalize(x: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realtime.checks import check_number
-from realtime.errors import ConfigError, WeightsError
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError, WeightsError
 
 _VAE_FILES = "config.json + diffusion_pytorch_model.safetensors"
 

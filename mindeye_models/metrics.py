@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.checks import check_number
-from realtime.errors import ConfigError
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError
 
 PAPER_SIZE = 425  # NSD stimuli are 425 x 425
 

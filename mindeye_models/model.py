@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mindeye_models.presets import MindEyeConfig
-from realtime.errors import ConfigError
+from rt_base.errors import ConfigError
 
 _MIN_STD = 1e-6  # voxels with a smaller training std are only centred, not scaled
 

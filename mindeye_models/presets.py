@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mindeye_models.embedder import EMBEDDERS
-from realtime.checks import check_choice, check_number
-from realtime.errors import ConfigError
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError
 
 NSD_SUBJ01_VOXELS = 15724  # voxels in subject 1's "nsdgeneral" ROI
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from realtime.checks import check_choice, check_number
-from realtime.errors import ConfigError
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError
 
 
 @dataclass(frozen=True)

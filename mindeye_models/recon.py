@@ -28,7 +28,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.checks import check_choice, check_number, check_torch_device
-from realtime.errors import ConfigError, WeightsError
+from mindeye_models.recon_options import RECON_MODES, ReconOptions  # noqa: F401 (re-export)
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError, WeightsError
 
-RECON_MODES = ("none", "lowlevel", "full")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 FORMAT = "mindeye-rt-recon-bundle"
 BUNDLE_VERSION = 1
@@ -548,54 +548,6 @@ def ensure_recon_models(
 
 
 # -- run time ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReconOptions:
-    """What the reconstruct stage does per trial (each is a ``mindeye-rt stream`` option).
-
-    Parameters
-    ----------
-    mode : ``lowlevel`` or ``full`` (see the module docstring).
-    steps : generator sampler steps of the full schedule (``full``).
-    strength : img2img strength from the blurry image, in (0, 1] (MindEye: 0.85).
-    prior_steps : diffusion prior sampling steps (MindEye samples 100).
-    prior_guidance : classifier-free guidance of the prior (1: conditional only).
-    seed : base seed; trial ``n`` uses ``seed + n``, so a replay reproduces its images.
-    device : torch device.
-    dtype : ``float32``, or ``float16``/``bfloat16`` on a GPU.
-    """
-
-    mode: str = "lowlevel"
-    steps: int = 4
-    strength: float = 0.85
-    prior_steps: int = 10
-    prior_guidance: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        from realtime.config import check_recon_options
-
-        check_choice(self.mode, "recon", RECON_MODES[1:])
-        check_number(self.prior_guidance, "prior_guidance", minimum=0)
-        check_torch_device(self.device, "recon_device")
-        check_recon_options(
-            steps=self.steps,
-            strength=self.strength,
-            prior_steps=self.prior_steps,
-            seed=self.seed,
-            dtype=self.dtype,
-            device=self.device,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def load_generator(generator: str, *, embed_dim: int, device: str, dtype: str, seed: int = 0):

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from mindeye_models.losses import cosine_anneal, flat_normalize, mixco, mixco_nce, soft_clip_loss
 from mindeye_models.model import MindEye
-from realtime.checks import check_number, check_torch_device
-from realtime.errors import ConfigError
+from rt_base.checks import check_number, check_torch_device
+from rt_base.errors import ConfigError
 
 if TYPE_CHECKING:
     from mindeye_models.bank import ImageBank

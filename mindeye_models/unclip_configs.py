@@ -52,8 +52,8 @@ import torch
 from torch import nn
 
 from mindeye_models.presets import NSD_SUBJ01_VOXELS
-from realtime.checks import check_number
-from realtime.errors import ConfigError
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError
 
 #: Side of the images the unCLIP-small pipeline generates (96 latent pixels x 8).
 UNCLIP_IMAGE_SIZE = 768

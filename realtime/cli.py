@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from realtime.errors import MindEyeRTError
+from rt_base.errors import MindEyeRTError
 
 
 def _add_stream(sub) -> None:
@@ -145,7 +145,7 @@ def cmd_stream(args) -> int:
     )
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = load_config(args.config, **given) if args.config else StreamConfig(**given)
-    summary = run_stream(cfg)
+    summary = run_stream(cfg, open_console=getattr(args, "open_console", None))
     return 0 if summary.get("complete") else 1
 
 
@@ -272,9 +272,9 @@ def _add_stage(sub) -> None:
 
 
 def cmd_stage(args) -> int:
-    from realtime.checks import check_address
-    from realtime.errors import ConfigError
     from realtime.stages import build_stage
+    from rt_base.checks import check_address
+    from rt_base.errors import ConfigError
 
     spec: dict = json.loads(Path(args.spec).read_text()) if args.spec else {}
     for key in ("in_addr", "out_addr", "telemetry_addr"):
@@ -317,8 +317,8 @@ def _add_summarize(sub) -> None:
 
 
 def cmd_summarize(args) -> int:
-    from realtime.checks import check_number
     from realtime.summary import RECON_METRICS_SIZE, summarize
+    from rt_base.checks import check_number
 
     size = args.recon_metrics_size
     if size is not None:
@@ -331,30 +331,6 @@ def cmd_summarize(args) -> int:
     return 0
 
 
-def _add_console(sub) -> None:
-    from gui.cli import add_console_parser
-
-    add_console_parser(sub)
-
-
-def _cmd_console(args) -> int:
-    from gui.cli import cmd_console
-
-    return cmd_console(args)
-
-
-def _add_viewer(sub) -> None:
-    from gui.cli import add_viewer_parser
-
-    add_viewer_parser(sub)
-
-
-def _cmd_viewer(args) -> int:
-    from gui.cli import cmd_viewer
-
-    return cmd_viewer(args)
-
-
 COMMANDS = {
     "stream": (_add_stream, cmd_stream),
     "simulate": (_add_simulate, cmd_simulate),
@@ -362,12 +338,16 @@ COMMANDS = {
     "model-info": (_add_model_info, cmd_model_info),
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
-    "console": (_add_console, _cmd_console),
-    "viewer": (_add_viewer, _cmd_viewer),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_commands(commands: dict, argv: list[str] | None = None, *, configure=None) -> int:
+    """Parse ``argv`` into one of ``commands`` (name -> (add_parser, run)) and run it.
+
+    ``configure(subparsers)`` may set defaults on the parsers once all are added (the program's
+    entry point uses it to hand ``stream`` the console launcher from the floor above).
+    Diagnosed errors print one line and exit 2; Ctrl-C exits 130.
+    """
     parser = argparse.ArgumentParser(
         prog="mindeye-rt",
         description="Real-time fMRI decoding with MindEye: replay or stream volumes through a "
@@ -375,21 +355,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add, _ in COMMANDS.values():
+    for add, _ in commands.values():
         add(sub)
+    if configure is not None:
+        configure(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
-        return COMMANDS[args.command][1](args)
+        return commands[args.command][1](args)
     except MindEyeRTError as err:
         print(f"mindeye-rt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mindeye-rt: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The streaming application's commands alone (``python -m realtime.cli``: how the launcher
+    starts a stage process); ``mindeye-rt`` adds the console and viewer (:mod:`mindeye_rt.cli`)."""
+    return run_commands(COMMANDS, argv)
 
 
 if __name__ == "__main__":

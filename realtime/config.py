@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realtime.checks import check_choice, check_number
-from realtime.errors import ConfigError
+from mindeye_models.recon_options import check_recon_options, resolve_mode
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError
 
 LAUNCHERS = ("process", "thread")
-RECON_CHOICES = ("auto", "none", "lowlevel", "full")
-RECON_DTYPES = ("float32", "float16", "bfloat16")
 N_ADDRESSES = 8
 
 
@@ -22,36 +21,6 @@ def _check_device(value: str, name: str) -> None:
         value in ("cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit())
     ):
         raise ConfigError(f"'{name}' must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
-
-
-def check_recon_options(
-    *, steps: Any, strength: Any, prior_steps: Any, seed: Any, dtype: Any, device: str
-) -> dict[str, Any]:
-    """Check the reconstruct stage's per-trial options (no torch import); returns them
-    normalized.  Used by :class:`StreamConfig` and ``mindeye_models.recon.ReconOptions``.
-
-    Raises
-    ------
-    ConfigError
-        Naming the ``mindeye-rt stream`` option, e.g. ``'recon_steps'``.
-    """
-    out = {
-        "steps": check_number(steps, "recon_steps", minimum=1, maximum=1000, integer=True),
-        "strength": check_number(
-            strength, "recon_strength", minimum=0.0, maximum=1.0, strict_min=True
-        ),
-        "prior_steps": check_number(
-            prior_steps, "prior_steps", minimum=1, maximum=100, integer=True
-        ),
-        "seed": check_number(seed, "recon_seed", minimum=0, integer=True),
-        "dtype": check_choice(dtype, "recon_dtype", RECON_DTYPES),
-    }
-    if dtype != "float32" and not str(device).startswith("cuda"):
-        raise ConfigError(
-            f"'recon_dtype' {dtype!r} needs a CUDA device, reconstruction runs on {device!r}: "
-            "use float32 there, or --recon-device cuda"
-        )
-    return out
 
 
 @dataclass
@@ -117,19 +86,13 @@ class StreamConfig:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
 
     def _check_recon(self) -> None:
-        check_choice(self.recon, "recon", RECON_CHOICES)
+        resolve_mode(self.recon, self.generator)
         if self.recon_device is not None:
             _check_device(self.recon_device, "recon_device")
         for key in ("generator", "vae", "recon_models"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"'{key}' must be a directory path, got {value!r}")
-        if self.recon == "full" and not self.generator:
-            raise ConfigError(
-                "'recon' full needs a generator: --generator DIR (a local Stable unCLIP snapshot, "
-                "e.g. stable-diffusion-2-1-unclip-small) or --generator tiny-random (random "
-                "weights: exercises the path, the images carry no content)"
-            )
         checked = check_recon_options(
             steps=self.recon_steps,
             strength=self.recon_strength,
@@ -145,9 +108,7 @@ class StreamConfig:
     def recon_mode(self) -> str:
         """The reconstruction mode run: ``auto`` is ``full`` with a generator, else
         ``lowlevel``."""
-        if self.recon == "auto":
-            return "full" if self.generator else "lowlevel"
-        return self.recon
+        return resolve_mode(self.recon, self.generator)
 
     @property
     def reconstruct_device(self) -> str:

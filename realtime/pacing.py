@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from realtime.checks import check_number
+from rt_base.checks import check_number
 
 _MAX_LATENESS = 1000  # lateness values kept (the newest)
 _POLL_S = 0.05  # longest sleep between checks of the stop event

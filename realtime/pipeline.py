@@ -14,12 +14,12 @@ from pathlib import Path
 
 import zmq
 
-from realtime import transport
 from realtime.config import StreamConfig
-from realtime.errors import ConfigError, StageError
 from realtime.stages import build_stage
-from realtime.telemetry import TelemetryHub
-from realtime.wire import WireError
+from rt_base.errors import ConfigError, StageError
+from rt_wire import transport
+from rt_wire.message import WireError
+from rt_wire.telemetry import TelemetryHub
 
 ORDER = (
     "recorder",
@@ -199,8 +199,13 @@ def _check_generator(cfg: StreamConfig) -> None:
     check_snapshot(cfg.generator)
 
 
-def run_stream(cfg: StreamConfig, log=print) -> dict:
-    """Run a whole session and return its summary (also written to ``summary.json``)."""
+def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
+    """Run a whole session and return its summary (also written to ``summary.json``).
+
+    ``open_console(telemetry, control, dataset=)`` opens the operator console as a child
+    process (``gui.cli.launch_console``, handed in by the ``mindeye-rt`` program, the floor
+    above); without one, or with ``cfg.headless``, the session runs without a console.
+    """
     from realtime.summary import summarize
 
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
@@ -217,11 +222,11 @@ def run_stream(cfg: StreamConfig, log=print) -> dict:
             "attach one from another machine with `mindeye-rt console --connect "
             f"{cfg.addresses()['telemetry']}` or pass --headless"
         )
+    elif not cfg.headless and open_console is None:
+        log("no console available to this entry point (run `mindeye-rt stream` for one)")
     elif not cfg.headless:
-        from gui.cli import launch_console
-
         addr = cfg.addresses()
-        console = launch_console(
+        console = open_console(
             addr["telemetry"], addr["control"], dataset=str(prep["dataset"].root)
         )
         log("operator console opened (closing it does not stop the session; --headless for none)")

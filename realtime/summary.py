@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-STAGES = ("source", "preprocess", "estimate", "decode", "reconstruct", "recorder")
+from rt_base.names import END_TO_END, RECORDED_SPANS
 
 #: Side (px) both image sets are resized to for the reconstruction metrics.  The paper's 425 px
 #: takes minutes for a few hundred trials on a small CPU (and GBs of memory); 64 px, the size of
@@ -73,7 +73,7 @@ def load_run_data(
 
 def latency_figures(out: Path) -> tuple[dict, dict | None, float | None]:
     """Per-stage latency (done - received, ms), end-to-end latency and the real-time factor."""
-    per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+    per_stage: dict[str, list[float]] = {s: [] for s in RECORDED_SPANS}
     end_to_end: list[float] = []
     first = last = None
     path = out / "timing.jsonl"
@@ -83,28 +83,16 @@ def latency_figures(out: Path) -> tuple[dict, dict | None, float | None]:
         for line in fh:
             rec = json.loads(line)
             t = rec["t"]
-
-            def span(a: str, b: str, stage: str, t: dict = t) -> None:
-                if a in t and b in t:
+            for stage, (kind, a, b) in RECORDED_SPANS.items():
+                if rec["kind"] == kind and a in t and b in t:
                     per_stage[stage].append(1e3 * (t[b] - t[a]))
-
-            if rec["kind"] == "tr":
-                span("source.acquired", "source.done", "source")
-                span("preprocess.received", "preprocess.done", "preprocess")
-                if "source.acquired" in t:
-                    acq = t["source.acquired"]
-                    first = acq if first is None else min(first, acq)
-                    last = max(last or 0.0, t.get("recorder.received", acq))
-            elif rec["kind"] == "retrieval":
-                # estimate: the TR that made the trial due (add the volume + solve the GLM)
-                span("estimate.received", "estimate.done", "estimate")
-                span("decode.received", "decode.done", "decode")
-                span("decode.done", "recorder.received", "recorder")
-                if "decode.done" in t and "source.acquired" in t:
-                    end_to_end.append(1e3 * (t["decode.done"] - t["source.acquired"]))
-            elif rec["kind"] == "recon":
-                # the reconstruction itself, without the time the trial waited in the queue
-                span("reconstruct.started", "reconstruct.done", "reconstruct")
+            kind, a, b = END_TO_END
+            if rec["kind"] == kind and a in t and b in t:
+                end_to_end.append(1e3 * (t[b] - t[a]))
+            if rec["kind"] == "tr" and "source.acquired" in t:
+                acq = t["source.acquired"]
+                first = acq if first is None else min(first, acq)
+                last = max(last or 0.0, t.get("recorder.received", acq))
     stages = {s: _percentiles(v) for s, v in per_stage.items() if v}
     return stages, _percentiles(end_to_end), (last - first) if first is not None else None
 
@@ -114,9 +102,9 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
     same model and bank: the offline reference for the real-time figures."""
     import torch
 
-    from realtime.glm import lss_betas
+    from fmri_compute.glm import lss_betas
+    from fmri_compute.normalize import zscore_run
     from realtime.models import load_decoder
-    from realtime.normalize import zscore_run
 
     model, bank = load_decoder(
         session["checkpoint"],
@@ -226,8 +214,8 @@ def reconstruction_metrics(
     "shuffled_mean", "shuffled_std"}}}`` plus ``"blurry"`` and ``"blurry_trials"`` when the
     blurry images were saved ("full" mode).
     """
-    from realtime.checks import check_number
     from replay_data.dataset import ReplayDataset
+    from rt_base.checks import check_number
 
     size = check_number(size, "size", minimum=8, integer=True)
     n_shuffles = check_number(n_shuffles, "n_shuffles", minimum=1, integer=True)

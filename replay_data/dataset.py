@@ -35,8 +35,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from realtime.checks import check_choice
-from realtime.errors import DatasetError
+from rt_base.checks import check_choice
+from rt_base.errors import DatasetError
 
 FORMAT = "mindeye-rt-replay"
 FORMAT_VERSION = 1

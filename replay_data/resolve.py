@@ -7,7 +7,7 @@ Order of precedence:
 2. else, if NAME is a built-in simulation preset (``subj01``, ``tiny``), the simulated subject
    is generated there once (fixed seed, about a minute for ``subj01``) and the user is told,
    plainly, that the data are SIMULATED;
-3. else :class:`~realtime.errors.DatasetError` lists the datasets there are and how to make one.
+3. else :class:`~rt_base.errors.DatasetError` lists the datasets there are and how to make one.
 
 Generation happens in a temporary sibling folder that is renamed into place when complete, so
 an interrupted or concurrent generation never leaves a half-written dataset under NAME.
@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from realtime.errors import ConfigError, DatasetError
 from replay_data.dataset import ReplayDataset
 from replay_data.home import datasets_dir
 from replay_data.simulate import PRESETS, SIMULATOR_VERSION, simulate_subject
+from rt_base.errors import ConfigError, DatasetError
 
 __all__ = ["list_datasets", "resolve_replay", "simulation_presets"]
 

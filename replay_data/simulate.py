@@ -25,9 +25,9 @@ evoked peak (``signal_pct``) / std of the per-TR noise.  The noise std is theref
 knob that scales the noise.
 
 Training data are per-trial responses like NSD betas: ROI-only runs simulated the same way,
-z-scored per run (:func:`realtime.normalize.zscore_run`) and fitted with
-:func:`realtime.glm.lss_betas` using its default ridge-LSA estimator (the same family as the
-real-time :class:`realtime.glm.OnlineLSS`), so they share the scale of the real-time estimates.
+z-scored per run (:func:`fmri_compute.normalize.zscore_run`) and fitted with
+:func:`fmri_compute.glm.lss_betas` using its default ridge-LSA estimator (the same family as the
+real-time :class:`fmri_compute.glm.OnlineLSS`), so they share the scale of the real-time estimates.
 
 =====================  =================  ==================================================
 parameter              subj01 default     meaning
@@ -66,10 +66,10 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from realtime.checks import check_choice, check_number
-from realtime.errors import ConfigError
 from replay_data.dataset import DatasetWriter, Event, ReplayDataset
 from replay_data.stimuli import StimulusSet, make_stimuli, pixel_features
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError
 
 __all__ = ["SimulationConfig", "SimulatedSubject", "build_subject", "simulate_subject", "PRESETS"]
 
@@ -473,7 +473,7 @@ def schedule_train_runs(config: SimulationConfig, stim: StimulusSet, rng) -> lis
 @lru_cache(maxsize=8)
 def _peak_norm(shapes: tuple[float, ...], duration: float, tr: float) -> np.ndarray:
     """(P,) peak of an isolated trial's regressor for each HRF shape (to scale it to 1)."""
-    from realtime.hrf import trial_regressors
+    from fmri_compute.hrf import trial_regressors
 
     probe = trial_regressors([0.0], [duration], np.arange(0, 40, 0.05), tr, peak=np.array(shapes))
     return probe.max(axis=(1, 2))
@@ -498,7 +498,7 @@ def simulate_run(
     -------
     Y : (T, V) float32 array in scanner units.
     """
-    from realtime.hrf import trial_regressors
+    from fmri_compute.hrf import trial_regressors
 
     T, V = config.n_volumes, len(baseline)
     t = np.arange(T) * config.tr
@@ -595,8 +595,8 @@ def simulate_subject(
     """
     from tqdm import tqdm
 
-    from realtime.glm import lss_betas
-    from realtime.normalize import zscore_run
+    from fmri_compute.glm import lss_betas
+    from fmri_compute.normalize import zscore_run
 
     config = config or SimulationConfig.subj01()
     subj = build_subject(config, progress=progress)

@@ -22,8 +22,8 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 from skimage.transform import rescale
 
-from realtime.checks import check_number
-from realtime.errors import ConfigError, DatasetError
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError, DatasetError
 
 #: Colour photos bundled with scikit-image.
 COLOUR_SOURCES = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from realtime.errors import ConfigError
 from realtime.stages.base import Stage
+from rt_base.errors import ConfigError
+from rt_base.names import STAGE_NAMES
 
 #: the reconstruct stage's per-trial options (fields of mindeye_models.recon.ReconOptions)
 RECON_OPTION_NAMES = (
@@ -19,7 +20,6 @@ RECON_OPTION_NAMES = (
     "dtype",
 )
 
-STAGE_NAMES = ("source", "preprocess", "estimate", "decode", "reconstruct", "recorder")
 
 _LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
 

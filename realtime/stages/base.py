@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator
 
 import zmq
 
-from realtime import transport
-from realtime.errors import StageError, WireError
-from realtime.wire import Message, SequenceTracker, decode
+from rt_base.errors import StageError, WireError
+from rt_wire import transport
+from rt_wire.message import Message, SequenceTracker, decode
 
 STATUS_PERIOD_S = 1.0
 POLL_MS = 50

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from realtime.checks import check_number
-from realtime.errors import StageError
 from realtime.stages.base import Stage
-from realtime.wire import Message
+from rt_base.checks import check_number
+from rt_base.errors import StageError
+from rt_wire.message import Message
 
 
 class EstimateStage(Stage):
@@ -57,7 +57,7 @@ class EstimateStage(Stage):
 
     def handle(self, msg: Message):
         if msg.kind == "run_start":
-            from realtime.glm import OnlineLSS
+            from fmri_compute.glm import OnlineLSS
 
             # standardize: the GLM keeps its own running statistics of the raw masked values,
             # so every row of a window shares one scale (better for a run's first trials).

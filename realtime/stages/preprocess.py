@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.errors import ConfigError
 from realtime.stages.base import Stage
-from realtime.wire import Message
+from rt_base.errors import ConfigError
+from rt_wire.message import Message
 
 
 def load_mask(path: str) -> np.ndarray:
@@ -66,7 +66,7 @@ class PreprocessStage(Stage):
         return [msg]
 
     def _run_start(self, msg: Message):
-        from realtime.normalize import RunningZScore
+        from fmri_compute.normalize import RunningZScore
 
         shape = tuple(msg.meta.get("shape", ()))
         if shape != self.mask.shape:

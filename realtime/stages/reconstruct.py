@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from realtime.checks import check_number
 from realtime.stages.base import Stage
-from realtime.wire import Message
+from rt_base.checks import check_number
+from rt_wire.message import Message
 
 _DONE = object()
 

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from realtime.stages.base import Stage
-from realtime.wire import Message
+from rt_wire.message import Message
 
 RETRIEVAL_COLUMNS = [
     "n",

@@ -29,11 +29,11 @@ from collections.abc import Iterator
 import numpy as np
 import zmq
 
-from realtime.checks import check_address, check_number
-from realtime.errors import ConfigError, StageError
 from realtime.pacing import Pacer
 from realtime.stages.base import Stage
-from realtime.wire import Message
+from rt_base.checks import check_address, check_number
+from rt_base.errors import ConfigError, StageError
+from rt_wire.message import Message
 
 
 class ReplaySource(Stage):

@@ -1,0 +1,102 @@
+"""Thin ZMQ adapters: sockets that send and receive :class:`~rt_wire.message.Message`.
+
+The data path uses PUSH/PULL: a full queue blocks the sender (back-pressure) instead of dropping,
+so nothing is lost silently.  Display subscribers use PUB/SUB with a small high-water mark: a
+slow console misses frames but can never stall the data path.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from rt_base.errors import StageError
+from rt_wire.message import Message, decode, encode
+
+DATA_HWM = 2000  # messages queued per data link before the sender blocks
+DISPLAY_HWM = 50  # telemetry messages queued per subscriber before they are dropped
+
+
+def data_receiver(ctx: zmq.Context, addr: str, *, bind: bool = True) -> zmq.Socket:
+    """A PULL socket for the data path (binds by default: downstream owns its address)."""
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.RCVHWM, DATA_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    _attach(sock, addr, bind)
+    return sock
+
+
+def data_sender(ctx: zmq.Context, addr: str, *, bind: bool = False) -> zmq.Socket:
+    """A PUSH socket for the data path (connects by default; queues until the peer binds)."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDHWM, DATA_HWM)
+    sock.setsockopt(zmq.LINGER, 2000)
+    _attach(sock, addr, bind)
+    return sock
+
+
+def display_publisher(ctx: zmq.Context, addr: str, *, bind: bool = False) -> zmq.Socket:
+    """A PUB socket for telemetry (connects to the session's telemetry hub by default)."""
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.SNDHWM, DISPLAY_HWM)
+    sock.setsockopt(zmq.LINGER, 200)  # long enough for a stage's final status to leave
+    _attach(sock, addr, bind)
+    return sock
+
+
+def display_subscriber(
+    ctx: zmq.Context, addr: str, topics: tuple[str, ...] = ("",), *, conflate: bool = False
+) -> zmq.Socket:
+    """A SUB socket on the telemetry hub."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, DISPLAY_HWM)
+    sock.setsockopt(zmq.LINGER, 0)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sock.connect(addr)
+    return sock
+
+
+def _attach(sock: zmq.Socket, addr: str, bind: bool) -> None:
+    try:
+        if bind:
+            sock.bind(addr)
+        else:
+            sock.connect(addr)
+    except zmq.ZMQError as err:
+        sock.close(0)
+        verb = "bind to" if bind else "connect to"
+        hint = (
+            " (is another session using this port? pick another with --base-port)" if bind else ""
+        )
+        raise StageError(f"cannot {verb} {addr!r}: {err}{hint}") from None
+
+
+def send(sock: zmq.Socket, msg: Message, *, flags: int = 0) -> None:
+    """Send one message with zero-copy buffers."""
+    sock.send_multipart(encode(msg), flags=flags, copy=False)
+
+
+def try_publish(sock: zmq.Socket, msg: Message) -> bool:
+    """Publish without ever blocking; returns False when the message was dropped."""
+    try:
+        send(sock, msg, flags=zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        return False
+
+
+def recv(sock: zmq.Socket, *, flags: int = 0) -> Message:
+    """Receive and validate one message (raises WireError on a bad frame)."""
+    return decode(sock.recv_multipart(flags=flags, copy=False))
+
+
+def telemetry_hub(ctx: zmq.Context, in_addr: str, out_addr: str) -> tuple[zmq.Socket, zmq.Socket]:
+    """XSUB (stages publish into ``in_addr``) and XPUB (consoles subscribe at ``out_addr``)."""
+    xsub = ctx.socket(zmq.XSUB)
+    xpub = ctx.socket(zmq.XPUB)
+    xpub.setsockopt(zmq.SNDHWM, DISPLAY_HWM)
+    for sock in (xsub, xpub):
+        sock.setsockopt(zmq.LINGER, 0)
+    _attach(xsub, in_addr, True)
+    _attach(xpub, out_addr, True)
+    return xsub, xpub
