@@ -195,3 +195,4 @@ def images_hash(images: np.ndarray, ids: np.ndarray | None = None) -> str:
     for i in range(0, len(images), 256):
         h.update(np.ascontiguousarray(images[i : i + 256]).tobytes())
     return h.hexdigest()[:16]
+

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from mindeye_models.losses import cosine_anneal, flat_normalize, mixco, mixco_nce, soft_clip_loss
 from mindeye_models.model import MindEye
+from mindeye_models.ranks import true_ranks
 from rt_base.checks import check_number, check_torch_device
 from rt_base.errors import ConfigError
 
@@ -341,10 +342,10 @@ def evaluate_retrieval(
     ways = len(bank) if subset is None else len(np.unique(subset))
     _, proj = predict(model, voxels)
     ids, _ = bank.retrieve(proj, k=min(5, ways), subset=subset)
-    hits = ids == image_ids[:, None]
+    ranks = true_ranks(ids, image_ids)  # 0: outside the top 5
     return {
-        "top1": float(hits[:, 0].mean()) if len(hits) else float("nan"),
-        "top5": float(hits.any(axis=1).mean()) if len(hits) else float("nan"),
+        "top1": float(np.mean(ranks == 1)) if len(ranks) else float("nan"),
+        "top5": float(np.mean(ranks > 0)) if len(ranks) else float("nan"),
         "ways": int(ways),
-        "n": int(len(hits)),
+        "n": int(len(ranks)),
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mindeye_models.ranks import top_k_accuracy, true_ranks
 from rt_base.names import END_TO_END, RECORDED_SPANS
 
 #: Side (px) both image sets are resized to for the reconstruction metrics.  The paper's 425 px
@@ -129,18 +130,14 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
         with torch.inference_mode():
             _, emb = model(torch.from_numpy(np.asarray(betas, np.float32)))
         ids, _ = bank.retrieve(emb.float(), k=len(bank))
-        ids = np.asarray(ids)
-        for row, e in enumerate(run_events):
-            if (run, int(e["trial"])) not in decoded:
-                continue
-            hit = np.flatnonzero(ids[row] == int(e["image_id"]))
-            if hit.size:
-                ranks.append(int(hit[0]) + 1)
-    ranks_a = np.asarray(ranks)
+        rows = [i for i, e in enumerate(run_events) if (run, int(e["trial"])) in decoded]
+        truth = [int(run_events[i]["image_id"]) for i in rows]
+        ranks.extend(true_ranks(np.asarray(ids)[rows], truth).tolist())
+    scored = np.asarray([r for r in ranks if r > 0], int)
     return {
-        "trials": int(ranks_a.size),
-        "top1": float(np.mean(ranks_a == 1)) if ranks_a.size else None,
-        "top5": float(np.mean(ranks_a <= 5)) if ranks_a.size else None,
+        "trials": int(scored.size),
+        "top1": top_k_accuracy(scored, 1),
+        "top5": top_k_accuracy(scored, 5),
     }
 
 
@@ -309,8 +306,8 @@ def summarize(
         "trials_scored": int(ranks.size),
         "retrieval_ways": ways[0] if len(ways) == 1 else ways,
         "chance_top1": round(1.0 / ways[0], 4) if len(ways) == 1 else None,
-        "retrieval_top1": float(np.mean(ranks == 1)) if ranks.size else None,
-        "retrieval_top5": float(np.mean(ranks <= 5)) if ranks.size else None,
+        "retrieval_top1": top_k_accuracy(ranks, 1),
+        "retrieval_top5": top_k_accuracy(ranks, 5),
         "offline_top1": None,
         "offline_top5": None,
         "volumes_received": int(received),

@@ -65,7 +65,5 @@ def test_the_floors_here_are_the_contracts_floors():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
     from_contract = [tuple(p.strip() for p in layer.split("|")) for layer in layers]
-    assert [tuple(sorted(f)) for f in reversed(from_contract)] == [
-        tuple(sorted(f)) for f in FLOORS
-    ]
+    assert [tuple(sorted(f)) for f in reversed(from_contract)] == [tuple(sorted(f)) for f in FLOORS]
     assert sorted(config["root_packages"]) == sorted(FLOOR_OF)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from mindeye_models.ranks import true_ranks
 from realtime.stages.base import Stage
 from rt_base.checks import check_number
 from rt_wire.message import Message
@@ -68,8 +69,7 @@ class DecodeStage(Stage):
         ids, scores = np.asarray(ids[0]), np.asarray(scores[0], np.float32)
         self.forward_ms.append(1e3 * (time.perf_counter() - start))
         true_id = msg.meta.get("image_id")
-        hits = np.flatnonzero(ids == true_id) if true_id is not None else []
-        rank = int(hits[0]) + 1 if len(hits) else None
+        rank = true_ranks(ids, true_id) or None  # None: not in the bank, not scored
         k = min(self.top_k, len(ids))
         self.decoded += 1
         out = msg.derive(
