@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from rt_base.errors import ConfigError
@@ -28,7 +30,9 @@ def check_number(
     """
     noun = "integer" if integer else "number"
     of = f" of {unit}" if unit else ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):  # float(True) == 1.0: a TOML `speed = true` is a mistake
+        raise ConfigError(f"'{name}' must be a{'n' if integer else ''} {noun}{of}, got {value!r}")
+    if not isinstance(value, (int, float)):
         try:
             value = int(value) if integer else float(value)
         except (TypeError, ValueError):
@@ -101,3 +105,52 @@ def check_torch_device(device: Any, name: str = "device") -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"'{name}' is {device!r} but no CUDA device is available: use 'cpu'")
     return device
+
+
+PATH_KINDS = ("file", "dir", "any")
+
+
+def check_path(
+    value: Any,
+    name: str,
+    *,
+    kind: str = "any",
+    must_exist: bool = True,
+    remedy: str = "",
+) -> Path:
+    """Validate a filesystem path argument and return it as a user-expanded :class:`Path`.
+
+    Parameters
+    ----------
+    value : str or os.PathLike
+        The path as given by the user.
+    name : str
+        The option's name, used in the message.
+    kind : ``"file"``, ``"dir"`` or ``"any"``
+        What an existing path must be.
+    must_exist : bool
+        Refuse a path that does not exist (else only its type is checked when it exists).
+    remedy : str
+        What to do about it, appended to the message.
+
+    Raises
+    ------
+    ConfigError
+        "'checkpoint' must be an existing file, got '/x.safetensors' (not found): train one ...".
+    """
+    check_choice(kind, "kind", PATH_KINDS)
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"'{name}' must be a path, got {value!r}")
+    path = Path(value).expanduser()
+    what = {"file": "file", "dir": "folder", "any": "path"}[kind]
+    tail = f": {remedy}" if remedy else ""
+    if not path.exists():
+        if must_exist:
+            raise ConfigError(
+                f"'{name}' must be an existing {what}, got {str(value)!r} (not found){tail}"
+            )
+        return path
+    if (kind == "file" and not path.is_file()) or (kind == "dir" and not path.is_dir()):
+        found = "a folder" if path.is_dir() else "not a folder"
+        raise ConfigError(f"'{name}' must be a {what}, got {str(value)!r} ({found}){tail}")
+    return path

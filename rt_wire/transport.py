@@ -43,9 +43,7 @@ def display_publisher(ctx: zmq.Context, addr: str, *, bind: bool = False) -> zmq
     return sock
 
 
-def display_subscriber(
-    ctx: zmq.Context, addr: str, topics: tuple[str, ...] = ("",), *, conflate: bool = False
-) -> zmq.Socket:
+def display_subscriber(ctx: zmq.Context, addr: str, topics: tuple[str, ...] = ("",)) -> zmq.Socket:
     """A SUB socket on the telemetry hub."""
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, DISPLAY_HWM)
