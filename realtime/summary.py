@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mindeye_models.ranks import top_k_accuracy, true_ranks
+from rt_base.atomic import write_json
 from rt_base.names import END_TO_END, RECORDED_SPANS
 
 #: Side (px) both image sets are resized to for the reconstruction metrics.  The paper's 425 px
@@ -337,9 +338,7 @@ def summarize(
         summary["recon_metrics"] = reconstruction_metrics(
             out, session, recons, size=recon_metrics_size
         )
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
+    write_json(out / "summary.json", summary)
     _print_summary(summary, out, log)
     return summary
 
