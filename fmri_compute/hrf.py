@@ -112,6 +112,58 @@ def volume_times(n_volumes: int, tr: float, start: int = 0) -> np.ndarray:
     return (start + np.arange(n_volumes)) * tr
 
 
+def _check_timing(
+    onsets: ArrayLike, durations: ArrayLike, frame_times: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Onsets ``(n,)``, durations ``(n,)`` and frame times ``(T,)`` as float64 arrays, checked."""
+    onsets = np.atleast_1d(np.asarray(onsets, dtype=np.float64))
+    durations = np.atleast_1d(np.asarray(durations, dtype=np.float64))
+    times = np.atleast_1d(np.asarray(frame_times, dtype=np.float64))
+    if onsets.ndim != 1 or durations.shape != onsets.shape:
+        raise ConfigError(
+            f"'onsets' and 'durations' must be 1-D arrays of the same length, "
+            f"got shapes {onsets.shape} and {durations.shape}"
+        )
+    if times.ndim != 1:
+        raise ConfigError(f"'frame_times' must be a 1-D array, got shape {times.shape}")
+    for name, arr in (("onsets", onsets), ("durations", durations), ("frame_times", times)):
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"'{name}' must hold finite seconds, got {arr!r}")
+    if np.any(durations < 0):
+        raise ConfigError(f"'durations' must be non-negative seconds, got {durations!r}")
+    return onsets, durations, times
+
+
+def _boxcar_bins(
+    onsets: np.ndarray, durations: np.ndarray, dt: float, k0: int, n_bins: int
+) -> np.ndarray:
+    """Each trial's boxcar on the fine grid of bins ``k0 .. k0 + n_bins - 1`` (step ``dt``).
+
+    Returns
+    -------
+    boxes : (n_bins, n) float64 array
+        The fraction of each bin that each boxcar covers, divided by ``dt``; a zero duration
+        is a unit-area impulse split linearly between the two nearest bin centres.
+    """
+    edges = (k0 + np.arange(n_bins + 1)) * dt
+    # Fraction of each fine bin covered by each boxcar (rows: bins, columns: trials).
+    ends = onsets + durations
+    cover = np.clip(
+        np.minimum(edges[1:, None], ends) - np.maximum(edges[:-1, None], onsets), 0.0, None
+    )
+    boxes = cover / dt
+    for i in np.flatnonzero(durations == 0):
+        # Unit-area impulse, split linearly between the two nearest bin centres.
+        pos = (onsets[i] / dt - 0.5) - k0
+        j = int(np.floor(pos))
+        frac = pos - j
+        if 0 <= j < n_bins:
+            boxes[j, i] += (1.0 - frac) / dt
+        if 0 <= j + 1 < n_bins:
+            boxes[j + 1, i] += frac / dt
+    return boxes
+
+
 def trial_regressors(
     onsets: ArrayLike,
     durations: ArrayLike,
@@ -156,22 +208,7 @@ def trial_regressors(
     """
     tr = float(check_number(tr, "tr", minimum=0, strict_min=True, unit="seconds"))
     oversampling = int(check_number(oversampling, "oversampling", minimum=1, integer=True))
-    onsets = np.atleast_1d(np.asarray(onsets, dtype=np.float64))
-    durations = np.atleast_1d(np.asarray(durations, dtype=np.float64))
-    times = np.atleast_1d(np.asarray(frame_times, dtype=np.float64))
-    if onsets.ndim != 1 or durations.shape != onsets.shape:
-        raise ConfigError(
-            f"'onsets' and 'durations' must be 1-D arrays of the same length, "
-            f"got shapes {onsets.shape} and {durations.shape}"
-        )
-    if times.ndim != 1:
-        raise ConfigError(f"'frame_times' must be a 1-D array, got shape {times.shape}")
-    for name, arr in (("onsets", onsets), ("durations", durations), ("frame_times", times)):
-        if not np.all(np.isfinite(arr)):
-            raise ConfigError(f"'{name}' must hold finite seconds, got {arr!r}")
-    if np.any(durations < 0):
-        raise ConfigError(f"'durations' must be non-negative seconds, got {durations!r}")
-
+    onsets, durations, times = _check_timing(onsets, durations, frame_times)
     peaks = np.asarray(peak, dtype=np.float64)
     if peaks.ndim > 1:
         raise ConfigError(f"'peak' must be a number or a 1-D array, got shape {peaks.shape}")
@@ -184,22 +221,7 @@ def trial_regressors(
     k0 = int(np.floor(onsets.min() / dt)) - 1
     k1 = int(np.ceil(times.max() / dt)) + 2
     n_bins = max(k1 - k0, 1)
-    edges = (k0 + np.arange(n_bins + 1)) * dt
-    # Fraction of each fine bin covered by each boxcar (rows: bins, columns: trials).
-    ends = onsets + durations
-    cover = np.clip(
-        np.minimum(edges[1:, None], ends) - np.maximum(edges[:-1, None], onsets), 0.0, None
-    )
-    boxes = cover / dt
-    for i in np.flatnonzero(durations == 0):
-        # Unit-area impulse, split linearly between the two nearest bin centres.
-        pos = (onsets[i] / dt - 0.5) - k0
-        j = int(np.floor(pos))
-        frac = pos - j
-        if 0 <= j < n_bins:
-            boxes[j, i] += (1.0 - frac) / dt
-        if 0 <= j + 1 < n_bins:
-            boxes[j + 1, i] += frac / dt
+    boxes = _boxcar_bins(onsets, durations, dt, k0, n_bins)
     # Bin j's mass sits at its centre, so the sum at bin k is the response at (k + 0.5) dt.
     centres = (k0 + np.arange(n_bins) + 0.5) * dt
     for p, pk in enumerate(np.atleast_1d(peaks)):

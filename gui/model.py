@@ -56,8 +56,8 @@ _VERSION_KEYS = ("session", "volume", "trace", "trials", "retrieval", "latency",
 
 
 def open_dataset(path: str) -> Any:
-    """The default dataset loader: a :class:`~replay_data.dataset.ReplayDataset`."""
-    from replay_data.dataset import ReplayDataset
+    """The default dataset loader: a :class:`~replay_data.dataset_reader.ReplayDataset`."""
+    from replay_data.dataset_reader import ReplayDataset
 
     return ReplayDataset.open(path)
 

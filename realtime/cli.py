@@ -167,7 +167,8 @@ def cmd_simulate(args) -> int:
     import dataclasses
 
     from replay_data.home import data_home
-    from replay_data.simulate import SimulationConfig, simulate_subject
+    from replay_data.simulate import simulate_subject
+    from replay_data.simulation_config import SimulationConfig
 
     base = SimulationConfig.subj01() if args.preset == "subj01" else SimulationConfig.tiny()
     changes = {

@@ -26,7 +26,7 @@ def load_decoder(
     from mindeye_models.bank import ImageBank
     from mindeye_models.checkpoint import load_checkpoint
     from mindeye_models.embedder import load_embedder
-    from replay_data.dataset import ReplayDataset
+    from replay_data.dataset_reader import ReplayDataset
 
     model, extra = load_checkpoint(checkpoint, device=device)
     model.eval()

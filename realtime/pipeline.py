@@ -53,7 +53,7 @@ def training_threads():
 def prepare(cfg: StreamConfig, log=print) -> dict:
     """Resolve the dataset and model, create the session folder; returns the stage specs."""
     from mindeye_models.demo import ensure_demo_model
-    from replay_data.dataset import ReplayDataset
+    from replay_data.dataset_reader import ReplayDataset
     from replay_data.home import data_home
     from replay_data.resolve import resolve_replay
 

@@ -104,8 +104,8 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
     same model and bank: the offline reference for the real-time figures."""
     import torch
 
-    from fmri_compute.glm import lss_betas
     from fmri_compute.normalize import zscore_run
+    from fmri_compute.offline_glm import trial_betas
     from realtime.models import load_decoder
 
     model, bank = load_decoder(
@@ -127,7 +127,7 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
         z = zscore_run(raw)
         onsets = np.array([float(e["onset"]) for e in run_events])
         durations = np.array([float(e["duration"]) for e in run_events])
-        betas = lss_betas(z, onsets, durations, tr, frame_times=index * tr)
+        betas = trial_betas(z, onsets, durations, tr, frame_times=index * tr)
         with torch.inference_mode():
             _, emb = model(torch.from_numpy(np.asarray(betas, np.float32)))
         ids, _ = bank.retrieve(emb.float(), k=len(bank))
@@ -212,7 +212,7 @@ def reconstruction_metrics(
     "shuffled_mean", "shuffled_std"}}}`` plus ``"blurry"`` and ``"blurry_trials"`` when the
     blurry images were saved ("full" mode).
     """
-    from replay_data.dataset import ReplayDataset
+    from replay_data.dataset_reader import ReplayDataset
     from rt_base.checks import check_number
 
     size = check_number(size, "size", minimum=8, integer=True)
@@ -253,7 +253,7 @@ def reconstruction_metrics(
 
 
 def _tr_from_config(session: dict) -> float:
-    from replay_data.dataset import ReplayDataset
+    from replay_data.dataset_reader import ReplayDataset
 
     return float(ReplayDataset.open(session["dataset"]).meta.tr)
 

@@ -4,7 +4,7 @@ Datasets, trained models and session recordings never go in git; they live under
 home, which the tool creates itself::
 
     <data home>/
-        datasets/NAME/      replay datasets (see :mod:`replay_data.dataset`)
+        datasets/NAME/      replay datasets (see :mod:`replay_data.dataset_format`)
         models/             checkpoints (trained demo models, converted MindEye weights)
         sessions/           session recordings
         cache/              anything that can be rebuilt (embedding banks, ...)

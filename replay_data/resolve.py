@@ -9,8 +9,10 @@ Order of precedence:
    plainly, that the data are SIMULATED;
 3. else :class:`~rt_base.errors.DatasetError` lists the datasets there are and how to make one.
 
-Generation happens in a temporary sibling folder that is renamed into place when complete, so
-an interrupted or concurrent generation never leaves a half-written dataset under NAME.
+Generation happens in a temporary sibling folder (named as :func:`rt_base.atomic.temp_path`
+names files, with a leading dot so that it is never listed) that is renamed into place when
+complete, so an interrupted or concurrent generation never leaves a half-written dataset under
+NAME.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from replay_data.dataset import ReplayDataset
+from replay_data.dataset_reader import ReplayDataset
 from replay_data.home import datasets_dir
-from replay_data.simulate import PRESETS, SIMULATOR_VERSION, simulate_subject
+from replay_data.simulate import simulate_subject
+from replay_data.simulation_config import PRESETS, SIMULATOR_VERSION
+from rt_base.atomic import temp_path
 from rt_base.errors import ConfigError, DatasetError
 
 __all__ = ["list_datasets", "resolve_replay", "simulation_presets"]
@@ -135,7 +139,8 @@ def resolve_replay(
             )
         else:
             log(
-                f"replay dataset {name!r} in {path} is incomplete (interrupted); generating it again"
+                f"replay dataset {name!r} in {path} is incomplete (interrupted); "
+                "generating it again"
             )
     elif path.exists() and any(path.iterdir()):
         raise DatasetError(
@@ -150,6 +155,14 @@ def resolve_replay(
             f"simulations: {', '.join(simulation_presets())}): make one with "
             f"`mindeye-rt simulate --name {name}`, or prepare real data in {str(path)!r}"
         )
+    return _generate_builtin(name, root, progress, log)
+
+
+def _generate_builtin(
+    name: str, root: Path, progress: bool, log: Callable[[str], object]
+) -> ReplayDataset:
+    """Generate the built-in simulated subject ``name`` into ``root / name`` and open it."""
+    path = root / name
     config = PRESETS[name]()
     log(
         f"no real NSD {name} prepared in {root}; using the built-in SIMULATED subject "
@@ -157,7 +170,8 @@ def resolve_replay(
         f"generating it once into {path} ..."
     )
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{name}.generating-{os.getpid()}"
+    # A whole folder, so rt_base.atomic's file writers do not fit: generate, then rename.
+    tmp = temp_path(root / f".{name}")
     try:
         simulate_subject(tmp, config, progress=progress, overwrite=True)
         (tmp / _BUILTIN_MARK).write_text(name)

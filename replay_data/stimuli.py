@@ -21,6 +21,7 @@ from functools import cache, lru_cache
 import numpy as np
 from scipy.ndimage import map_coordinates
 from skimage.transform import rescale
+from tqdm import tqdm
 
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError, DatasetError
@@ -206,6 +207,69 @@ def _colour(x: np.ndarray, grey: bool, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
+def _split_sources(
+    names: tuple[str, ...], n_test: int, n_heldout: int | None, rng: np.random.Generator
+) -> tuple[tuple[str, ...], list[str]]:
+    """Source photos held out for test images, and the ones all splits share."""
+    if len(names) < 4:
+        raise DatasetError(
+            f"only {len(names)} of scikit-image's bundled photos load ({list(names)}); need at "
+            "least 4: reinstall scikit-image"
+        )
+    if n_heldout is None:
+        n_heldout = max(1, len(names) // 5) if n_test else 0
+    n_heldout = int(check_number(n_heldout, "n_heldout", minimum=0, integer=True))
+    if n_heldout > len(names) - 2:
+        raise ConfigError(
+            f"'n_heldout' must leave at least 2 shared sources of {len(names)}, got {n_heldout}"
+        )
+    order = rng.permutation(len(names))
+    heldout = tuple(names[i] for i in sorted(order[:n_heldout]))
+    shared = [names[i] for i in sorted(order[n_heldout:])]
+    return heldout, shared
+
+
+def _plan_crops(
+    heldout: tuple[str, ...],
+    shared: list[str],
+    counts: tuple[int, int, int],
+    rng: np.random.Generator,
+) -> list[tuple[str, str, np.ndarray]]:
+    """(split, source, pixel box) of every image, test images first (in random order).
+
+    ``counts`` are the numbers of test, filler and training images.  About half of the test
+    crops come from held-out photos; filler and training crops keep away from test crops.
+    """
+    n_test, n_filler, n_train = counts
+    plan: list[tuple[str, str, np.ndarray]] = []
+    test_boxes: dict[str, list[np.ndarray]] = {}
+    n_test_held = (n_test + 1) // 2 if heldout else 0
+    for i in range(n_test):
+        if i < n_test_held:
+            name = heldout[i % len(heldout)]
+            box = _sample_box(rng, *_pyramid(name)[0].shape[:2], (0.35, 0.9))
+        else:
+            name = shared[rng.integers(len(shared))]
+            box = _sample_box(rng, *_pyramid(name)[0].shape[:2], (0.3, 0.45))
+            test_boxes.setdefault(name, []).append(box)
+        plan.append(("test", name, box))
+    for split, count in (("filler", n_filler), ("train", n_train)):
+        for _ in range(count):
+            for _attempt in range(1000):
+                name = shared[rng.integers(len(shared))]
+                box = _sample_box(rng, *_pyramid(name)[0].shape[:2], (0.35, 0.9))
+                if all(_cover(t, box) <= MAX_COVER for t in test_boxes.get(name, [])):
+                    break
+            else:  # pragma: no cover - needs absurd numbers of test crops
+                raise ConfigError(
+                    f"cannot place a {split} crop away from the test crops: lower "
+                    f"'n_test_images' ({n_test}) or raise 'n_heldout'"
+                )
+            plan.append((split, name, box))
+    order = np.r_[rng.permutation(n_test), n_test + np.arange(n_filler + n_train)]
+    return [plan[i] for i in order]
+
+
 def make_stimuli(
     n_test: int,
     n_train: int,
@@ -236,58 +300,11 @@ def make_stimuli(
     n_filler = int(check_number(n_filler, "n_filler", minimum=0, integer=True))
     size = int(check_number(size, "size", minimum=16, integer=True))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x57171]))
-    names = available_sources()
-    if len(names) < 4:
-        raise DatasetError(
-            f"only {len(names)} of scikit-image's bundled photos load ({list(names)}); need at "
-            "least 4: reinstall scikit-image"
-        )
-    if n_heldout is None:
-        n_heldout = max(1, len(names) // 5) if n_test else 0
-    n_heldout = int(check_number(n_heldout, "n_heldout", minimum=0, integer=True))
-    if n_heldout > len(names) - 2:
-        raise ConfigError(
-            f"'n_heldout' must leave at least 2 shared sources of {len(names)}, got {n_heldout}"
-        )
-    order = rng.permutation(len(names))
-    heldout = tuple(names[i] for i in sorted(order[:n_heldout]))
-    shared = [names[i] for i in sorted(order[n_heldout:])]
-
-    plan: list[tuple[str, str, np.ndarray]] = []  # (split, source, pixel box)
-    test_boxes: dict[str, list[np.ndarray]] = {}
-    n_test_held = (n_test + 1) // 2 if heldout else 0
-    for i in range(n_test):
-        if i < n_test_held:
-            name = heldout[i % len(heldout)]
-            box = _sample_box(rng, *_pyramid(name)[0].shape[:2], (0.35, 0.9))
-        else:
-            name = shared[rng.integers(len(shared))]
-            box = _sample_box(rng, *_pyramid(name)[0].shape[:2], (0.3, 0.45))
-            test_boxes.setdefault(name, []).append(box)
-        plan.append(("test", name, box))
-    for split, count in (("filler", n_filler), ("train", n_train)):
-        for _ in range(count):
-            for _attempt in range(1000):
-                name = shared[rng.integers(len(shared))]
-                box = _sample_box(rng, *_pyramid(name)[0].shape[:2], (0.35, 0.9))
-                if all(_cover(t, box) <= MAX_COVER for t in test_boxes.get(name, [])):
-                    break
-            else:  # pragma: no cover - needs absurd numbers of test crops
-                raise ConfigError(
-                    f"cannot place a {split} crop away from the test crops: lower "
-                    f"'n_test_images' ({n_test}) or raise 'n_heldout'"
-                )
-            plan.append((split, name, box))
-    order = np.r_[rng.permutation(n_test), n_test + np.arange(n_filler + n_train)]
-    plan = [plan[i] for i in order]
-
+    heldout, shared = _split_sources(available_sources(), n_test, n_heldout, rng)
+    plan = _plan_crops(heldout, shared, (n_test, n_filler, n_train), rng)
     images = np.empty((len(plan), size, size, 3), np.uint8)
-    it = enumerate(plan)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(plan), desc="stimuli", unit="img")
     boxes = np.empty((len(plan), 4))
+    it = tqdm(enumerate(plan), total=len(plan), desc="stimuli", unit="img", disable=not progress)
     for i, (_, name, box) in it:
         images[i] = _render(name, box, rng, size)
         h, w = _pyramid(name)[0].shape[:2]

@@ -61,7 +61,8 @@ def data_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    from replay_data.simulate import SimulationConfig, simulate_subject
+    from replay_data.simulate import simulate_subject
+    from replay_data.simulation_config import SimulationConfig
 
     # Less noise and more test images than the tiny preset: 10-way retrieval from 400
     # training trials, so "far above chance" is a real margin in a test of seconds.

@@ -57,7 +57,7 @@ class EstimateStage(Stage):
 
     def handle(self, msg: Message):
         if msg.kind == "run_start":
-            from fmri_compute.glm import OnlineLSS
+            from fmri_compute.online_glm import OnlineTrialBetas
 
             # standardize: the GLM keeps its own running statistics of the raw masked values,
             # so every row of a window shares one scale (better for a run's first trials).
@@ -68,7 +68,7 @@ class EstimateStage(Stage):
             }
             if self.window_s is not None:
                 kwargs["window_s"] = self.window_s
-            self.glm = OnlineLSS(self.n_voxels, float(msg.meta["tr"]), **kwargs)
+            self.glm = OnlineTrialBetas(self.n_voxels, float(msg.meta["tr"]), **kwargs)
             self.run = msg.run
             self.trials.clear()
             self.pending.clear()

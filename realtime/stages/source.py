@@ -37,7 +37,7 @@ from rt_wire.message import Message
 
 
 class ReplaySource(Stage):
-    """Replays runs of a :class:`~replay_data.dataset.ReplayDataset`.
+    """Replays runs of a :class:`~replay_data.dataset_reader.ReplayDataset`.
 
     Emits, per run: ``run_start``; then ``trial`` events and ``volume`` messages merged in data
     time (a trial when its onset is reached, volume ``k`` at ``k * tr``); then ``run_end``.  After
@@ -70,7 +70,7 @@ class ReplaySource(Stage):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        from replay_data.dataset import ReplayDataset
+        from replay_data.dataset_reader import ReplayDataset
 
         self.dataset = ReplayDataset.open(dataset)
         self.speed = check_number(speed, "speed", minimum=0.0)

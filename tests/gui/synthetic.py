@@ -40,9 +40,10 @@ def write_tiny_dataset(
 
     Returns
     -------
-    dataset : :class:`~replay_data.dataset.ReplayDataset`.
+    dataset : :class:`~replay_data.dataset_reader.ReplayDataset`.
     """
-    from replay_data.dataset import DatasetWriter, Event
+    from replay_data.dataset_format import Event
+    from replay_data.dataset_writer import DatasetWriter
 
     rng = np.random.default_rng(seed)
     images = np.zeros((n_images, 16, 16, 3), np.uint8)

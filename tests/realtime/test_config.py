@@ -69,7 +69,8 @@ def test_model_info_reports_paper_backbone(capsys):
 
 
 def test_missing_checkpoint_is_refused_before_any_stage_starts(tmp_path, capsys, data_home):
-    from replay_data.simulate import SimulationConfig, simulate_subject
+    from replay_data.simulate import simulate_subject
+    from replay_data.simulation_config import SimulationConfig
 
     ds = simulate_subject(tmp_path / "ds", SimulationConfig.tiny(), progress=False)
     code = main(

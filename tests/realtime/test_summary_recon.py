@@ -9,7 +9,8 @@ import pytest
 
 from realtime.stages.recorder import RecorderStage
 from realtime.summary import latency_figures, reconstruction_metrics, summarize
-from replay_data.dataset import DatasetWriter, Event
+from replay_data.dataset_format import Event
+from replay_data.dataset_writer import DatasetWriter
 from rt_wire.message import Message
 
 T0 = 1_700_000_000.0

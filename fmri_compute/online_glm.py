@@ -1,281 +1,31 @@
-"""Single-trial response estimates: offline over a run and online over a sliding window.
+"""Online single-trial betas: each trial's response as soon as its decode volume arrives.
 
-Two estimators share one code path (``method``):
+The estimator of the real-time estimate stage.  Each estimate is a small single-trial GLM (ridge
+LSA by default, or LSS; see :mod:`fmri_compute.glm_design`) over a sliding window of recent
+volumes, so that its result never depends on volumes after the trial's decode point.
 
-``"lsa"`` (default)
-    Least-Squares-All with a small ridge, as GLMsingle does: every trial is its own column
-    (plus slow drift) and the trial columns get a ridge penalty of ``ridge`` times their mean
-    sum of squares.  At NSD timing (3 s image, 4 s onset-to-onset) the neighbours of a trial
-    are then fitted explicitly instead of leaking into it; the ridge keeps the nearly
-    collinear neighbours (and, online, the barely-started next trial) from amplifying noise.
-``"lss"``
-    Least-Squares-Separate: one small GLM per trial with its own column, one column for all
-    other trials together, and drift.  At a 4 s SOA the lumped column cannot absorb the
-    neighbours, so even noise-free betas mix them (~1.7 a_i + 0.6 a_(i-1) + 0.6 a_(i+1)).
-
-On a simulated NSD subject (replay_data.simulate, 15,724 voxels, ridge decoder to CLIP tokens,
-50-way single-trial retrieval) LSA with ``ridge=0.03`` raised offline top-1 from ~0.47 (LSS)
-to ~0.80 at SNR 0.5; LSS with the two neighbours as own columns reached ~0.58.  Online, a
-window with a constant only (``drift_order=0``) worked far better than a linear drift, which is
-collinear with the partly observed rise of the newest trial.
-
-Both estimators use the regressors of :mod:`fmri_compute.hrf` with volume ``k`` at ``k * tr``
-seconds, so online and offline betas share one scale (up to the ridge's shrinkage, which is
-small for trials with full responses).
-
-Cost: offline, LSS computes all ``n`` tiny per-trial pseudo-inverses at once and LSA solves
-one ``(n + q)``-square system; either way the betas come from one ``(n, T) @ (T, V)`` product.
-Online, each estimate uses at most ``window_s / tr + 1`` volumes and the trials overlapping
-the window, read from a ring buffer of fixed length, so its cost does not grow with the run.
+Cost: each estimate uses at most ``window_s / tr + 1`` volumes and the trials overlapping the
+window, read from a ring buffer of fixed length, so its cost does not grow with the run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from numpy.polynomial.legendre import legvander
 from numpy.typing import ArrayLike
 
-from fmri_compute.hrf import HRF_DURATION, trial_regressors, volume_times
+from fmri_compute.glm_design import DEFAULT_RIDGE, check_method, drift_basis, ridge_rows
+from fmri_compute.hrf import HRF_DURATION, trial_regressors
 from fmri_compute.normalize import RunningZScore
-from rt_base.checks import check_choice, check_number
+from rt_base.checks import check_number
 from rt_base.errors import ConfigError, StageError
 
-__all__ = [
-    "METHODS",
-    "OnlineLSS",
-    "drift_basis",
-    "lsa_weights",
-    "lss_betas",
-    "lss_weights",
-    "run_betas",
-]
+__all__ = ["OnlineTrialBetas"]
 
 _EPS = 1e-9
-
-#: Single-trial estimators, see the module docstring.
-METHODS = ("lsa", "lss")
-#: Default ridge of ``"lsa"``, relative to the trial columns' mean sum of squares.
-DEFAULT_RIDGE = 0.03
-
-
-def _check_method(method: str, ridge: float) -> tuple[str, float]:
-    method = check_choice(method, "method", METHODS)
-    ridge = float(check_number(ridge, "ridge", minimum=0, maximum=100))
-    return method, ridge
-
-
-def drift_basis(
-    times: ArrayLike, order: int, span: tuple[float, float] | None = None
-) -> np.ndarray:
-    """Legendre polynomials of degree ``0 .. order`` over a time span.
-
-    Parameters
-    ----------
-    times : (T,) array
-        Seconds.
-    order : int
-        Highest degree; 0 gives the constant only.
-    span : (start, stop) or None
-        Seconds mapped to ``[-1, 1]``; default the first and last of ``times``.
-
-    Returns
-    -------
-    D : (T, order + 1) float64 array
-    """
-    order = int(check_number(order, "drift_order", minimum=0, integer=True))
-    times = np.asarray(times, dtype=np.float64)
-    if span is None:
-        span = (times.min(), times.max()) if times.size else (0.0, 0.0)
-    start, stop = span
-    if times.size == 0 or stop - start <= 0:
-        x = np.zeros_like(times)
-    else:
-        x = 2.0 * (times - start) / (stop - start) - 1.0
-    return legvander(x, order)
-
-
-def lss_weights(R: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """Rows that map data to each trial's LSS beta.
-
-    Parameters
-    ----------
-    R : (T, n) array
-        Trial regressors.
-    D : (T, q) array
-        Nuisance columns (drift, constant).
-
-    Returns
-    -------
-    W : (n, T) float64 array
-        ``W @ Y`` gives the ``(n, V)`` betas of data ``Y : (T, V)``.  Trials whose regressor
-        is zero over these frames get a row of NaN.
-    """
-    T, n = R.shape
-    X = np.empty((n, T, 2 + D.shape[1]))
-    X[:, :, 0] = R.T
-    X[:, :, 1] = (R.sum(axis=1, keepdims=True) - R).T
-    X[:, :, 2:] = D
-    W = np.linalg.pinv(X)[:, 0, :]
-    W[~np.any(R != 0, axis=0)] = np.nan
-    return W
-
-
-def _ridge_rows(X: np.ndarray, n_trials: int, ridge: float) -> np.ndarray:
-    """Rows mapping data to the first ``n_trials`` coefficients of a ridge fit of ``X``.
-
-    The penalty ``ridge * mean(sum of squares of the trial columns)`` applies to the first
-    ``n_trials`` columns only (drift is not shrunk).  ``ridge = 0`` is ordinary least squares
-    (minimum-norm where columns are collinear).
-    """
-    if n_trials == 0:
-        return np.zeros((0, X.shape[0]))
-    G = X.T @ X
-    if ridge > 0:
-        scale = float(np.mean(np.sum(X[:, :n_trials] ** 2, axis=0)))
-        idx = np.arange(n_trials)
-        G[idx, idx] += ridge * scale
-        try:
-            return np.linalg.solve(G, X.T)[:n_trials]
-        except np.linalg.LinAlgError:  # drift columns collinear (e.g. fewer rows than columns)
-            pass
-    return (np.linalg.pinv(G) @ X.T)[:n_trials]
-
-
-def lsa_weights(R: np.ndarray, D: np.ndarray, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
-    """Rows that map data to each trial's ridge-LSA beta.
-
-    Parameters
-    ----------
-    R : (T, n) array
-        Trial regressors.
-    D : (T, q) array
-        Nuisance columns (drift, constant); not penalised.
-    ridge : float
-        Penalty on the trial columns, relative to their mean sum of squares (0: plain LSA).
-
-    Returns
-    -------
-    W : (n, T) float64 array
-        ``W @ Y`` gives the ``(n, V)`` betas.  Trials whose regressor is zero over these frames
-        get a row of NaN (and are left out of the fit).
-    """
-    ridge = float(check_number(ridge, "ridge", minimum=0, maximum=100))
-    live = np.any(R != 0, axis=0)
-    W = np.full((R.shape[1], R.shape[0]), np.nan)
-    X = np.column_stack([R[:, live], D])
-    W[live] = _ridge_rows(X, int(live.sum()), ridge)
-    return W
-
-
-def lss_betas(
-    Y: ArrayLike,
-    onsets: ArrayLike,
-    durations: ArrayLike,
-    tr: float,
-    *,
-    frame_times: ArrayLike | None = None,
-    hrf_peak: float = 6.0,
-    drift_order: int = 2,
-    method: str = "lsa",
-    ridge: float = DEFAULT_RIDGE,
-) -> np.ndarray:
-    """Offline single-trial betas of every trial of a run (ridge LSA by default).
-
-    Parameters
-    ----------
-    Y : (T, V) float array
-        The run's (normalised) data, one row per volume.
-    onsets, durations : (n,) arrays
-        Trial onsets and durations in seconds from the start of the run.
-    tr : float
-        Repetition time in seconds.
-    frame_times : (T,) array or None
-        Time of each row; default ``k * tr`` (acquisition start, see :mod:`fmri_compute.hrf`).
-    hrf_peak : float
-        HRF response delay in seconds (see :func:`fmri_compute.hrf.double_gamma`).
-    drift_order : int
-        Highest Legendre degree of the drift over the run; the constant is always in.
-    method : {"lsa", "lss"}
-        Estimator, see the module docstring.
-    ridge : float
-        ``"lsa"`` only: penalty on the trial columns relative to their mean sum of squares,
-        in ``[0, 100]``.
-
-    Returns
-    -------
-    betas : (n, V) float32 array
-        Row ``i`` is trial ``i``'s response.  A trial whose regressor is zero over the run
-        (e.g. an onset after the last volume) gets NaN.
-    """
-    tr = float(check_number(tr, "tr", minimum=0, strict_min=True, unit="seconds"))
-    method, ridge = _check_method(method, ridge)
-    Y = np.asarray(Y)
-    if Y.ndim != 2:
-        raise ConfigError(f"'Y' must be a (T, V) array of volumes x voxels, got shape {Y.shape}")
-    Y = Y.astype(np.float32, copy=False)
-    times = volume_times(Y.shape[0], tr) if frame_times is None else np.asarray(frame_times, float)
-    if times.shape != (Y.shape[0],):
-        raise ConfigError(
-            f"'frame_times' must have one time per row of 'Y' ({Y.shape[0]}), "
-            f"got shape {times.shape}"
-        )
-    R = trial_regressors(onsets, durations, times, tr, peak=hrf_peak)
-    D = drift_basis(times, drift_order)
-    W = lss_weights(R, D) if method == "lss" else lsa_weights(R, D, ridge)
-    return (W.astype(np.float32) @ Y).astype(np.float32, copy=False)
-
-
-def _event_field(event: Any, name: str) -> float:
-    value = event[name] if isinstance(event, dict) else getattr(event, name)
-    return float(value)
-
-
-def run_betas(
-    Y: ArrayLike,
-    events: Iterable[Any],
-    tr: float,
-    *,
-    hrf_peak: float = 6.0,
-    drift_order: int = 2,
-    method: str = "lsa",
-    ridge: float = DEFAULT_RIDGE,
-) -> np.ndarray:
-    """Offline betas of all trials of a run, for comparison with the online ones.
-
-    Parameters
-    ----------
-    Y : (T, V) float array
-        The whole run, already normalised (e.g. :func:`fmri_compute.normalize.zscore_run`).
-    events : iterable of events
-        Objects with ``onset`` and ``duration`` attributes (such as the replay dataset's
-        ``Event``) or dicts with those keys, in trial order.
-    tr : float
-        Repetition time in seconds.
-    hrf_peak, drift_order, method, ridge
-        See :func:`lss_betas`.
-
-    Returns
-    -------
-    betas : (n_events, V) float32 array
-    """
-    events = list(events)
-    onsets = [_event_field(e, "onset") for e in events]
-    durations = [_event_field(e, "duration") for e in events]
-    return lss_betas(
-        Y,
-        onsets,
-        durations,
-        tr,
-        hrf_peak=hrf_peak,
-        drift_order=drift_order,
-        method=method,
-        ridge=ridge,
-    )
 
 
 @dataclass
@@ -285,9 +35,9 @@ class _Trial:
     decode_index: int
 
 
-class OnlineLSS:
-    """Real-time single-trial estimates: each trial's response from the volumes up to its decode
-    point (ridge LSA by default; the name is historical).
+class OnlineTrialBetas:
+    """Real-time single-trial betas: each trial's response from the volumes up to its decode
+    point (ridge LSA by default, or LSS).
 
     Trial ``i`` becomes due at volume ``d_i``, the first whose time ``d_i * tr`` reaches
     ``onset_i + decode_delay_s``.  Its beta is fitted on the volumes with indices
@@ -335,9 +85,11 @@ class OnlineLSS:
         statistics (no look-ahead) and divides each beta by the running standard deviation
         at the trial's last window volume.  Every row of a window then shares one scale
         (a running z-score rescales each row differently, which mostly hurts the first
-        trials of a run), and betas have the scale of ``lss_betas(zscore_run(Y), ...)``.
+        trials of a run), and betas have the scale of
+        ``trial_betas(zscore_run(Y), ...)`` (:func:`fmri_compute.offline_glm.trial_betas`).
     method : {"lsa", "lss"}
-        Estimator, see :mod:`fmri_compute.glm`; use the same one as for the training betas.
+        Estimator (ridge Least-Squares-All or Least-Squares-Separate), see
+        :mod:`fmri_compute.glm_design`; use the same one as for the training betas.
     ridge : float
         ``"lsa"`` only: penalty on the trial columns relative to their mean sum of squares.
     """
@@ -356,7 +108,7 @@ class OnlineLSS:
         method: str = "lsa",
         ridge: float = DEFAULT_RIDGE,
     ) -> None:
-        self.method, self.ridge = _check_method(method, ridge)
+        self.method, self.ridge = check_method(method, ridge)
         self.n_voxels = int(check_number(n_voxels, "n_voxels", minimum=1, integer=True))
         self.tr = float(check_number(tr, "tr", minimum=0, strict_min=True, unit="seconds"))
         self.decode_delay_s = float(
@@ -531,7 +283,7 @@ class OnlineLSS:
         """
         indices, X, n_trials = self._design(trial_id, partial)
         ridge = self.ridge if self.method == "lsa" else 0.0
-        return indices, _ridge_rows(X, n_trials, ridge)[0]
+        return indices, ridge_rows(X, n_trials, ridge)[0]
 
     def _design(self, trial_id: Hashable, partial: bool) -> tuple[np.ndarray, np.ndarray, int]:
         trial = self._trial(trial_id)
@@ -606,7 +358,7 @@ class OnlineLSS:
         # not BLAS: a threaded sgemv stalls for milliseconds when the cores are contended.
         w = np.zeros(self.capacity, dtype=np.float32)
         ridge = self.ridge if self.method == "lsa" else 0.0
-        w[indices % self.capacity] = _ridge_rows(X, n_trials, ridge)[0]
+        w[indices % self.capacity] = ridge_rows(X, n_trials, ridge)[0]
         beta = np.einsum("i,ij->j", w, self._buffer)
         if self.standardize:
             std = self._scale[indices[-1] % self.capacity]

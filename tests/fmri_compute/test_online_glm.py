@@ -1,85 +1,32 @@
-from __future__ import annotations
+"""Online single-trial betas over a sliding window (fmri_compute.online_glm)."""
 
-from types import SimpleNamespace
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fmri_compute.glm import OnlineLSS, drift_basis, lss_betas, run_betas
-from fmri_compute.hrf import trial_regressors, volume_times
+from fmri_compute.hrf import trial_regressors
 from fmri_compute.normalize import RunningZScore, zscore_run
+from fmri_compute.offline_glm import trial_betas
+from fmri_compute.online_glm import OnlineTrialBetas
 from rt_base.errors import ConfigError, StageError
-
-TR = 1.6
-T = 188
-
-
-def nsd_events(rng, n_slots=75, n_trials=62):
-    """NSD-like timing: 3 s images every 4 s, some slots blank, the first 3 and last 4 always."""
-    slots = np.sort(rng.choice(np.arange(3, n_slots - 4), n_trials, replace=False))
-    onsets = 3.0 + 4.0 * slots
-    return onsets, np.full(onsets.size, 3.0)
-
-
-def slow_events():
-    onsets = 3.0 + 12.0 * np.arange(24)
-    return onsets, np.full(onsets.size, 3.0)
-
-
-def simulate(onsets, durations, *, seed=0, V=400, noise=0.05, peaks=(4.5, 7.0)):
-    """Scanner-like run: per-voxel HRF peaks, baseline, slow drift, AR(1) noise.
-
-    Returns
-    -------
-    Y : (T, V) float32, betas : (n, V) float64
-    """
-    rng = np.random.default_rng(seed)
-    betas = rng.standard_normal((onsets.size, V))
-    t = volume_times(T, TR)
-    peak = np.round(rng.uniform(*peaks, V), 1)
-    signal = np.zeros((T, V))
-    for pk in np.unique(peak):
-        cols = peak == pk
-        signal[:, cols] = trial_regressors(onsets, durations, t, TR, peak=pk) @ betas[:, cols]
-    drift = drift_basis(t, 2)[:, 1:] @ rng.standard_normal((2, V))
-    ar = np.zeros((T, V))
-    white = noise * rng.standard_normal((T, V))
-    for k in range(T):
-        ar[k] = (0.3 * ar[k - 1] if k else 0.0) + white[k]
-    Y = rng.uniform(800, 1200, V) * (1 + 0.01 * (signal + drift + ar))
-    return Y.astype(np.float32), betas
-
-
-def ridge_fit(X, Y, n_trials, ridge):
-    """Reference ridge fit: penalty ridge * mean(trial columns' sum of squares) on the first
-    n_trials columns, drift unpenalised; (p, V) coefficients."""
-    pen = np.zeros(X.shape[1])
-    pen[:n_trials] = ridge * np.mean(np.sum(X[:, :n_trials] ** 2, 0))
-    return np.linalg.solve(X.T @ X + np.diag(pen), X.T @ Y)
-
-
-def n_trial_columns(X, est):
-    """Trial columns of an OnlineLSS design: all but the drift's 1 + order (order may drop)."""
-    return X.shape[1] - 1 - est.drift_order
-
-
-def row_corr(a, b):
-    """Correlation across voxels, per trial: (n,)."""
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
-
-
-def voxel_corr(a, b):
-    """Correlation across trials, per voxel: (V,).  Blind to per-voxel scale (z-scoring)."""
-    return row_corr(a.T, b.T)
+from tests.fmri_compute.synthetic_runs import (
+    TR,
+    n_trial_columns,
+    nsd_events,
+    ridge_fit,
+    row_corr,
+    simulate,
+    slow_events,
+    voxel_corr,
+)
 
 
 def run_online(Y, onsets, durations, **options):
-    """Stream a run (through RunningZScore unless standardize) and OnlineLSS, estimating
+    """Stream a run (through RunningZScore unless standardize) and OnlineTrialBetas, estimating
     trials as they fall due."""
     z = RunningZScore(Y.shape[1])
-    est = OnlineLSS(Y.shape[1], TR, **options)
+    est = OnlineTrialBetas(Y.shape[1], TR, **options)
     feed = (lambda y: y) if est.standardize else z.update
     for i, (onset, duration) in enumerate(zip(onsets, durations, strict=True)):
         est.add_trial(i, onset, duration)
@@ -91,105 +38,7 @@ def run_online(Y, onsets, durations, **options):
     return out, est
 
 
-# -- offline LSS -----------------------------------------------------------------------------
-
-
-def test_lss_matches_per_trial_least_squares():
-    rng = np.random.default_rng(3)
-    onsets, durations = nsd_events(rng)
-    Y = rng.standard_normal((T, 50)).astype(np.float32)
-    betas = lss_betas(Y, onsets, durations, TR, drift_order=2, method="lss")
-    assert betas.shape == (onsets.size, 50) and betas.dtype == np.float32
-    t = volume_times(T, TR)
-    R = trial_regressors(onsets, durations, t, TR)
-    for i in (0, 1, 30, onsets.size - 1):
-        X = np.column_stack([R[:, i], R.sum(1) - R[:, i], drift_basis(t, 2)])
-        ref = np.linalg.lstsq(X, Y.astype(np.float64), rcond=None)[0][0]
-        np.testing.assert_allclose(betas[i], ref, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("ridge", [0.0, 0.03, 1.0])
-def test_lsa_matches_ridge_normal_equations(ridge):
-    rng = np.random.default_rng(5)
-    onsets, durations = nsd_events(rng)
-    Y = rng.standard_normal((T, 40)).astype(np.float32)
-    betas = lss_betas(Y, onsets, durations, TR, drift_order=2, ridge=ridge)  # default "lsa"
-    t = volume_times(T, TR)
-    X = np.column_stack([trial_regressors(onsets, durations, t, TR), drift_basis(t, 2)])
-    ref = ridge_fit(X, Y.astype(np.float64), onsets.size, ridge)[: onsets.size]
-    np.testing.assert_allclose(betas, ref, rtol=1e-3, atol=1e-4)
-    if ridge > 0:  # the penalty shrinks: smaller betas than plain least squares
-        plain = lss_betas(Y, onsets, durations, TR, drift_order=2, ridge=0.0)
-        assert np.abs(betas).mean() < np.abs(plain).mean()
-
-
-def test_lsa_separates_neighbours_that_lss_mixes():
-    # Noise-free NSD timing: LSS's lumped column leaves ~0.6 of each neighbour in a trial's
-    # beta; LSA fits the neighbours, limited only by the HRF mismatch (0.97 vs 0.81 here).
-    onsets, durations = nsd_events(np.random.default_rng(2))
-    Y, truth = simulate(onsets, durations, seed=2, noise=0.0)
-    Z = zscore_run(Y)
-    lsa = voxel_corr(lss_betas(Z, onsets, durations, TR), truth).mean()
-    lss = voxel_corr(lss_betas(Z, onsets, durations, TR, method="lss"), truth).mean()
-    assert lsa > 0.93 and lsa > lss + 0.1
-
-
-def test_lss_recovers_betas_with_separated_trials():
-    onsets, durations = slow_events()
-    Y, truth = simulate(onsets, durations, seed=1)
-    betas = lss_betas(zscore_run(Y), onsets, durations, TR)
-    assert voxel_corr(betas, truth).mean() > 0.9  # 0.97
-    assert row_corr(betas, truth).min() > 0.8  # z-scoring rescales voxels unevenly
-
-
-def test_lss_recovers_betas_with_nsd_timing():
-    # With a 4 s SOA the lumped "other trials" regressor lets neighbours leak into each
-    # other even without noise: ~0.8 here, far above chance.
-    onsets, durations = nsd_events(np.random.default_rng(2))
-    Y, truth = simulate(onsets, durations, seed=2)
-    betas = lss_betas(zscore_run(Y), onsets, durations, TR, method="lss")
-    assert voxel_corr(betas, truth).mean() > 0.7
-    assert row_corr(betas, truth).mean() > 0.7
-
-
-def test_lss_trial_outside_the_run_is_nan():
-    Y = np.random.default_rng(0).standard_normal((50, 10))
-    betas = lss_betas(Y, [10.0, 500.0], [3.0, 3.0], TR)
-    assert np.all(np.isfinite(betas[0])) and np.all(np.isnan(betas[1]))
-
-
-def test_run_betas_reads_events():
-    rng = np.random.default_rng(4)
-    onsets, durations = nsd_events(rng, 30, 15)
-    Y = rng.standard_normal((T, 30)).astype(np.float32)
-    expected = lss_betas(Y, onsets, durations, TR)
-    as_dicts = [{"onset": o, "duration": d} for o, d in zip(onsets, durations, strict=True)]
-    as_objects = [
-        SimpleNamespace(onset=o, duration=d, image_id=1)
-        for o, d in zip(onsets, durations, strict=True)
-    ]
-    np.testing.assert_array_equal(run_betas(Y, as_dicts, TR), expected)
-    np.testing.assert_array_equal(run_betas(Y, as_objects, TR), expected)
-
-
-def test_lss_bad_inputs():
-    with pytest.raises(ConfigError, match="'Y'"):
-        lss_betas(np.zeros(10), [1.0], [3.0], TR)
-    with pytest.raises(ConfigError, match="'tr' must be .*got -1.6"):
-        lss_betas(np.zeros((10, 2)), [1.0], [3.0], -1.6)
-    with pytest.raises(ConfigError, match="'frame_times'"):
-        lss_betas(np.zeros((10, 2)), [1.0], [3.0], TR, frame_times=np.arange(9.0))
-    with pytest.raises(ConfigError, match="'drift_order'"):
-        lss_betas(np.zeros((10, 2)), [1.0], [3.0], TR, drift_order=-1)
-    with pytest.raises(ConfigError, match="'method' must be one of 'lsa', 'lss', got 'glmsingle'"):
-        lss_betas(np.zeros((10, 2)), [1.0], [3.0], TR, method="glmsingle")
-    with pytest.raises(ConfigError, match="'ridge'"):
-        lss_betas(np.zeros((10, 2)), [1.0], [3.0], TR, ridge=-0.1)
-    with pytest.raises(ConfigError, match="'ridge'"):
-        run_betas(np.zeros((10, 2)), [{"onset": 1.0, "duration": 3.0}], TR, ridge=float("nan"))
-
-
-# -- online LSS ------------------------------------------------------------------------------
+# -- online ridge LSA and LSS ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("standardize", [False, True])
@@ -200,7 +49,7 @@ def test_online_is_close_to_offline_with_separated_trials(standardize):
     onsets, durations = slow_events()
     Y, truth = simulate(onsets, durations, seed=6)
     online, est = run_online(Y, onsets, durations, standardize=standardize)
-    offline = lss_betas(zscore_run(Y), onsets, durations, TR)
+    offline = trial_betas(zscore_run(Y), onsets, durations, TR)
     assert np.all(np.isfinite(online)) and est.missed == []
     assert voxel_corr(online, truth).mean() > 0.72
     assert voxel_corr(online, offline).mean() > 0.72
@@ -209,6 +58,25 @@ def test_online_is_close_to_offline_with_separated_trials(standardize):
     # since the running spread early in a drifting run is below the whole run's).
     slope = np.sum(online * offline) / np.sum(offline * offline)
     assert 0.8 < slope < 1.4
+
+
+@pytest.mark.parametrize("method", ["lsa", "lss"])
+def test_online_equals_offline_when_the_window_is_the_whole_run(method):
+    # Two trials, a window that reaches back to volume 0 and the run ending at the second
+    # trial's decode volume: both estimators fit the same columns (trials, Legendre drift over
+    # the same span) to the same rows, so ridge LSA (and LSS) give the same beta.
+    rng = np.random.default_rng(13)
+    onsets, durations = np.array([5.0, 20.0]), np.array([3.0, 3.0])
+    est = OnlineTrialBetas(30, TR, window_s=30.0, drift_order=2, method=method)
+    for i, (onset, duration) in enumerate(zip(onsets, durations, strict=True)):
+        est.add_trial(i, onset, duration)
+    last = est.decode_index(1)
+    assert last == 18 and est.window_volumes == last + 1
+    Z = rng.standard_normal((last + 1, 30)).astype(np.float32)
+    for k, z in enumerate(Z):
+        est.add_volume(k, z)
+    offline = trial_betas(Z, onsets, durations, TR, drift_order=2, method=method)
+    np.testing.assert_allclose(est.estimate(1), offline[1], rtol=1e-4, atol=1e-5)
 
 
 def test_standardize_beats_a_running_zscore_fed_in_early_in_the_run():
@@ -237,7 +105,7 @@ def test_online_with_nsd_timing_estimates_every_trial_including_the_first():
 
 
 def test_trial_at_the_start_of_the_run():
-    est = OnlineLSS(20, TR)
+    est = OnlineTrialBetas(20, TR)
     est.add_trial("first", 0.0, 3.0)
     assert est.decode_index("first") == 5 and est.decode_time("first") == pytest.approx(8.0)
     rng = np.random.default_rng(0)
@@ -254,7 +122,7 @@ def test_trial_at_the_start_of_the_run():
 
 
 def test_due_and_decode_time():
-    est = OnlineLSS(5, TR, decode_delay_s=8.0)
+    est = OnlineTrialBetas(5, TR, decode_delay_s=8.0)
     est.add_trial(7, 4.0, 3.0)  # decode point 12.0 s -> volume 8 (12.8 s)
     est.add_trial(3, 5.0, 3.0)  # 13.0 s -> volume 9 (14.4 s)
     assert est.decode_index(7) == 8
@@ -271,7 +139,7 @@ def test_no_look_ahead_and_no_dependence_on_call_time():
     trial = 20
 
     def estimate(data, call_at_extra=0):
-        est = OnlineLSS(Z.shape[1], TR)
+        est = OnlineTrialBetas(Z.shape[1], TR)
         for i, (o, d) in enumerate(zip(onsets, durations, strict=True)):
             est.add_trial(i, o, d)
         last = est.decode_index(trial)
@@ -290,7 +158,7 @@ def test_missing_volumes_are_absent_rows_not_shifts():
     onsets, durations = nsd_events(np.random.default_rng(8))
     Y, _ = simulate(onsets, durations, seed=8)
     Z = zscore_run(Y)
-    est = OnlineLSS(Z.shape[1], TR)
+    est = OnlineTrialBetas(Z.shape[1], TR)
     for i, (o, d) in enumerate(zip(onsets, durations, strict=True)):
         est.add_trial(i, o, d)
     trial = int(np.flatnonzero(onsets > 40.0)[0])
@@ -318,7 +186,7 @@ def test_missing_volumes_are_absent_rows_not_shifts():
 
 def test_buffer_and_design_stay_bounded_over_a_long_run():
     V = 30
-    est = OnlineLSS(V, TR, window_s=24.0, max_lag_s=8.0)
+    est = OnlineTrialBetas(V, TR, window_s=24.0, max_lag_s=8.0)
     rng = np.random.default_rng(0)
     capacity = est.capacity
     assert capacity == est.window_volumes + 5
@@ -348,7 +216,10 @@ def test_lss_method_keeps_the_lumped_design_and_weights_match_estimate():
     onsets, durations = nsd_events(np.random.default_rng(9))
     Y, _ = simulate(onsets, durations, seed=9)
     Z = zscore_run(Y)
-    lsa, lss = OnlineLSS(Z.shape[1], TR), OnlineLSS(Z.shape[1], TR, method="lss", drift_order=1)
+    lsa, lss = (
+        OnlineTrialBetas(Z.shape[1], TR),
+        OnlineTrialBetas(Z.shape[1], TR, method="lss", drift_order=1),
+    )
     trial = 30
     for est in (lsa, lss):
         for i, (o, d) in enumerate(zip(onsets, durations, strict=True)):
@@ -368,7 +239,7 @@ def test_lss_method_keeps_the_lumped_design_and_weights_match_estimate():
 
 
 def test_late_trials_are_reported_missed():
-    est = OnlineLSS(4, TR, window_s=8.0, max_lag_s=3.2)
+    est = OnlineTrialBetas(4, TR, window_s=8.0, max_lag_s=3.2)
     est.add_trial(0, 0.0, 3.0)  # due at volume 5; window 0..5; buffer of 8 volumes
     for k in range(8):
         est.add_volume(k, np.zeros(4))
@@ -399,11 +270,11 @@ def test_late_trials_are_reported_missed():
 def test_bad_options_name_the_argument(options, name):
     args = {"n_voxels": 10, "tr": TR} | options
     with pytest.raises(ConfigError, match=name):
-        OnlineLSS(args.pop("n_voxels"), args.pop("tr"), **args)
+        OnlineTrialBetas(args.pop("n_voxels"), args.pop("tr"), **args)
 
 
 def test_misuse_raises():
-    est = OnlineLSS(3, TR)
+    est = OnlineTrialBetas(3, TR)
     est.add_trial(1, 4.0, 3.0)
     with pytest.raises(ConfigError, match="'trial_id' 1 was already added"):
         est.add_trial(1, 8.0, 3.0)
@@ -421,7 +292,7 @@ def test_misuse_raises():
 
 
 def test_trial_whose_volumes_all_went_missing_raises():
-    est = OnlineLSS(3, TR, window_s=8.0)
+    est = OnlineTrialBetas(3, TR, window_s=8.0)
     est.add_trial(0, 20.0, 3.0)  # due at volume 18, window 13..18
     est.add_volume(12, np.ones(3))
     est.add_volume(19, np.ones(3))
@@ -433,7 +304,7 @@ def test_trial_whose_volumes_all_went_missing_raises():
 
 def test_partial_estimate_at_the_end_of_a_run():
     rng = np.random.default_rng(12)
-    est = OnlineLSS(5, TR)
+    est = OnlineTrialBetas(5, TR)
     est.add_trial(0, 20.0, 3.0)  # due at volume 18
     est.add_trial(1, 60.0, 3.0)  # starts after the last volume
     for k in range(16):
@@ -452,8 +323,8 @@ def test_standardize_handles_constant_voxels_and_matches_scaled_raw_fit():
     rng = np.random.default_rng(11)
     Y = 1000 + rng.standard_normal((40, 6))
     Y[:, 2] = 500.0
-    est = OnlineLSS(6, TR, standardize=True)
-    raw = OnlineLSS(6, TR)
+    est = OnlineTrialBetas(6, TR, standardize=True)
+    raw = OnlineTrialBetas(6, TR)
     for e in (est, raw):
         e.add_trial(0, 20.0, 3.0)
         for k, y in enumerate(Y):

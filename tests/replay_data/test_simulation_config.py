@@ -1,0 +1,34 @@
+"""Simulation parameters: checks, presets and the derived run counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from replay_data.simulation_config import (
+    PRESETS,
+    SimulationConfig,
+    assign_test_images,
+)
+from rt_base.errors import ConfigError
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="'snr'.*-1"):
+        SimulationConfig(snr=-1)
+    with pytest.raises(ConfigError, match="'trials_per_run'"):
+        SimulationConfig(trials_per_run=80)
+    with pytest.raises(ConfigError, match="'n_train_trials'"):
+        SimulationConfig(n_train_images=100, n_train_trials=1000)
+    with pytest.raises(ConfigError, match="unknown simulation options.*'snrr'"):
+        SimulationConfig.from_dict({"snrr": 1})
+    assert SimulationConfig.from_dict({"snr": 0.7, "shape": [81, 104, 83]}).snr == 0.7
+
+
+def test_presets_and_derived_counts():
+    assert sorted(PRESETS) == ["subj01", "tiny"]
+    cfg = PRESETS["subj01"]()
+    assert cfg == SimulationConfig.subj01() and cfg.trial_s == 4.0
+    assert cfg.n_slots == 72 and cfg.n_test_runs == 3
+    assert cfg.n_filler == 3 * 62 - 50 * 3
+    runs = assign_test_images(50, 3, 62)
+    assert len(runs) == 3 and sorted(i for r in runs for i in r) == sorted(list(range(50)) * 3)
