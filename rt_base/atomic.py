@@ -14,13 +14,14 @@ from typing import Any
 
 
 def temp_path(path: str | Path) -> Path:
-    """The temporary sibling ``path`` is written through: ``name.partial-PID.suffix``.
+    """The temporary sibling ``path`` is written through: ``.partial-PID-NAME``.
 
-    The real suffix stays last so that writers choosing a format by suffix (nibabel, numpy,
-    PIL) still do; the PID keeps two processes from sharing one temporary file.
+    The whole name stays at the end, so writers choosing a format by suffix (nibabel with
+    ``.nii.gz``, numpy, PIL) still do; the leading dot keeps it out of listings; the PID keeps
+    two processes from sharing one temporary file.
     """
     path = Path(path)
-    return path.with_name(f"{path.stem}.partial-{os.getpid()}{path.suffix}")
+    return path.with_name(f".partial-{os.getpid()}-{path.name}")
 
 
 def write_with(path: str | Path, write: Callable[[Path], Any]) -> Path:

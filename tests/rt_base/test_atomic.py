@@ -35,4 +35,5 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_temp_path_keeps_the_suffix_and_is_per_process(tmp_path):
     tmp = atomic.temp_path(tmp_path / "vol.nii.gz")
     assert tmp.parent == tmp_path
-    assert tmp.name.endswith(".gz") and str(os.getpid()) in tmp.name
+    assert tmp.name.endswith("vol.nii.gz") and str(os.getpid()) in tmp.name
+    assert tmp.name.startswith(".")
