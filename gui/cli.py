@@ -66,6 +66,12 @@ def add_console_parser(subparsers) -> argparse.ArgumentParser:
         dest="base_port",
         help="with --replay: first of the session's TCP ports (default 5550)",
     )
+    _add_display_options(p)
+    return p
+
+
+def _add_display_options(p: argparse.ArgumentParser) -> None:
+    """The console's window options: the screenshot run, window size and redraw rate."""
     p.add_argument(
         "--screenshot",
         metavar="FILE",
@@ -88,7 +94,6 @@ def add_console_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--redraw-hz", type=float, default=10.0, dest="redraw_hz", help="redraw rate (default 10)"
     )
-    return p
 
 
 def add_viewer_parser(subparsers) -> argparse.ArgumentParser:

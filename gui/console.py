@@ -21,9 +21,10 @@ from PySide6 import QtCore, QtWidgets
 
 from gui.control import ControlClient
 from gui.model import SessionModel
-from gui.panels import AccuracyPanel, HealthStrip, LogPane, RetrievalPanel
+from gui.panels import AccuracyPanel, HealthStrip, LogPane
 from gui.plots import LatencyPlot, SignalPlots
 from gui.qt import COLORS, panel_frame
+from gui.retrieval_panel import RetrievalPanel
 from gui.slices import SliceViews
 from gui.state import Snapshot
 
@@ -168,7 +169,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             splitter.setHandleWidth(6)
             splitter.setChildrenCollapsible(False)
         self.setCentralWidget(body)
-        self._splitters = (left, right, top, body)
         # initial sizes in pixels (stretch factors only apply to later resizes)
         left.setSizes([500, 400])
         right.setSizes([215, 165, 520])

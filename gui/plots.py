@@ -7,7 +7,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from gui.qt import COLORS, SERIES_COLORS
-from gui.state import LATENCY_SPANS, Snapshot, TrialInfo
+from gui.state import Snapshot, TrialInfo
+from rt_base.names import LIVE_SPANS
 
 BASELINE_TRS = 10  # the ROI trace is % change from the mean of a run's first TRs
 
@@ -20,8 +21,10 @@ TRIAL_COLORS = {
 }
 
 
-#: latency series drawn dashed (spans over several stages)
-DASHED = frozenset({"end-to-end", "acq→recon"})
+#: latency series drawn dashed: spans over several stages (from one stage's stamp to another's)
+DASHED = frozenset(
+    name for name, (_, start, end) in LIVE_SPANS.items() if start.split(".")[0] != end.split(".")[0]
+)
 
 _PENDING_PEN = pg.mkPen("#6b7483", width=1)
 _NO_PEN = pg.mkPen(None)
@@ -249,7 +252,7 @@ class LatencyPlot(QtWidgets.QWidget):
         self.plot.setTitle("Latency per stage", color=COLORS["muted"], size="9pt")
         self.plot.setLogMode(y=True)
         self.curves = {}
-        for name in LATENCY_SPANS:
+        for name in LIVE_SPANS:
             pen = pg.mkPen(SERIES_COLORS[name], width=1.4)
             if name in DASHED:
                 pen.setStyle(QtCore.Qt.PenStyle.DashLine)

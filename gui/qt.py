@@ -21,6 +21,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.state import HEALTH_STATES
+from rt_base.names import LIVE_SPANS
+
 log = logging.getLogger("mindeye_rt.console")
 
 _HEADROOM = 1 << 48  # references added per object: > 10^14 leaked calls
@@ -41,17 +44,12 @@ COLORS = {
     "roi": "#ffb020",
     "true": "#3fb950",
 }
-HEALTH_COLORS = {k: COLORS[k] for k in ("ok", "stale", "error", "stopped", "waiting")}
-#: latency series colours
-SERIES_COLORS = {
-    "source": "#58a6ff",
-    "preprocess": "#3fb950",
-    "estimate": "#d29922",
-    "decode": "#bc8cff",
-    "end-to-end": "#f0f6fc",
-    "reconstruct": "#f778ba",
-    "acq→recon": "#39c5cf",
-}
+#: a colour per stage health state
+HEALTH_COLORS = {k: COLORS[k] for k in HEALTH_STATES}
+#: colours of the latency series, in the order of :data:`rt_base.names.LIVE_SPANS`
+SERIES_PALETTE = ("#58a6ff", "#3fb950", "#d29922", "#bc8cff", "#f0f6fc", "#f778ba", "#39c5cf")
+#: latency span name -> its series colour (the palette repeats for spans beyond its length)
+SERIES_COLORS = {name: SERIES_PALETTE[i % len(SERIES_PALETTE)] for i, name in enumerate(LIVE_SPANS)}
 
 
 def pyside_leaks_none(calls: int = 64) -> bool:

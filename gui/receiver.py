@@ -13,14 +13,14 @@ behind it skips to the newest state: of the volumes waiting in a batch only the 
 shown (the skipped ones are counted).  A hub that restarts is reconnected to by ZMQ; a new
 session is recognised by the model.  Frames that fail validation are logged and skipped.
 
-Errors in the model are logged and the thread goes on; with ``MINDEYE_RT_RAISE=1`` (the test
-suite) the first one is re-raised by :meth:`Receiver.stop`.
+Errors in the model are logged and the thread goes on; where
+:func:`rt_base.debug.reraise_background_errors` says so (the test suite) the first one is
+re-raised by :meth:`Receiver.stop`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import traceback
 
@@ -28,6 +28,7 @@ import zmq
 
 from gui.model import SessionModel
 from rt_base.checks import check_address
+from rt_base.debug import reraise_background_errors
 from rt_base.errors import StageError, WireError
 from rt_wire.message import KINDS, Message, decode
 
@@ -112,7 +113,7 @@ class Receiver:
             return
         self._stop.set()
         self._thread.join(timeout)
-        if self._error is not None and os.environ.get("MINDEYE_RT_RAISE") == "1":
+        if self._error is not None and reraise_background_errors():
             raise self._error
 
     @property

@@ -6,16 +6,11 @@ compare its ``versions`` with the ones they last drew and redraw only what chang
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from rt_base.names import LIVE_SPANS as LATENCY_SPANS
-from rt_base.names import OPTIONAL_STAGES
-from rt_base.names import STAGE_NAMES as STAGES
-
-__all__ = ["LATENCY_SPANS", "OPTIONAL_STAGES", "STAGES"]
-
+#: the states of a stage's health (:class:`StageHealth`), each with its colour in the console
 HEALTH_STATES = ("waiting", "ok", "stale", "error", "stopped")
 
 
@@ -220,4 +215,3 @@ class Snapshot:
     telemetry_age_s: float | None
     skipped_volumes: int
     bad_frames: int
-    extras: dict[str, object] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """Tiny synthetic inputs for the GUI's tests: a telemetry stream and a replay dataset.
 
 Seeded and index-stamped (each volume's voxels hold its TR index plus noise), so a test can see
-which volume a widget shows.  Nothing here is used by the console at run time.
+which volume a widget shows.  Also single messages of the kinds the reconstruction display
+reads, and a settable clock.  Nothing here is used by the console at run time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_wire.message import Message
+from rt_base.names import OPTIONAL_STAGES, STAGE_NAMES
+from rt_wire.message import Message, decode, encode
 
 
 def tiny_mask(shape: tuple[int, int, int] = (10, 12, 8)) -> np.ndarray:
@@ -116,10 +118,11 @@ def synthetic_stream(
     retrievals (top-k with the true image at rank 1 or 2 in turn, per ``correct``), status
     and log messages, run_end, end.
 
-    With ``recon`` (``"lowlevel"`` or ``"full"``) a reconstruct stage takes part: each
-    retrieval is followed by its trial's ``recon`` (image :func:`recon_image`, and in ``"full"``
-    mode blurry :func:`blurry_image`; compute time :data:`RECON_COMPUTE_S`), and the stage
-    publishes status like the others.
+    A trial starts every ``trial_every`` TRs from TR 1 and is decoded ``decode_delay`` TRs
+    later (if that TR is in the run).  With ``recon`` (``"lowlevel"`` or ``"full"``) a
+    reconstruct stage takes part: each retrieval is followed by its trial's ``recon`` (image
+    :func:`recon_image`, and in ``"full"`` mode blurry :func:`blurry_image`; compute time
+    :data:`RECON_COMPUTE_S`), and the stage publishes status like the others.
 
     Returns
     -------
@@ -128,164 +131,208 @@ def synthetic_stream(
     if recon is not None and recon not in RECON_MODES:
         raise ValueError(f"'recon' must be None or one of {RECON_MODES}, got {recon!r}")
     t0 = time.time() if t0 is None else t0
-    stages = ["source", "preprocess", "estimate", "decode", "recorder"]
-    if recon is not None:
-        stages.insert(4, "reconstruct")
-    reconstructed = 0
+    # the stages that report: an optional one (reconstruct) only in a session that runs it
+    stages = [name for name in STAGE_NAMES if recon is not None or name not in OPTIONAL_STAGES]
     seq = iter(range(seq0, seq0 + 10_000))
     rng = np.random.default_rng(1)
     mask = tiny_mask(shape)
-    out = [
-        Message(
-            "run_start",
-            seq=next(seq),
-            run=run,
-            meta={
-                "tr": tr,
-                "n_volumes": n_volumes,
-                "shape": list(shape),
-                "affine": np.eye(4).tolist(),
-                "n_trials": len(range(1, n_volumes, trial_every)),
-                "dataset": "gui-tiny",
-                "dataset_path": dataset_path,
-                "simulated": True,
-            },
-            t={"source.sent": t0},
-        )
-    ]
-    trials = {}
-    n_trial = 0
+    n_trials = len(range(1, n_volumes, trial_every))
+    out = [_run_start(next(seq), run, tr, n_volumes, shape, n_trials, dataset_path, t0)]
+    due: dict[int, tuple[int, int]] = {}  # decode TR -> (trial, image id)
+    n_trial = reconstructed = 0
     for index in range(n_volumes):
         now = t0 + index * tr
         if index % trial_every == 1:
-            image_id = n_trial % ways
-            trials[index + decode_delay] = (n_trial, image_id)
-            out.append(
-                Message(
-                    "trial",
-                    seq=next(seq),
-                    run=run,
-                    index=n_trial,
-                    meta={
-                        "onset": index * tr,
-                        "duration": tr,
-                        "image_id": image_id,
-                        "repetition": 1,
-                        "split": "test",
-                    },
-                    t={"source.acquired": now},
-                )
-            )
+            trial = n_trial
             n_trial += 1
+            due[index + decode_delay] = (trial, trial % ways)
+            out.append(_trial_event(next(seq), run, trial, trial % ways, index * tr, tr, now))
         vol = (1000.0 + index + rng.normal(0, 0.05, shape)).astype(np.float32)
         stamps = {"source.acquired": now, "source.done": now + 0.001}
-        out.append(
-            Message(
-                "volume",
-                seq=next(seq),
-                run=run,
-                index=index,
-                t=dict(stamps),
-                buffers={"volume": vol},
-            )
-        )
+        out.append(_volume(next(seq), run, index, vol, stamps))
         stamps.update({"preprocess.received": now + 0.002, "preprocess.done": now + 0.004})
         raw = vol[mask]
         out.append(
-            Message(
-                "tr",
-                seq=index,
-                run=run,
-                index=index,
-                t=dict(stamps),
-                buffers={"raw": raw, "z": np.zeros_like(raw)},
-            )
-        )
-        if index in trials:
-            trial, image_id = trials.pop(index)
+            Message("tr", seq=index, run=run, index=index, t=dict(stamps),
+                    buffers={"raw": raw, "z": np.zeros_like(raw)})
+        )  # fmt: skip
+        if index in due:
+            trial, image_id = due.pop(index)
             hit = correct[trial % len(correct)]
-            others = [i for i in range(ways) if i != image_id]
-            ids = [image_id, *others[: k - 1]] if hit else [others[0], image_id, *others[1 : k - 1]]
-            stamps.update({"estimate.received": now + 0.005, "estimate.done": now + 0.02})
-            meta = {
-                "onset": (index - decode_delay) * tr,
-                "duration": tr,
-                "image_id": image_id,
-                "repetition": 1,
-                "split": "test",
-                "decode_index": index,
-                "truncated": False,
-            }
-            out.append(
-                Message(
-                    "response",
-                    seq=trial,
-                    run=run,
-                    index=trial,
-                    meta=dict(meta),
-                    t=dict(stamps),
-                    buffers={"response": raw.copy()},
-                )
-            )
-            stamps.update({"decode.received": now + 0.021, "decode.done": now + 0.05})
-            out.append(
-                Message(
-                    "retrieval",
-                    seq=trial,
-                    run=run,
-                    index=trial,
-                    meta={**meta, "rank": 1 if hit else 2, "in_bank": True, "ways": ways},
-                    t=dict(stamps),
-                    buffers={
-                        "ids": np.array(ids, np.int64),
-                        "scores": np.linspace(0.9, 0.5, k).astype(np.float32),
-                        "embedding": np.zeros(4, np.float32),
-                    },
-                )
-            )
+            trial_meta = {"onset": (index - decode_delay) * tr, "duration": tr,
+                          "image_id": image_id, "repetition": 1, "split": "test",
+                          "decode_index": index, "truncated": False}  # fmt: skip
+            out += _decoded(run, trial, trial_meta, hit, raw, stamps, now, k=k, ways=ways)
             if recon is not None:
-                compute = RECON_COMPUTE_S[recon]
-                started = now + 0.06
-                buffers = {"image": recon_image(trial)}
-                if recon == "full":
-                    buffers["blurry"] = blurry_image(trial)
-                out.append(
-                    Message(
-                        "recon",
-                        seq=trial,
-                        run=run,
-                        index=trial,
-                        meta={
-                            **meta,
-                            "rank": 1 if hit else 2,
-                            "mode": recon,
-                            "compute_ms": 1e3 * compute,
-                            "backlog": 0,
-                            "generator": "tiny-random" if recon == "full" else None,
-                        },
-                        t={
-                            **stamps,
-                            "reconstruct.received": now + 0.051,
-                            "reconstruct.started": started,
-                            "reconstruct.done": started + compute,
-                        },
-                        buffers=buffers,
-                    )
-                )
+                out.append(_recon(run, trial, trial_meta, hit, recon, stamps, now))
                 reconstructed += 1
         if index % 2 == 0:
-            for stage in stages:
-                health = {"stage": stage, "final": False, "errors": 0}
-                if stage == "reconstruct":
-                    health.update(
-                        mode=recon,
-                        backlog=0,
-                        behind_s=None,
-                        reconstructed=reconstructed,
-                        compute_ms=1e3 * RECON_COMPUTE_S[recon] if reconstructed else None,
-                    )
-                out.append(Message("status", meta=health))
+            out += _statuses(stages, recon, reconstructed)
     out.append(Message("log", meta={"stage": "decode", "level": "info", "text": "model loaded"}))
     out.append(Message("run_end", seq=next(seq), run=run, meta={"n_volumes": n_volumes}))
     out.append(Message("end", seq=next(seq), meta={"runs": [run]}))
     return out
+
+
+def _run_start(
+    seq: int, run: str, tr: float, n_volumes: int, shape: tuple[int, int, int], n_trials: int,
+    dataset_path: str | None, t0: float,
+) -> Message:  # fmt: skip
+    """The source's ``run_start`` of a run of the simulated dataset ``gui-tiny``."""
+    meta = {"tr": tr, "n_volumes": n_volumes, "shape": list(shape),
+            "affine": np.eye(4).tolist(), "n_trials": n_trials, "dataset": "gui-tiny",
+            "dataset_path": dataset_path, "simulated": True}  # fmt: skip
+    return Message("run_start", seq=seq, run=run, meta=meta, t={"source.sent": t0})
+
+
+def _trial_event(
+    seq: int, run: str, trial: int, image_id: int, onset: float, tr: float, now: float
+) -> Message:
+    """The source's ``trial`` event: image ``image_id`` shown at ``onset`` for one TR."""
+    meta = {"onset": onset, "duration": tr, "image_id": image_id, "repetition": 1,
+            "split": "test"}  # fmt: skip
+    return Message("trial", seq=seq, run=run, index=trial, meta=meta, t={"source.acquired": now})
+
+
+def _volume(seq: int, run: str, index: int, vol: np.ndarray, stamps: dict) -> Message:
+    """The source's ``volume`` of TR ``index``."""
+    return Message("volume", seq=seq, run=run, index=index, t=dict(stamps), buffers={"volume": vol})
+
+
+def _decoded(
+    run: str, trial: int, meta: dict, hit: bool, raw: np.ndarray, stamps: dict, now: float,
+    *, k: int, ways: int,
+) -> list[Message]:  # fmt: skip
+    """Estimate's ``response`` and decode's top-``k`` ``retrieval`` of ``trial`` (the true
+    image first if ``hit``, else second); adds their stamps to ``stamps``."""
+    image_id = meta["image_id"]
+    others = [i for i in range(ways) if i != image_id]
+    ids = [image_id, *others[: k - 1]] if hit else [others[0], image_id, *others[1 : k - 1]]
+    stamps.update({"estimate.received": now + 0.005, "estimate.done": now + 0.02})
+    response = Message("response", seq=trial, run=run, index=trial, meta=dict(meta),
+                       t=dict(stamps), buffers={"response": raw.copy()})  # fmt: skip
+    stamps.update({"decode.received": now + 0.021, "decode.done": now + 0.05})
+    buffers = {
+        "ids": np.array(ids, np.int64),
+        "scores": np.linspace(0.9, 0.5, k).astype(np.float32),
+        "embedding": np.zeros(4, np.float32),
+    }
+    retrieval = Message(
+        "retrieval", seq=trial, run=run, index=trial, t=dict(stamps), buffers=buffers,
+        meta={**meta, "rank": 1 if hit else 2, "in_bank": True, "ways": ways},
+    )  # fmt: skip
+    return [response, retrieval]
+
+
+def _recon(
+    run: str, trial: int, meta: dict, hit: bool, mode: str, stamps: dict, now: float
+) -> Message:
+    """The reconstruct stage's ``recon`` of ``trial`` in ``mode``."""
+    compute = RECON_COMPUTE_S[mode]
+    started = now + 0.06
+    buffers = {"image": recon_image(trial)}
+    if mode == "full":
+        buffers["blurry"] = blurry_image(trial)
+    meta = {**meta, "rank": 1 if hit else 2, "mode": mode, "compute_ms": 1e3 * compute,
+            "backlog": 0, "generator": "tiny-random" if mode == "full" else None}  # fmt: skip
+    t = {**stamps, "reconstruct.received": now + 0.051, "reconstruct.started": started,
+         "reconstruct.done": started + compute}  # fmt: skip
+    return Message("recon", seq=trial, run=run, index=trial, meta=meta, t=t, buffers=buffers)
+
+
+def _statuses(stages: list[str], recon: str | None, reconstructed: int) -> list[Message]:
+    """A healthy ``status`` of each stage (the reconstruct stage's with its progress)."""
+    out = []
+    for stage in stages:
+        health = {"stage": stage, "final": False, "errors": 0}
+        if stage == "reconstruct":
+            health.update(
+                mode=recon,
+                backlog=0,
+                behind_s=None,
+                reconstructed=reconstructed,
+                compute_ms=1e3 * RECON_COMPUTE_S[recon] if reconstructed else None,
+            )
+        out.append(Message("status", meta=health))
+    return out
+
+
+class FakeClock:
+    """A clock for :class:`~gui.model.SessionModel` that moves only when a test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def over_the_wire(msgs: list[Message]) -> list[Message]:
+    """The messages as a receiver gets them: encoded, and decoded into read-only views."""
+    return [decode([bytes(f) for f in encode(m)]) for m in msgs]
+
+
+def recon_status(backlog: int = 0, behind_s: float | None = None, **meta) -> Message:
+    """A reconstruct stage's ``status`` in ``"full"`` mode with ``backlog`` trials queued."""
+    return Message(
+        "status",
+        meta={
+            "stage": "reconstruct",
+            "final": False,
+            "errors": 0,
+            "mode": "full",
+            "backlog": backlog,
+            "behind_s": behind_s,
+            "reconstructed": 2,
+            "compute_ms": 812.0,
+            **meta,
+        },
+    )
+
+
+def recon_message(trial: int, run: str = "run-01", **meta) -> Message:
+    """A ``lowlevel`` ``recon`` message of ``trial`` with image :func:`recon_image`."""
+    return Message(
+        "recon",
+        run=run,
+        index=trial,
+        meta={"mode": "lowlevel", "compute_ms": 12.5, "backlog": 0, **meta},
+        buffers={"image": recon_image(trial)},
+    )
+
+
+def retrieval_message(trial: int, run: str = "run-01") -> Message:
+    """A top-2 ``retrieval`` of ``trial``: image 1 at rank 1 of 6."""
+    return Message(
+        "retrieval",
+        run=run,
+        index=trial,
+        meta={"image_id": 1, "rank": 1, "ways": 6},
+        buffers={"ids": np.array([1, 2]), "scores": np.array([0.9, 0.1], np.float32)},
+    )
+
+
+def fed_model(**stream):
+    """A :class:`~gui.model.SessionModel` (no dataset loading) fed
+    ``synthetic_stream(**stream)``."""
+    from gui.model import SessionModel
+
+    model = SessionModel(dataset_loader=None)
+    model.feed_many(synthetic_stream(**stream))
+    return model
+
+
+def recon_session(recon: str | None, **model_options):
+    """A :class:`~gui.model.SessionModel` (no dataset loading, ``model_options``) fed a 30-TR
+    run over the wire, reconstructing in mode ``recon`` (None: no reconstruct stage)."""
+    from gui.model import SessionModel
+
+    model = SessionModel(dataset_loader=None, **model_options)
+    model.feed_many(over_the_wire(synthetic_stream(n_volumes=30, recon=recon)))
+    return model
+
+
+def pixel_at(pm, fx: float, fy: float = 0.5) -> tuple[int, int, int]:
+    """The (r, g, b) of QPixmap ``pm`` at fractions ``fx``, ``fy`` of its width and height."""
+    c = pm.toImage().pixelColor(int(fx * (pm.width() - 1)), int(fy * (pm.height() - 1)))
+    return c.red(), c.green(), c.blue()

@@ -1,33 +1,33 @@
-"""The console's Qt-free session model, fed a synthetic telemetry stream."""
+"""The console's Qt-free session model fed whole synthetic telemetry streams: what
+:meth:`SessionModel.snapshot` shows, message dispatch, latency spans, bounded memory."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from gui.model import SessionModel
-from gui.receiver import skip_to_latest
-from rt_base.errors import ConfigError
-from rt_wire.message import Message
-from tests.gui.synthetic import synthetic_stream, tiny_mask, write_tiny_dataset
+from gui.model import HANDLERS, SessionModel
+from rt_base.names import LIVE_SPANS
+from rt_wire.message import KINDS, Message
+from tests.gui.synthetic import (
+    RECON_COMPUTE_S,
+    blurry_image,
+    fed_model,
+    recon_image,
+    recon_message,
+    recon_session,
+    retrieval_message,
+    synthetic_stream,
+)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _fed(**kwargs) -> SessionModel:
-    model = SessionModel(dataset_loader=None)
-    model.feed_many(synthetic_stream(**kwargs))
-    return model
+RECON_SERIES = ("reconstruct", "acq→recon")
 
 
 def test_a_run_fills_every_view():
-    snap = _fed(n_volumes=30, trial_every=5, decode_delay=4, k=3, ways=6).snapshot()
+    snap = fed_model(n_volumes=30, trial_every=5, decode_delay=4, k=3, ways=6).snapshot()
     s = snap.session
     assert (s.run, s.tr, s.n_volumes, s.dataset, s.simulated) == (
         "run-01",
@@ -66,73 +66,65 @@ def test_a_run_fills_every_view():
     assert snap.lost_volumes == 0
 
 
-def test_new_run_resets_the_run_and_a_restarted_source_resets_the_session():
+def test_a_full_mode_session_records_each_reconstruction_and_the_stage():
+    snap = recon_session("full").snapshot()
+    rec = snap.recon
+    assert (rec.run, rec.trial, rec.mode, rec.generator, rec.backlog) == (
+        "run-01",
+        4,
+        "full",
+        "tiny-random",
+        0,
+    )
+    np.testing.assert_array_equal(rec.image, recon_image(4))
+    np.testing.assert_array_equal(rec.blurry, blurry_image(4))
+    assert rec.image.flags.writeable and rec.blurry.flags.writeable  # copies, not frame views
+    assert rec.compute_ms == pytest.approx(500.0) and rec.image_id == 4 % 6
+    assert rec.current  # the retrieval shown is of the same trial
+    # every decoded trial got its reconstruction; the last one is not decoded
+    assert [t.reconstructed for t in snap.trials] == [True] * 5 + [False]
+    stage = snap.recon_stage
+    assert (stage.state, stage.mode, stage.backlog, stage.reconstructed) == ("ok", "full", 0, 5)
+    assert stage.compute_ms == pytest.approx(500.0) and stage.behind == ""
+    assert snap.health["reconstruct"].state == "ok" and snap.health["reconstruct"].detail == ""
+    assert list(snap.health) == [
+        "source",
+        "preprocess",
+        "estimate",
+        "decode",
+        "reconstruct",
+        "recorder",
+    ]
+    t, ms = snap.latency["reconstruct"]
+    assert t.size == 5
+    np.testing.assert_allclose(ms, 1e3 * RECON_COMPUTE_S["full"], atol=0.01)
+    np.testing.assert_allclose(snap.latency["acq→recon"][1], 560.0, atol=0.01)
+
+
+def test_a_lowlevel_session_has_no_blurry_image_and_one_without_recon_has_no_stage():
+    rec = recon_session("lowlevel").snapshot().recon
+    assert rec.mode == "lowlevel" and rec.blurry is None and rec.generator is None
+    snap = recon_session(None).snapshot()
+    assert snap.recon is None and snap.recon_stage is None
+    assert "reconstruct" not in snap.health
+    assert not any(t.reconstructed for t in snap.trials)
+    for name in RECON_SERIES:
+        assert snap.latency[name][0].size == 0
+
+
+def test_a_reconstruction_is_current_only_while_its_trial_is_the_retrieval_shown():
     model = SessionModel(dataset_loader=None)
-    model.feed_many(synthetic_stream(n_volumes=20)[:-1])  # without the session's end
-    first = model.snapshot().accuracy.scored
-    assert first > 0
-    # the next run of the same session: per-run views reset, accuracy goes on
-    second_run = synthetic_stream(n_volumes=20, run="run-02", seq0=500)
-    model.feed(second_run[0])
+    model.feed_many(synthetic_stream(n_volumes=30)[:-2])  # decoded trials 0..4, no recon
+    model.feed(recon_message(4))
+    assert model.snapshot().recon.current
+    # decode goes on; the reconstruction of trial 5 is not there yet
+    model.feed(retrieval_message(5))
     snap = model.snapshot()
-    assert snap.session.run == "run-02" and snap.volume is None and snap.trace_time.size == 0
-    assert snap.trials == [] and snap.accuracy.scored == first
-    model.feed_many(second_run[1:])
-    assert model.snapshot().accuracy.scored == 2 * first
-    # the pipeline restarted (the source's sequence is back at 0): a new session
-    model.feed(synthetic_stream(n_volumes=20)[0])
-    snap = model.snapshot()
-    assert snap.accuracy.scored == 0 and snap.session.runs_started == 1 and not snap.session.ended
-    assert any("new session" in e.text for e in snap.log)
-
-
-def test_late_volume_of_an_earlier_run_is_ignored():
-    model = _fed(n_volumes=10)
-    model.feed(synthetic_stream(n_volumes=10, run="run-02", seq0=99)[0])
-    model.feed(
-        Message(
-            "volume", run="run-01", index=9, buffers={"volume": np.ones((10, 12, 8), np.float32)}
-        )
-    )
-    assert model.snapshot().volume is None
-
-
-def test_lost_volumes_are_counted_but_not_those_an_operator_stop_never_sent():
-    model = _fed(n_volumes=10)
-    model.feed(Message("gap", run="run-01", meta={"stage": "preprocess", "lost_volumes": [3, 4]}))
-    model.feed(Message("gap", run="run-01", meta={"stage": "decode", "lost_messages": 2}))
-    model.feed(Message("gap", run="run-01", meta={"stage": "estimate", "missed_trials": [1]}))
-    snap = model.snapshot()
-    assert (snap.lost_volumes, snap.lost_messages, snap.missed_trials) == (2, 2, 1)
-    assert any("lost volume(s) 3, 4" in e.text and e.level == "error" for e in snap.log)
-    model.feed(Message("run_end", run="run-01", meta={"stopped": True, "n_volumes_sent": 6}))
-    model.feed(
-        Message("gap", run="run-01", meta={"stage": "preprocess", "lost_volumes": [5, 6, 7]})
-    )
-    snap = model.snapshot()
-    assert snap.lost_volumes == 3 and snap.session.stopped  # 5 was lost, 6 and 7 never sent
-
-
-def test_stage_health_from_status_recency_errors_and_final_status():
-    clock = FakeClock()
-    model = SessionModel(dataset_loader=None, clock=clock)
-    assert model.health()["decode"].state == "waiting"
-    for stage in ("source", "decode", "recorder"):
-        model.feed(Message("status", meta={"stage": stage, "errors": 0, "final": False}))
-    clock.now += 2.0
-    model.feed(Message("status", meta={"stage": "decode", "errors": 1, "final": False}))
-    model.feed(Message("status", meta={"stage": "recorder", "errors": 0, "final": True}))
-    clock.now += 2.0
-    health = model.health()
-    assert health["source"].state == "stale" and "no status for 4 s" in health["source"].detail
-    assert health["decode"].state == "error" and health["decode"].detail == "1 error(s)"
-    assert health["recorder"].state == "stopped"
-    assert health["estimate"].state == "waiting"
-    clock.now += 20.0  # errors are shown for a while, then the stage is judged by recency
-    model.feed(Message("status", meta={"stage": "decode", "errors": 1, "final": False}))
-    assert model.health()["decode"].state == "ok"
-    model.feed(Message("log", meta={"stage": "decode", "level": "error", "text": "boom"}))
-    assert model.health()["decode"].state == "error"
+    assert snap.recon.trial == 4 and not snap.recon.current
+    model.feed(recon_message(5))
+    assert model.snapshot().recon.current
+    model.feed(recon_message(3, run="run-00"))  # a late one of another run: shown but not current
+    assert not model.snapshot().recon.current
 
 
 def test_memory_stays_bounded_over_a_long_session():
@@ -165,68 +157,42 @@ def test_memory_stays_bounded_over_a_long_session():
     assert snap.accuracy_history.size == 25 and snap.accuracy.scored == 5000
 
 
-def test_bad_sizes_are_refused():
-    with pytest.raises(ConfigError, match="'trace_len' must be an integer >= 1, got 0"):
-        SessionModel(trace_len=0)
-
-
-def test_dataset_gives_roi_outline_slices_and_thumbnails(tmp_path):
-    ds = write_tiny_dataset(tmp_path / "ds", n_volumes=12)
-    model = SessionModel()
-    model.feed_many(synthetic_stream(n_volumes=12, dataset_path=str(ds.root)))
+def test_every_handled_kind_is_a_wire_kind_and_other_kinds_are_ignored():
+    assert set(HANDLERS) <= set(KINDS)
+    model = SessionModel(dataset_loader=None)
+    before = model.snapshot().versions
+    for kind in sorted(set(KINDS) - set(HANDLERS)):
+        model.feed(Message(kind, run="run-01", index=0))
     snap = model.snapshot()
-    np.testing.assert_array_equal(snap.roi_mask, tiny_mask())
-    x, y, z = snap.slice_pos
-    assert snap.roi_mask[x].any() and snap.roi_mask[:, y].any() and snap.roi_mask[:, :, z].any()
-    assert snap.stimuli.shape == (8, 16, 16, 3)
-    model.feed(
-        Message("run_start", seq=0, run="run-01", meta={"dataset_path": str(tmp_path / "nope")})
+    assert snap.versions == before and snap.telemetry_age_s is not None
+
+
+def test_a_latency_is_measured_on_its_own_kind_only_when_both_stamps_are_there():
+    model = SessionModel(dataset_loader=None)
+    stamps = {"preprocess.received": 1.0, "preprocess.done": 1.25}
+    model.feed(Message("tr", run="run-01", index=0, t=stamps))
+    model.feed(Message("volume", run="run-01", index=0, t=stamps))  # not the span's kind
+    model.feed(Message("tr", run="run-01", index=1, t={"preprocess.received": 2.0}))
+    latency = model.snapshot().latency
+    assert set(latency) == set(LIVE_SPANS)
+    np.testing.assert_allclose(latency["preprocess"][1], [250.0])
+    assert all(ms.size == 0 for name, (_, ms) in latency.items() if name != "preprocess")
+
+
+def test_feed_many_is_feed_in_order():
+    stream = synthetic_stream(n_volumes=12, recon="full")
+    one, many = SessionModel(dataset_loader=None), SessionModel(dataset_loader=None)
+    for msg in stream:
+        one.feed(msg)
+    many.feed_many(stream)
+    a, b = one.snapshot(), many.snapshot()
+    assert a.versions == b.versions and a.trials == b.trials and a.accuracy == b.accuracy
+    assert [e.text for e in a.log] == [e.text for e in b.log]
+
+
+def test_the_model_imports_no_qt():
+    code = (
+        "import sys, gui.model, gui.receiver, gui.control\n"
+        "assert not any(m.split('.')[0] in ('PySide6', 'pyqtgraph') for m in sys.modules)"
     )
-    assert any("cannot open dataset" in e.text for e in model.snapshot().log)
-
-
-def test_a_console_that_joins_late_learns_the_dataset_from_the_source_status(tmp_path):
-    ds = write_tiny_dataset(tmp_path / "ds", n_volumes=12)
-    model = SessionModel()
-    model.feed(
-        Message(
-            "status",
-            meta={"stage": "source", "dataset_path": str(ds.root), "paused": True, "speed": 2.0},
-        )
-    )
-    snap = model.snapshot()
-    assert snap.stimuli is not None and snap.session.paused is True and snap.session.speed == 2.0
-
-
-def test_reconstruction_is_kept_when_one_arrives():
-    model = _fed(n_volumes=10)
-    assert model.snapshot().recon is None
-    image = np.zeros((8, 8, 3), np.uint8)
-    model.feed(Message("recon", run="run-01", index=1, buffers={"image": image}))
-    rec = model.snapshot().recon
-    assert rec.trial == 1 and rec.image.shape == (8, 8, 3)
-    model.feed(
-        Message("recon", run="run-01", index=2, buffers={"image": np.zeros((8, 8), np.float32)})
-    )
-    assert model.snapshot().recon.trial == 1
-
-
-def test_skip_to_latest_keeps_the_newest_volume_of_each_run_and_everything_else():
-    vol = {"volume": np.zeros((2, 2, 2), np.float32)}
-    batch = [
-        Message("volume", run="a", index=0, buffers=vol),
-        Message("tr", run="a", index=0),
-        Message("volume", run="a", index=1, buffers=vol),
-        Message("run_start", run="b"),
-        Message("volume", run="b", index=0, buffers=vol),
-        Message("tr", run="b", index=0),
-        Message("volume", run="b", index=1, buffers=vol),
-    ]
-    kept = skip_to_latest(batch)
-    assert [(m.kind, m.run, m.index) for m in kept] == [
-        ("tr", "a", 0),
-        ("volume", "a", 1),
-        ("run_start", "b", None),
-        ("tr", "b", 0),
-        ("volume", "b", 1),
-    ]
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,5 +1,6 @@
-"""The console's telemetry receiver: delivery, bad frames, hub restarts, and never stalling
-the data path."""
+"""The console's telemetry receiver: its sockets and subscriptions, skipping to the newest
+volume, delivery, bad frames, hub restarts, never stalling the data path, and a real
+reconstruct stage's messages reaching the model and the viewer."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import pytest
 import zmq
 
 from gui.model import SessionModel
-from gui.receiver import Receiver
+from gui.receiver import Receiver, channels, skip_to_latest
+from gui.viewer import ViewerWindow
 from realtime.stages.base import Stage
 from rt_base.errors import StageError
 from rt_wire import transport
-from rt_wire.message import Message
+from rt_wire.message import KINDS, Message
 from rt_wire.telemetry import TelemetryHub
-from tests.gui.synthetic import synthetic_stream
+from tests.gui.synthetic import blurry_image, recon_image, synthetic_stream
 
 
 def _hub_addrs(base_port: int) -> tuple[str, str]:
@@ -200,3 +202,105 @@ def test_a_stalled_console_does_not_slow_the_data_path(base_port):
         hub.stop()
     print(f"data path: {baseline:.3f} s alone, {with_stall:.3f} s with a stalled console")
     assert with_stall < 2.0 * baseline + 0.5, (baseline, with_stall)
+
+
+def test_skip_to_latest_keeps_the_newest_volume_of_each_run_and_everything_else():
+    vol = {"volume": np.zeros((2, 2, 2), np.float32)}
+    batch = [
+        Message("volume", run="a", index=0, buffers=vol),
+        Message("tr", run="a", index=0),
+        Message("volume", run="a", index=1, buffers=vol),
+        Message("run_start", run="b"),
+        Message("volume", run="b", index=0, buffers=vol),
+        Message("tr", run="b", index=0),
+        Message("volume", run="b", index=1, buffers=vol),
+    ]
+    kept = skip_to_latest(batch)
+    assert [(m.kind, m.run, m.index) for m in kept] == [
+        ("tr", "a", 0),
+        ("volume", "a", 1),
+        ("run_start", "b", None),
+        ("tr", "b", 0),
+        ("volume", "b", 1),
+    ]
+
+
+def test_the_receiver_subscribes_to_reconstructions():
+    (small, _), (bulky, _) = channels(("",))
+    assert "recon" in small and set(small) | set(bulky) == set(KINDS)
+
+
+def test_volumes_get_a_socket_of_their_own_with_a_tiny_queue():
+    assert channels(("volume", "tr", "retrieval")) == [(("tr", "retrieval"), 500), (("volume",), 4)]
+    assert channels(("status",)) == [(("status",), 500)]
+
+
+class FakeReconstructor:
+    """Draws :func:`recon_image` of trial ``number - 1`` (and its blurry image) at once."""
+
+    def __init__(self, mode: str) -> None:
+        from mindeye_models.recon_options import ReconOptions
+
+        self.options = ReconOptions(mode=mode)
+
+    def __call__(self, tokens, response, number: int):
+        from mindeye_models.reconstructor import ReconstructionOutput
+
+        blurry = blurry_image(number - 1) if self.options.mode == "full" else None
+        return ReconstructionOutput(recon_image(number - 1), blurry, {"total": 1.0})
+
+
+def test_a_real_reconstruct_stage_reaches_the_console_model_and_the_viewer(qtbot, base_port):
+    from realtime.stages.reconstruct import ReconstructStage
+
+    data_in = f"tcp://127.0.0.1:{base_port}"
+    hub_in, hub_out = f"tcp://127.0.0.1:{base_port + 4}", f"tcp://127.0.0.1:{base_port + 5}"
+    hub = TelemetryHub(hub_in, hub_out).start()
+    model = SessionModel(dataset_loader=None)
+    stage = ReconstructStage(
+        FakeReconstructor("full"), generator="fake-unclip", in_addr=data_in, telemetry_addr=hub_in
+    )
+    push = transport.data_sender(zmq.Context.instance(), data_in)
+    try:
+        with Receiver(hub_out, model):
+            stage.start()
+            _until(lambda: model.snapshot().recon_stage is not None)  # its status (every 1 s)
+            now = time.time()
+            latent = Message(
+                "latent",
+                seq=0,
+                run="run-01",
+                index=0,
+                meta={"image_id": 3, "split": "test", "repetition": 1, "rank": 2},
+                t={"source.acquired": now - 0.5, "decode.done": now},
+                buffers={
+                    "tokens": np.zeros((4, 8), np.float32),
+                    "response": np.zeros(10, np.float32),
+                },
+            )
+            transport.send(push, latent)
+            _until(lambda: model.snapshot().recon is not None)
+            snap = model.snapshot()
+    finally:
+        push.close(0)
+        if stage.running:
+            stage.stop()
+        hub.stop()
+    rec = snap.recon
+    assert (rec.run, rec.trial, rec.mode, rec.generator, rec.image_id) == (
+        "run-01",
+        0,
+        "full",
+        "fake-unclip",
+        3,
+    )
+    np.testing.assert_array_equal(rec.image, recon_image(0))
+    np.testing.assert_array_equal(rec.blurry, blurry_image(0))
+    assert rec.compute_ms is not None and rec.compute_ms >= 0 and rec.backlog == 0
+    assert snap.recon_stage.mode == "full"
+    assert snap.latency["reconstruct"][1].size == 1 and snap.latency["acq→recon"][1] >= 500
+    viewer = ViewerWindow(model, feedback="recon")
+    qtbot.addWidget(viewer)
+    viewer.refresh()
+    assert viewer.shown == ("run-01", 0)
+    np.testing.assert_array_equal(viewer.image, recon_image(0))

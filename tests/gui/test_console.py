@@ -1,9 +1,8 @@
-"""The console and viewer widgets fed a synthetic stream (pytest-qt, offscreen)."""
+"""The operator console window fed a synthetic stream (pytest-qt, offscreen): retrieval
+thumbnails, reconstruction card, accuracy, status line, health chips, plots, log, and the
+replay controls."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,25 +11,22 @@ import zmq
 from gui.console import ConsoleWindow
 from gui.control import ControlClient
 from gui.model import SessionModel
-from gui.viewer import ViewerWindow
+from gui.qt import COLORS
+from gui.retrieval_panel import recon_placeholder
 from realtime.stages.source import ReplaySource
-from rt_base.errors import ConfigError
 from rt_wire import transport
 from rt_wire.message import Message
-from rt_wire.telemetry import TelemetryHub
-from tests.gui.synthetic import synthetic_stream, write_tiny_dataset
+from tests.gui.synthetic import (
+    over_the_wire,
+    pixel_at,
+    recon_image,
+    recon_message,
+    recon_status,
+    retrieval_message,
+    synthetic_stream,
+)
 
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("gui") / "ds", n_volumes=40, n_images=8)
-
-
-@pytest.fixture
-def model(dataset):
-    model = SessionModel()
-    model.feed_many(synthetic_stream(n_volumes=30, k=3, ways=6, dataset_path=str(dataset.root)))
-    return model
+RECON_SERIES = ("reconstruct", "acq→recon")
 
 
 @pytest.fixture
@@ -40,6 +36,22 @@ def console(qtbot, model):
     window.show()
     window.refresh()
     return window
+
+
+@pytest.fixture
+def make_console(qtbot):
+    def make(recon: str | None, drop: tuple[str, ...] = ()) -> ConsoleWindow:
+        """A console fed a 30-TR run (reconstructing in mode ``recon``) less kinds ``drop``."""
+        stream = synthetic_stream(n_volumes=30, recon=recon)
+        model = SessionModel(dataset_loader=None)
+        model.feed_many(over_the_wire([m for m in stream if m.kind not in drop]))
+        window = ConsoleWindow(model, confirm_stop=False)
+        qtbot.addWidget(window)
+        window.show()
+        window.refresh()
+        return window
+
+    return make
 
 
 def _colour(pixmap) -> tuple[int, int, int]:
@@ -107,6 +119,76 @@ def test_reconstruction_area_waits_for_a_recon_image(console):
     assert "trial 4" in recon.caption.text()
 
 
+def test_the_recon_card_shows_the_newest_reconstruction_and_its_blurry_image(make_console):
+    window = make_console("full")
+    panel = window.retrieval
+    pm = panel.recon.image.pixmap()
+    assert not pm.isNull() and pm.width() == pm.height() == panel.thumb
+    expected = recon_image(4)
+    assert pixel_at(pm, 0.2) == tuple(int(v) for v in expected[0, 0])  # left half
+    assert pixel_at(pm, 0.8) == tuple(int(v) for v in expected[0, -1])  # right half
+    assert panel.recon.caption.text() == "recon · trial 4\nfull · 500 ms"
+    assert panel.recon.marked and COLORS["accent"] in panel.recon.styleSheet()
+    assert "tiny-random" in panel.recon.toolTip() and "seen image id 4" in panel.recon.toolTip()
+    assert panel.blurry.isVisibleTo(panel)
+    blurry = panel.blurry.image.pixmap()
+    assert blurry.width() == panel.thumb // 2 and pixel_at(blurry, 0.5) == (90, 90, 104)
+    status = window.status_label.text()
+    assert "trials 6/6 (5 decoded, 5 reconstructed)" in status and "behind" not in status
+    chip = window.health.chips["reconstruct"]
+    assert chip.isVisibleTo(window.health) and window.health.states["reconstruct"] == "ok"
+    for name in RECON_SERIES:
+        assert len(window.latency.curves[name].getData()[0]) == 5, name
+    assert "reconstruct</span> 500.0" in window.latency.summary.text()
+    x, y = window.signals.recons.getData()
+    np.testing.assert_allclose(x, [5, 10, 15, 20, 25])  # at the decode points
+    # the next trial is decoded before it is reconstructed: the card says how far behind
+    window.model.feed(retrieval_message(5))
+    window.refresh()
+    assert panel.recon.caption.text().startswith("recon · trial 4 (1 behind)")
+    assert not panel.recon.marked
+    window.model.feed(recon_message(5))
+    window.refresh()
+    assert panel.recon.caption.text() == "recon · trial 5\nlowlevel · 12 ms" and panel.recon.marked
+    assert not panel.blurry.isVisibleTo(panel)  # lowlevel mode: no blurry image beside it
+    assert pixel_at(panel.recon.image.pixmap(), 0.8) == tuple(int(v) for v in recon_image(5)[0, -1])
+
+
+def test_a_session_without_recon_says_so_and_shows_no_reconstruct_stage(make_console):
+    window = make_console(None)
+    panel = window.retrieval
+    assert panel.recon.image.pixmap().isNull()
+    assert "none: this session does not reconstruct" in panel.recon.image.text()
+    assert not panel.blurry.isVisibleTo(panel) and not panel.recon.marked
+    assert not window.health.chips["reconstruct"].isVisibleTo(window.health)
+    assert "reconstruct" not in window.health.states
+    assert "reconstructed" not in window.status_label.text()
+
+
+def test_the_recon_card_waits_while_a_reconstruct_stage_runs(make_console):
+    window = make_console("full", drop=("retrieval", "recon"))  # the stage reports, nothing decoded
+    snap = window.last_snapshot
+    assert snap.recon_stage is not None and snap.accuracy.decoded == 0
+    assert "waiting for reconstructions" in window.retrieval.recon.image.text()
+    assert window.health.chips["reconstruct"].isVisibleTo(window.health)
+    empty = SessionModel(dataset_loader=None).snapshot()
+    assert recon_placeholder(empty) == "waiting for the first trial"
+
+
+def test_a_reconstruct_backlog_is_a_warning_on_the_status_line(make_console):
+    window = make_console("full")
+    window.model.feed(recon_status(backlog=3, behind_s=4.2))
+    window.refresh()
+    status = window.status_label.text()
+    assert f"<span style='color:{COLORS['stale']}'>reconstruct: 3 trials behind (4.2 s)</span>" in (
+        status
+    )
+    assert "3 trials behind" in window.health.chips["reconstruct"].toolTip()
+    window.model.feed(recon_status(backlog=0))
+    window.refresh()
+    assert "behind" not in window.status_label.text()
+
+
 def test_controls_are_disabled_without_a_control_channel(console):
     for w in (console.pause_button, console.speed_box, console.stop_button):
         assert not w.isEnabled()
@@ -146,7 +228,8 @@ def test_console_controls_pause_resume_speed_and_stop_the_source(qtbot, dataset,
         window.speed_box.activated.emit(index)
         _wait(qtbot, window, lambda: source.pacer.speed == 4.0)
         window.stop_button.click()
-        _wait(qtbot, window, lambda: not source.running)
+        # the source ends, and the console has collected its reply to 'stop'
+        _wait(qtbot, window, lambda: not source.running and not window._pending)
         log = window.log_pane.toPlainText()
         assert (
             "pause: ok" in log and "resume: ok" in log and "speed: ok" in log and "stop: ok" in log
@@ -169,129 +252,3 @@ def test_console_logs_a_control_error(qtbot, base_port):
     window.send("pause")
     _wait(qtbot, window, lambda: "pause failed" in window.log_pane.toPlainText())
     window.close()
-
-
-def test_viewer_shows_the_top1_image_only(qtbot, model, dataset):
-    viewer = ViewerWindow(model, feedback="top1")
-    qtbot.addWidget(viewer)
-    viewer.place(0, windowed=True)
-    viewer.refresh()
-    r = model.snapshot().retrieval
-    assert viewer.shown == ("run-01", r.trial)
-    np.testing.assert_array_equal(viewer.image, dataset.stimuli()[int(r.ids[0])])
-    assert not viewer.label.pixmap().isNull()
-    assert viewer.findChildren(type(viewer.label)) == [viewer.label]  # nothing else on screen
-
-
-def test_viewer_in_recon_mode_shows_nothing_until_a_reconstruction(qtbot, model):
-    viewer = ViewerWindow(model, feedback="recon")
-    qtbot.addWidget(viewer)
-    viewer.refresh()
-    assert viewer.image is None and viewer.label.pixmap().isNull()
-    model.feed(
-        Message("recon", run="run-01", index=3, buffers={"image": np.full((8, 8, 3), 7, np.uint8)})
-    )
-    viewer.refresh()
-    assert viewer.shown == ("run-01", 3) and viewer.image.max() == 7
-
-
-def test_viewer_refuses_a_screen_that_does_not_exist(qtbot, model):
-    viewer = ViewerWindow(model)
-    qtbot.addWidget(viewer)
-    with pytest.raises(ConfigError, match="'screen' must be a screen index from 0 to 0, got 5"):
-        viewer.place(5)
-    with pytest.raises(ConfigError, match="'feedback' must be one of 'top1', 'recon'"):
-        ViewerWindow(model, feedback="best")
-
-
-def test_console_cli_saves_a_screenshot_after_n_trials(qtbot, tmp_path, dataset, base_port):
-    from gui.cli import main
-
-    hub_in, hub_out = f"tcp://127.0.0.1:{base_port + 4}", f"tcp://127.0.0.1:{base_port + 5}"
-    hub = TelemetryHub(hub_in, hub_out).start()
-    stop = threading.Event()
-
-    def publish() -> None:  # the same run over and over (no 'end'), until the console exits
-        pub = transport.display_publisher(zmq.Context.instance(), hub_in)
-        stream = synthetic_stream(n_volumes=12, dataset_path=str(dataset.root), seq0=1)[:-1]
-        while not stop.is_set():
-            for msg in stream:
-                transport.try_publish(pub, msg)
-                time.sleep(0.001)
-        pub.close(0)
-
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    out = tmp_path / "shot.png"
-    try:
-        code = main(["console", "--connect", hub_out, "--screenshot", str(out), "--after-trials", "2",
-                     "--timeout", "20", "--size", "1200x800"])  # fmt: skip
-    finally:
-        stop.set()
-        thread.join(5)
-        hub.stop()
-    assert code == 0
-    from PySide6 import QtGui
-
-    image = QtGui.QImage(str(out))
-    assert (image.width(), image.height()) == (1200, 800)
-
-
-def test_console_cli_refuses_bad_options(capsys):
-    from gui.cli import main
-
-    assert main(["console", "--connect", "tcp://127.0.0.1:1", "--size", "big"]) == 2
-    assert "'size' must be WIDTHxHEIGHT" in capsys.readouterr().err
-    assert main(["console", "--connect", "nowhere"]) == 2
-    assert "'connect' must be a ZMQ endpoint" in capsys.readouterr().err
-
-
-def test_launch_console_starts_a_child_that_subscribes(base_port):
-    from gui.cli import launch_console
-
-    addr = f"tcp://127.0.0.1:{base_port}"
-    xpub = zmq.Context.instance().socket(zmq.XPUB)
-    xpub.setsockopt(zmq.LINGER, 0)
-    xpub.bind(addr)
-    proc = launch_console(addr)
-    try:
-        assert xpub.poll(30_000), "the console process did not subscribe"
-        assert xpub.recv()[:1] == b"\x01"  # a subscription from the console's receiver
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        xpub.close(0)
-
-
-def test_viewer_goes_full_screen_on_the_chosen_screen(qtbot, model):
-    viewer = ViewerWindow(model)
-    qtbot.addWidget(viewer)
-    viewer.place(0)
-    assert viewer.isFullScreen()
-    viewer.refresh()
-    side = viewer.label.pixmap().width()
-    assert side == int(0.7 * min(viewer.width(), viewer.height()))
-
-
-def test_viewer_runs_as_its_own_process(base_port):
-    import subprocess
-    import sys
-
-    addr = f"tcp://127.0.0.1:{base_port}"
-    xpub = zmq.Context.instance().socket(zmq.XPUB)
-    xpub.setsockopt(zmq.LINGER, 0)
-    xpub.bind(addr)
-    cmd = [sys.executable, "-m", "gui.cli", "viewer", "--connect", addr, "--windowed"]
-    proc = subprocess.Popen(cmd)
-    try:
-        topics = set()
-        while len(topics) < 5:
-            assert xpub.poll(30_000), "the viewer process did not subscribe"
-            topics.add(xpub.recv()[1:].decode())
-        assert "retrieval" in topics and "volume" not in topics  # only what it shows
-        assert proc.poll() is None
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        xpub.close(0)
