@@ -2,29 +2,44 @@
 
 A stage owns a worker thread that creates its sockets, receives messages from its input
 (PULL), hands each to :meth:`Stage.handle`, and sends what that returns downstream (PUSH) and
-to the telemetry hub (PUB).  Bad frames and exceptions in ``handle`` are logged and counted;
-the stage keeps running.  Tests set ``MINDEYE_RT_RAISE=1`` so that exceptions in the worker
-re-raise from :meth:`Stage.stop` / :meth:`Stage.join` instead of being only logged.
+to the telemetry hub (PUB).
+
+Errors on the data path: a frame that does not decode, or a message that :meth:`Stage.handle`
+rejects with :class:`~rt_base.errors.MessageError` ("this message is bad"), is logged with its
+kind, run and index, counted as ``bad`` and dropped; the stage goes on.  Any other exception in
+``handle`` is a bug: it is logged and counted as ``errors``, and in tests
+(:func:`rt_base.debug.reraise_background_errors`) re-raised from :meth:`Stage.stop` /
+:meth:`Stage.join`.
+
+Each stage builds itself from its spec (JSON values: its links :data:`LINK_KEYS` and its options)
+with :meth:`Stage.from_spec`; the keyword-only parameters of its :meth:`Stage.from_options` are the
+options it takes.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import os
 import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import zmq
 
-from rt_base.errors import StageError, WireError
+from rt_base.debug import reraise_background_errors
+from rt_base.errors import ConfigError, MessageError, StageError, WireError
 from rt_wire import transport
 from rt_wire.message import Message, SequenceTracker, decode
 
 STATUS_PERIOD_S = 1.0
 POLL_MS = 50
+#: the spec keys every stage takes: where it connects, and whether it exits after ``end``
+LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
+#: the counters every stage's status carries
+COUNTERS = ("received", "sent", "bad", "errors", "lost")
 
 
 class Stage(ABC):
@@ -44,6 +59,8 @@ class Stage(ABC):
     poll_ms: int = POLL_MS
     #: kinds published to telemetry besides status/log (the console reads these)
     publish_kinds: frozenset[str] = frozenset()
+    #: options :meth:`from_options` takes through ``**options`` besides its keyword-only ones
+    extra_spec_options: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -68,8 +85,48 @@ class Stage(ABC):
         self._pub: zmq.Socket | None = None
         self._last_status = 0.0
         self.tracker = SequenceTracker()
-        self.counters = {"received": 0, "sent": 0, "invalid": 0, "errors": 0, "lost": 0}
+        self.counters = dict.fromkeys(COUNTERS, 0)
         self.ended = False
+
+    # -- building from a spec ----------------------------------------------------------------
+    @classmethod
+    def spec_options(cls) -> tuple[str, ...]:
+        """The options this stage's spec takes besides :data:`LINK_KEYS`."""
+        return (*(p.name for p in _option_parameters(cls)), *cls.extra_spec_options)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Stage:
+        """Build the stage from ``spec``: its links and options, all JSON values.
+
+        Raises
+        ------
+        ConfigError
+            An option this stage does not take, or a required one missing; errors of the
+            options' values come from the stage itself.
+        """
+        options = dict(spec)
+        links = {k: options.pop(k) for k in LINK_KEYS if k in options}
+        accepted = cls.spec_options()
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"stage {cls.name!r} does not take option(s) {unknown}; it takes {list(accepted)}"
+            )
+        for param in _option_parameters(cls):
+            if param.default is param.empty and param.name not in options:
+                raise ConfigError(
+                    f"stage {cls.name!r} needs option {param.name!r} (--set {param.name}=VALUE)"
+                )
+        return cls.from_options(links, **options)
+
+    @classmethod
+    def from_options(cls, links: dict[str, Any], **options: Any) -> Stage:
+        """Build the stage from its links and checked spec options.
+
+        A stage overrides this with its options as keyword-only parameters (their defaults are
+        the spec's defaults); this default passes everything to the constructor.
+        """
+        return cls(**links, **options)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Stage:
@@ -114,7 +171,7 @@ class Stage(ABC):
             raise StageError(f"stage {self.name!r} was not started: call start() first")
 
     def _reraise(self) -> None:
-        if self._error is not None and os.environ.get("MINDEYE_RT_RAISE") == "1":
+        if self._error is not None and reraise_background_errors():
             raise self._error
 
     # -- hooks for subclasses ----------------------------------------------------------------
@@ -136,7 +193,7 @@ class Stage(ABC):
         return ()
 
     def status(self) -> dict:
-        """Counters and health published every second."""
+        """Counters (:data:`COUNTERS`) and health, published every second."""
         return dict(self.counters)
 
     # -- the worker --------------------------------------------------------------------------
@@ -191,9 +248,7 @@ class Stage(ABC):
             try:
                 msg = decode(frames)
             except WireError as err:
-                self.counters["invalid"] += 1
-                self.log.warning("%s dropped a message: %s", self.name, err)
-                self._publish_log("warning", f"dropped a message: {err}")
+                self.reject(err)
                 continue
             outs = self._check_sequence(msg)
             if outs is None:
@@ -208,7 +263,7 @@ class Stage(ABC):
                 if self.exit_on_end:
                     return
                 continue
-            outs += list(self._safe(lambda m=msg: self.handle(m)))
+            outs += list(self._safe(lambda m=msg: self.handle(m), msg))
             self._emit(push, outs)
 
     def _check_sequence(self, msg: Message) -> list[Message] | None:
@@ -229,16 +284,29 @@ class Stage(ABC):
             self._publish_log("warning", "upstream restarted (sequence went back to 0)")
         return []
 
-    def _safe(self, fn) -> list[Message]:
+    def _safe(self, fn: Callable[[], Iterable[Message]], msg: Message | None = None):
+        """``list(fn())``; a bad message is rejected, any other error logged (and re-raised in
+        tests).  ``msg`` is the message ``fn`` handles, if any."""
         try:
             return list(fn())
+        except MessageError as err:
+            self.reject(err, msg)
+            return []
         except Exception as err:
             self.counters["errors"] += 1
             self.log.error("%s failed on a message: %s\n%s", self.name, err, traceback.format_exc())
             self._publish_log("error", f"{type(err).__name__}: {err}")
-            if os.environ.get("MINDEYE_RT_RAISE") == "1":
+            if reraise_background_errors():
                 raise
             return []
+
+    def reject(self, err: MessageError, msg: Message | None = None) -> None:
+        """Drop a bad message: log it (with its kind, run and index) and count it as ``bad``."""
+        self.counters["bad"] += 1
+        what = "a message" if msg is None else describe(msg)
+        text = f"dropped {what}: {err}"
+        self.log.warning("%s %s", self.name, text)
+        self._publish_log("warning", text)
 
     def _emit(self, push: zmq.Socket | None, msgs: list[Message]) -> None:
         done = time.time()
@@ -278,3 +346,14 @@ class Stage(ABC):
         if self._pub is not None:
             meta = {"stage": self.name, "level": level, "text": text}
             transport.try_publish(self._pub, Message("log", meta=meta, t={"sent": time.time()}))
+
+
+def describe(msg: Message) -> str:
+    """``"a 'trial' message (run 'run-01', index 3)"``: which message, for log lines."""
+    return f"a {msg.kind!r} message (run {msg.run!r}, index {msg.index!r})"
+
+
+def _option_parameters(cls: type[Stage]) -> list[inspect.Parameter]:
+    """The keyword-only parameters of ``cls.from_options``: the stage's spec options."""
+    params = inspect.signature(cls.from_options).parameters.values()
+    return [p for p in params if p.kind is p.KEYWORD_ONLY]

@@ -9,6 +9,7 @@ import numpy as np
 from mindeye_models.ranks import true_ranks
 from realtime.stages.base import Stage
 from rt_base.checks import check_number
+from rt_base.errors import MessageError
 from rt_wire.message import Message
 
 
@@ -47,6 +48,35 @@ class DecodeStage(Stage):
         self.decoded = 0
         self.forward_ms: list[float] = []
 
+    @classmethod
+    def from_options(
+        cls,
+        links: dict,
+        *,
+        checkpoint: str,
+        dataset: str,
+        bank_ids: list[int],
+        device: str = "cpu",
+        clip_weights: str | None = None,
+        cache_dir: str | None = None,
+        top_k: int = 5,
+        emit_latents: bool = False,
+    ) -> DecodeStage:
+        """Build from a spec: loads the MindEye ``checkpoint`` and builds the bank of
+        ``bank_ids`` (images of ``dataset``) before the stage starts."""
+        from realtime.models import load_decoder
+
+        model, bank = load_decoder(
+            checkpoint,
+            dataset,
+            bank_ids,
+            device=device,
+            clip_weights=clip_weights,
+            cache_dir=cache_dir,
+        )
+        device = str(next(model.parameters()).device)
+        return cls(model, bank, top_k=top_k, device=device, emit_latents=emit_latents, **links)
+
     def status(self) -> dict:
         recent = self.forward_ms[-20:]
         return {
@@ -60,8 +90,9 @@ class DecodeStage(Stage):
             return [msg]
         import torch
 
+        response = self._response_of(msg)
         start = time.perf_counter()
-        x = torch.from_numpy(np.array(msg.buffers["response"], np.float32, copy=True))[None]
+        x = torch.from_numpy(np.array(response, np.float32, copy=True))[None]
         with torch.inference_mode():
             tokens, projected = self.model(x.to(self.device))
         emb = projected[0].float().cpu()
@@ -88,7 +119,22 @@ class DecodeStage(Stage):
             meta=dict(out.meta),
             buffers={
                 "tokens": tokens[0].float().cpu().numpy(),
-                "response": np.asarray(msg.buffers["response"], np.float32),
+                "response": np.asarray(response, np.float32),
             },
         )
         return [msg, out, latent]
+
+    def _response_of(self, msg: Message) -> np.ndarray:
+        """The (V,) response buffer of ``msg``, V being the model's voxel count."""
+        response = msg.buffers.get("response")
+        n_voxels = getattr(getattr(self.model, "config", None), "n_voxels", None)
+        ok = response is not None and response.ndim == 1
+        if ok and n_voxels is not None:
+            ok = response.shape[0] == n_voxels
+        if not ok:
+            got = None if response is None else response.shape
+            raise MessageError(
+                f"the response of run {msg.run!r} trial {msg.index} must have a 'response' buffer "
+                f"of shape ({n_voxels or 'V'},) (the model's voxels), got {got}"
+            )
+        return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from realtime.stages.base import Stage
 from rt_base.checks import check_number
-from rt_base.errors import StageError
+from rt_base.errors import ConfigError, MessageError, StageError
 from rt_wire.message import Message
 
 
@@ -47,6 +47,18 @@ class EstimateStage(Stage):
         self.pending: set[int] = set()
         self.estimated = 0
 
+    @classmethod
+    def from_options(
+        cls,
+        links: dict,
+        *,
+        n_voxels: int,
+        decode_delay: float = 8.0,
+        window: float | None = None,
+    ) -> EstimateStage:
+        """Build from a spec: ``decode_delay`` and ``window`` in seconds (see the class)."""
+        return cls(n_voxels, decode_delay_s=decode_delay, window_s=window, **links)
+
     def status(self) -> dict:
         return {
             **self.counters,
@@ -57,48 +69,85 @@ class EstimateStage(Stage):
 
     def handle(self, msg: Message):
         if msg.kind == "run_start":
-            from fmri_compute.online_glm import OnlineTrialBetas
-
-            # standardize: the GLM keeps its own running statistics of the raw masked values,
-            # so every row of a window shares one scale (better for a run's first trials).
-            kwargs = {
-                "decode_delay_s": self.decode_delay_s,
-                "hrf_peak": self.hrf_peak,
-                "standardize": True,
-            }
-            if self.window_s is not None:
-                kwargs["window_s"] = self.window_s
-            self.glm = OnlineTrialBetas(self.n_voxels, float(msg.meta["tr"]), **kwargs)
-            self.run = msg.run
-            self.trials.clear()
-            self.pending.clear()
-            return [msg]
+            return self._run_start(msg)
         if msg.kind == "trial":
-            self.glm.add_trial(int(msg.index), msg.meta["onset"], msg.meta["duration"])
-            self.trials[int(msg.index)] = msg
-            self.pending.add(int(msg.index))
-            return [msg]
+            return self._trial(msg)
         if msg.kind == "tr":
-            self.glm.add_volume(int(msg.index), msg.buffers["raw"])
-            outs = [msg]
-            for trial in self.glm.due(int(msg.index)):
-                outs.append(self._response(trial, msg, truncated=False))
-            return outs
+            return self._tr(msg)
         if msg.kind == "run_end":
-            outs = []
-            for trial in sorted(self.pending):
-                if trial in self.glm.missed:
-                    continue
-                try:
-                    outs.append(self._response(trial, msg, truncated=True))
-                except StageError as err:  # no volume after its onset: cannot be estimated
-                    self.log.warning("trial %s of %s not estimated: %s", trial, self.run, err)
-            for trial in sorted(set(self.glm.missed) & self.pending):
-                self.pending.discard(trial)
-                outs.append(msg.derive("gap", meta={"stage": self.name, "missed_trials": [trial]}))
-            outs.append(msg)
-            return outs
+            return self._run_end(msg)
         return [msg]
+
+    def _run_start(self, msg: Message):
+        from fmri_compute.online_glm import OnlineTrialBetas
+
+        # standardize: the GLM keeps its own running statistics of the raw masked values,
+        # so every row of a window shares one scale (better for a run's first trials).
+        kwargs = {
+            "decode_delay_s": self.decode_delay_s,
+            "hrf_peak": self.hrf_peak,
+            "standardize": True,
+        }
+        if self.window_s is not None:
+            kwargs["window_s"] = self.window_s
+        self.glm = OnlineTrialBetas(self.n_voxels, float(msg.meta["tr"]), **kwargs)
+        self.run = msg.run
+        self.trials.clear()
+        self.pending.clear()
+        return [msg]
+
+    def _check_in_run(self, msg: Message) -> int:
+        """The message's index, once it is known to belong to the current run."""
+        if self.glm is None or msg.run != self.run:
+            raise MessageError(
+                f"a {msg.kind!r} of run {msg.run!r} reached the estimate stage outside its run "
+                f"(the current run is {self.run!r}): the run's 'run_start' must come first"
+            )
+        if msg.kind != "run_end" and msg.index is None:
+            raise MessageError(f"a {msg.kind!r} of run {msg.run!r} must carry an index, got None")
+        return -1 if msg.index is None else int(msg.index)
+
+    def _trial(self, msg: Message):
+        index = self._check_in_run(msg)
+        missing = [k for k in ("onset", "duration") if k not in msg.meta]
+        if missing:
+            raise MessageError(f"trial {index} of run {msg.run!r} has no {missing} in its meta")
+        try:  # the GLM's rules (a trial once, a number for its onset) make a trial bad
+            self.glm.add_trial(index, msg.meta["onset"], msg.meta["duration"])
+        except ConfigError as err:
+            raise MessageError(f"trial {index} of run {msg.run!r} dropped: {err}") from err
+        self.trials[index] = msg
+        self.pending.add(index)
+        return [msg]
+
+    def _tr(self, msg: Message):
+        index = self._check_in_run(msg)
+        if "raw" not in msg.buffers:
+            raise MessageError(f"TR {index} of run {msg.run!r} has no 'raw' buffer")
+        try:  # the GLM's rules (increasing index, one value per voxel) make a TR bad
+            self.glm.add_volume(index, msg.buffers["raw"])
+        except ConfigError as err:
+            raise MessageError(f"TR {index} of run {msg.run!r} dropped: {err}") from err
+        outs = [msg]
+        for trial in self.glm.due(index):
+            outs.append(self._response(trial, msg, truncated=False))
+        return outs
+
+    def _run_end(self, msg: Message):
+        self._check_in_run(msg)
+        outs = []
+        for trial in sorted(self.pending):
+            if trial in self.glm.missed:
+                continue
+            try:
+                outs.append(self._response(trial, msg, truncated=True))
+            except StageError as err:  # no volume after its onset: cannot be estimated
+                self.log.warning("trial %s of %s not estimated: %s", trial, self.run, err)
+        for trial in sorted(set(self.glm.missed) & self.pending):
+            self.pending.discard(trial)
+            outs.append(msg.derive("gap", meta={"stage": self.name, "missed_trials": [trial]}))
+        outs.append(msg)
+        return outs
 
     def _response(self, trial: int, trigger: Message, *, truncated: bool) -> Message:
         beta = self.glm.estimate(trial, partial=truncated)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from realtime.stages.base import Stage
-from rt_base.errors import ConfigError
+from rt_base.errors import ConfigError, MessageError
 from rt_wire.message import Message
 
 
@@ -48,6 +48,11 @@ class PreprocessStage(Stage):
         self.volumes_lost = 0
         self.volumes_repeated = 0
 
+    @classmethod
+    def from_options(cls, links: dict, *, mask: str) -> PreprocessStage:
+        """Build from a spec: ``mask`` is the path of the ROI mask (NIfTI)."""
+        return cls(mask, **links)
+
     def status(self) -> dict:
         return {
             **self.counters,
@@ -83,11 +88,17 @@ class PreprocessStage(Stage):
 
     def _volume(self, msg: Message):
         if msg.run != self.run or self.zscore is None:
-            raise ConfigError(f"volume of run {msg.run!r} arrived outside its run (no run_start)")
+            raise MessageError(
+                f"volume {msg.index} of run {msg.run!r} arrived outside its run (the current run "
+                f"is {self.run!r}): a volume must follow its run's 'run_start'"
+            )
         vol = msg.buffers.get("volume")
         if vol is None or vol.shape != self.mask.shape:
             got = None if vol is None else vol.shape
-            raise ConfigError(f"volume {msg.index} has shape {got}, expected {self.mask.shape}")
+            raise MessageError(
+                f"volume {msg.index} of run {msg.run!r} must have a 'volume' buffer of the mask's "
+                f"shape {self.mask.shape}, got {got}"
+            )
         outs: list[Message] = []
         index = int(msg.index)
         if index < self.next_index:

@@ -10,27 +10,29 @@ ready.  No trial is skipped: when the worker falls behind, the stage says so in 
 from __future__ import annotations
 
 import collections
-import os
 import queue
 import threading
 import time
 
 import numpy as np
 
+from mindeye_models.recon_options import ReconOptions, resolve_mode
 from realtime.stages.base import Stage
 from rt_base.checks import check_number
+from rt_base.debug import reraise_background_errors
+from rt_base.errors import MessageError
 from rt_wire.message import Message
 
 _DONE = object()
 
 
 class ReconstructStage(Stage):
-    """Runs a :class:`mindeye_models.recon.Reconstructor` on each trial's ``latent``.
+    """Runs a :class:`mindeye_models.reconstructor.Reconstructor` on each trial's ``latent``.
 
     Parameters
     ----------
-    reconstructor : callable ``(tokens, response, number) -> {"image", "blurry"?, "ms"}``
-        with an ``options`` attribute (:class:`mindeye_models.recon.ReconOptions`).
+    reconstructor : callable ``(tokens, response, number) -> ReconstructionOutput``
+        with an ``options`` attribute (:class:`mindeye_models.recon_options.ReconOptions`).
     warn_backlog : trials waiting at which the stage warns that it is falling behind (and again
         each time the backlog doubles), provided they also hold ``warn_seconds`` of work.
     warn_seconds : seconds of queued work (trials waiting x median compute time) below which a
@@ -42,6 +44,8 @@ class ReconstructStage(Stage):
     name = "reconstruct"
     publish_kinds = frozenset({"recon"})
     poll_ms = 5
+    #: the per-trial options a spec may give (the fields of ReconOptions)
+    extra_spec_options = tuple(ReconOptions.names())
 
     def __init__(
         self,
@@ -69,6 +73,48 @@ class ReconstructStage(Stage):
         self.reconstructed = 0
         self.failed = 0
         self.compute_ms: list[float] = []
+
+    @classmethod
+    def from_options(
+        cls,
+        links: dict,
+        *,
+        bundle: str,
+        generator: str | None = None,
+        warn_backlog: int = 2,
+        warn_seconds: float = 1.0,
+        **recon,
+    ) -> ReconstructStage:
+        """Build from a spec: loads the reconstruction ``bundle`` (and in ``full`` mode the
+        ``generator``) before the stage starts; ``recon`` are :class:`ReconOptions` fields.
+
+        Raises
+        ------
+        ConfigError
+            Bad options, or mode ``full`` without a generator (checked before loading).
+        """
+        options = ReconOptions(**recon)
+        full = resolve_mode(options.mode, generator) == "full"
+        # the models (and torch) load only once the options are known to be good
+        from mindeye_models.recon_bundle import load_bundle
+        from mindeye_models.reconstructor import Reconstructor, load_generator
+
+        loaded = load_bundle(bundle, device=options.device)
+        pipe = None
+        if full:
+            pipe = load_generator(
+                generator,
+                embed_dim=loaded.token_shape[1],
+                device=options.device,
+                dtype=options.dtype,
+            )
+        return cls(
+            Reconstructor(loaded, options, pipe),
+            warn_backlog=warn_backlog,
+            warn_seconds=warn_seconds,
+            generator=generator if full else None,
+            **links,
+        )
 
     # -- lifecycle: the worker thread lives as long as the stage -----------------------------
     def start(self) -> ReconstructStage:
@@ -110,9 +156,14 @@ class ReconstructStage(Stage):
     def handle(self, msg: Message):
         if msg.kind != "latent":
             return [msg]
-        for name in ("tokens", "response"):
-            if name not in msg.buffers:
-                raise ValueError(f"a 'latent' message without its {name!r} buffer")
+        for name, ndim in (("tokens", 2), ("response", 1)):
+            buf = msg.buffers.get(name)
+            if buf is None or buf.ndim != ndim:
+                got = None if buf is None else buf.shape
+                raise MessageError(
+                    f"the latent of run {msg.run!r} trial {msg.index} must have a {ndim}-D "
+                    f"{name!r} buffer, got {got}"
+                )
         self._queued += 1
         msg.meta["number"] = self._queued
         with self._lock:
@@ -140,10 +191,13 @@ class ReconstructStage(Stage):
             caught_up = self._warned_at and not self._waiting and not self._busy
         for err in errors:  # the socket thread reports (ZMQ sockets are not thread-safe)
             self.failed += 1
+            if isinstance(err, MessageError):
+                self.reject(err)
+                continue
             self.counters["errors"] += 1
             self.log.error("reconstruction failed: %r", err)
             self._publish_log("error", f"reconstruction failed: {type(err).__name__}: {err}")
-            if os.environ.get("MINDEYE_RT_RAISE") == "1":
+            if reraise_background_errors():
                 raise err
         if caught_up:
             self._warned_at = 0
@@ -173,14 +227,15 @@ class ReconstructStage(Stage):
                 self._waiting.popleft()
                 self._busy = True
             try:
-                out = self._reconstruct(msg)
+                out = self.reconstruct(msg)
             except Exception as err:  # noqa: BLE001 - reported by the stage thread (idle)
                 out = err
             with self._lock:
                 self._outbox.append(out)
                 self._busy = False
 
-    def _reconstruct(self, msg: Message) -> Message:
+    def reconstruct(self, msg: Message) -> Message:
+        """Reconstruct one queued ``latent`` (what the worker runs for each); its ``recon``."""
         started = time.time()
         number = int(msg.meta["number"])
         result = self.reconstructor(msg.buffers["tokens"], msg.buffers["response"], number)
@@ -194,7 +249,7 @@ class ReconstructStage(Stage):
         meta.update(
             mode=opt.mode,
             compute_ms=round(compute_ms, 3),
-            parts_ms={k: round(v, 3) for k, v in result["ms"].items()},
+            parts_ms={k: round(v, 3) for k, v in result.timings_ms.items()},
             backlog=self.backlog,
             generator=self.generator if full else None,
             steps=opt.steps if full else None,
@@ -202,9 +257,9 @@ class ReconstructStage(Stage):
             prior_steps=opt.prior_steps if full else None,
             seed=opt.seed + number,
         )
-        buffers = {"image": np.ascontiguousarray(result["image"], np.uint8)}
-        if "blurry" in result:
-            buffers["blurry"] = np.ascontiguousarray(result["blurry"], np.uint8)
+        buffers = {"image": np.ascontiguousarray(result.image, np.uint8)}
+        if result.blurry is not None:
+            buffers["blurry"] = np.ascontiguousarray(result.blurry, np.uint8)
         out = msg.derive("recon", meta=meta, buffers=buffers)
         out.t["reconstruct.started"] = started
         out.t["reconstruct.done"] = done

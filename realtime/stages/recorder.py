@@ -32,6 +32,8 @@ import numpy as np
 from PIL import Image
 
 from realtime.stages.base import Stage
+from rt_base import atomic
+from rt_base.errors import MessageError
 from rt_wire.message import Message
 
 RETRIEVAL_COLUMNS = [
@@ -69,18 +71,18 @@ def _check_image(msg: Message, name: str) -> np.ndarray:
 
     Raises
     ------
-    ValueError
+    MessageError
         The buffer is missing or is not a non-empty (H, W, 3) uint8 image.
     """
     where = f"recon of {msg.run} trial {msg.index}"
     if name not in msg.buffers:
-        raise ValueError(
+        raise MessageError(
             f"{where} has no {name!r} buffer (buffers: {sorted(msg.buffers)}); the reconstruct "
             "stage must send its image as 'image'"
         )
     arr = msg.buffers[name]
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3 or 0 in arr.shape:
-        raise ValueError(
+        raise MessageError(
             f"{where}: buffer {name!r} must be a non-empty (H, W, 3) uint8 RGB image, got "
             f"{arr.dtype} {tuple(arr.shape)}"
         )
@@ -88,11 +90,23 @@ def _check_image(msg: Message, name: str) -> np.ndarray:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 image as PNG: to a temporary name, then renamed into place, so
-    ``path`` never holds a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
+    """Write an (H, W, 3) uint8 image as PNG, atomically: ``path`` never holds a partial file."""
+    atomic.write_with(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+
+
+def _buffer(msg: Message, name: str) -> np.ndarray:
+    """The ``name`` buffer of ``msg``; a message without it is bad."""
+    if name not in msg.buffers:
+        raise MessageError(
+            f"{msg.kind!r} {msg.index} of run {msg.run!r} has no {name!r} buffer "
+            f"(buffers: {sorted(msg.buffers)})"
+        )
+    return msg.buffers[name]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy``, atomically."""
+    atomic.write_with(path, lambda tmp: np.save(tmp, array))
 
 
 class RecorderStage(Stage):
@@ -115,6 +129,11 @@ class RecorderStage(Stage):
         self._numbers: dict[tuple[str | None, int | None], int] = {}
         self._writer("events.tsv", "run\ttrial\tonset\tduration\timage_id\trepetition\tsplit\n")
         self._writer("retrievals.tsv", "\t".join(RETRIEVAL_COLUMNS) + "\n")
+
+    @classmethod
+    def from_options(cls, links: dict, *, out_dir: str, print_trials: bool = True) -> RecorderStage:
+        """Build from a spec: ``out_dir`` is the session folder."""
+        return cls(out_dir, print_trials=print_trials, **links)
 
     def _writer(self, name: str, header: str | None = None, mode: str = "a"):
         if name not in self._files:
@@ -159,12 +178,13 @@ class RecorderStage(Stage):
         self._writer(f"runs/{msg.run}_tr.tsv", "index\tacquired\trecorded\n")
 
     def _on_tr(self, msg: Message) -> None:
-        run = self.runs[msg.run]
+        run = self._run_of(msg)
+        raw = _buffer(msg, "raw")
         fh = self._writer(f"runs/{msg.run}_raw.f32")
-        fh.write(np.ascontiguousarray(msg.buffers["raw"], np.float32).tobytes())
+        fh.write(np.ascontiguousarray(raw, np.float32).tobytes())
         fh.flush()
         run["received"] += 1
-        run["n_voxels"] = int(msg.buffers["raw"].size)
+        run["n_voxels"] = int(raw.size)
         self._line(
             f"runs/{msg.run}_tr.tsv",
             f"{msg.index}\t{msg.t.get('source.acquired', 0):.6f}\t{time.time():.6f}\n",
@@ -174,8 +194,20 @@ class RecorderStage(Stage):
             json.dumps({"kind": "tr", "run": msg.run, "index": msg.index, "t": msg.t}) + "\n",
         )
 
+    def _run_of(self, msg: Message) -> dict:
+        """What the recorder knows of the run ``msg`` belongs to (it must have started)."""
+        if msg.run not in self.runs:
+            raise MessageError(
+                f"{msg.kind!r} {msg.index} of run {msg.run!r} reached the recorder before the "
+                f"run's 'run_start' (runs started: {sorted(self.runs)})"
+            )
+        return self.runs[msg.run]
+
     def _on_trial(self, msg: Message) -> None:
         m = msg.meta
+        missing = [k for k in ("onset", "duration", "image_id") if k not in m]
+        if missing:
+            raise MessageError(f"trial {msg.index} of run {msg.run!r} has no {missing} in its meta")
         self.n_trials += 1
         self._line(
             "events.tsv",
@@ -191,16 +223,18 @@ class RecorderStage(Stage):
         return self._numbers[key]
 
     def _on_response(self, msg: Message) -> None:
+        response = _buffer(msg, "response")  # checked before the trial gets a number
         n = self._trial_number(msg)
-        np.save(self.out / "trials" / f"{n:04d}_response.npy", msg.buffers["response"])
+        _save_npy(self.out / "trials" / f"{n:04d}_response.npy", response)
 
     def _on_retrieval(self, msg: Message) -> None:
+        embedding, ids, scores = (_buffer(msg, k) for k in ("embedding", "ids", "scores"))
         self.n_retrievals += 1
         n = self._trial_number(msg)
         m = msg.meta
-        np.save(self.out / "trials" / f"{n:04d}_embedding.npy", msg.buffers["embedding"])
-        ids = [int(i) for i in msg.buffers["ids"]]
-        scores = [float(s) for s in msg.buffers["scores"]]
+        _save_npy(self.out / "trials" / f"{n:04d}_embedding.npy", embedding)
+        ids = [int(i) for i in ids]
+        scores = [float(s) for s in scores]
         latency = 1e3 * (msg.t.get("decode.done", time.time()) - msg.t.get("source.acquired", 0))
         row = [
             n,
@@ -306,9 +340,7 @@ class RecorderStage(Stage):
             "counters": self.counters,
             "finished": time.time(),
         }
-        tmp = self.out / "recorder.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(self.out / "recorder.json")
+        atomic.write_json(self.out / "recorder.json", info)
         for fh in self._files.values():
             fh.close()
         self._files.clear()

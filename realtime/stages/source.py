@@ -95,6 +95,29 @@ class ReplaySource(Stage):
         self._control_error: BaseException | None = None
         self._notices: deque[tuple[str, str]] = deque(maxlen=100)
 
+    @classmethod
+    def from_options(
+        cls,
+        links: dict,
+        *,
+        dataset: str,
+        runs: list[str] | None = None,
+        speed: float = 1.0,
+        max_volumes: int | None = None,
+        drop_volumes: list | tuple = (),
+        control_addr: str | None = None,
+    ) -> ReplaySource:
+        """Build from a spec (JSON values: ``drop_volumes`` is a list of ``[run, index]``)."""
+        return cls(
+            dataset,
+            runs=runs or None,
+            speed=speed,
+            max_volumes=max_volumes,
+            drop_volumes=[tuple(x) for x in drop_volumes],
+            control_addr=control_addr,
+            **links,
+        )
+
     def status(self) -> dict:
         lateness = self.pacer.lateness[-50:]
         return {
@@ -205,83 +228,85 @@ class ReplaySource(Stage):
         return ()
 
     def produce(self) -> Iterator[Message]:
-        tr = float(self.dataset.meta.tr)
-        affine = np.asarray(self.dataset.affine, float).tolist()
         for run in self.runs:
             if self.pacer.halted:
                 break
-            self.current_run = run
-            data = self.dataset.load_run(run)  # (X, Y, Z, T) float32, loaded before pacing
-            n_vols = (
-                data.shape[-1]
-                if self.max_volumes is None
-                else min(data.shape[-1], self.max_volumes)
-            )
-            events = [e for e in self.dataset.events(run) if e.onset < n_vols * tr]
-            yield Message(
-                "run_start",
-                run=run,
-                meta={
-                    "tr": tr,
-                    "n_volumes": n_vols,
-                    "shape": list(data.shape[:3]),
-                    "affine": affine,
-                    "n_trials": len(events),
-                    "dataset": self.dataset.meta.name,
-                    "dataset_path": str(self.dataset.root),
-                    "simulated": bool(self.dataset.meta.simulated),
-                },
-                t={"source.sent": time.time()},
-            )
-            self.pacer.restart()
-            timeline = [(e.onset, 0, e) for e in events] + [(k * tr, 1, k) for k in range(n_vols)]
-            timeline.sort(key=lambda item: (item[0], item[1]))
-            next_index = 0
-            for data_time, kind, item in timeline:
-                self._flush_notices()
-                if not self.pacer.wait_until(data_time):
-                    break
-                now = time.time()
-                if kind == 0:
-                    yield Message(
-                        "trial",
-                        run=run,
-                        index=int(item.trial),
-                        meta={
-                            "onset": float(item.onset),
-                            "duration": float(item.duration),
-                            "image_id": int(item.image_id),
-                            "repetition": int(item.repetition),
-                            "split": str(item.split),
-                        },
-                        t={"source.acquired": now},
-                    )
-                    continue
-                if (run, item) in self.drop:
-                    continue
-                vol = np.ascontiguousarray(data[..., item], dtype=np.float32)
-                self.sent_volumes += 1
-                next_index = item + 1
-                yield Message(
-                    "volume",
-                    run=run,
-                    index=int(item),
-                    meta={"time": data_time},
-                    t={"source.acquired": now},
-                    buffers={"volume": vol},
-                )
-            del data
+            yield from self._replay_run(run)
             if self._stop.is_set():
                 return  # stop(): no end message (the stages are being stopped too)
-            meta = {"n_volumes": n_vols}
-            if self.pacer.halted:  # the operator's stop: end the run where it is
-                meta.update(stopped=True, n_volumes_sent=next_index)
-            yield Message("run_end", run=run, meta=meta, t={"source.sent": time.time()})
         self._flush_notices()
         meta = {"runs": self.runs}
         if self.pacer.halted:
             meta["stopped"] = True
         yield Message("end", meta=meta, t={"source.sent": time.time()})
+
+    def _replay_run(self, run: str) -> Iterator[Message]:
+        """``run_start``, the run's trials and volumes paced in data time, ``run_end``."""
+        tr = float(self.dataset.meta.tr)
+        self.current_run = run
+        data = self.dataset.load_run(run)  # (X, Y, Z, T) float32, loaded before pacing
+        n_vols = (
+            data.shape[-1] if self.max_volumes is None else min(data.shape[-1], self.max_volumes)
+        )
+        events = [e for e in self.dataset.events(run) if e.onset < n_vols * tr]
+        yield self._run_start(run, data.shape[:3], n_vols, len(events))
+        self.pacer.restart()
+        timeline = [(e.onset, 0, e) for e in events] + [(k * tr, 1, k) for k in range(n_vols)]
+        timeline.sort(key=lambda item: (item[0], item[1]))
+        next_index = 0
+        for data_time, kind, item in timeline:
+            self._flush_notices()
+            if not self.pacer.wait_until(data_time):
+                break
+            now = time.time()
+            if kind == 0:
+                yield _trial_message(run, item, now)
+                continue
+            if (run, item) in self.drop:
+                continue
+            vol = np.ascontiguousarray(data[..., item], dtype=np.float32)
+            self.sent_volumes += 1
+            next_index = item + 1
+            yield Message(
+                "volume",
+                run=run,
+                index=int(item),
+                meta={"time": data_time},
+                t={"source.acquired": now},
+                buffers={"volume": vol},
+            )
+        del data
+        if self._stop.is_set():
+            return
+        meta = {"n_volumes": n_vols}
+        if self.pacer.halted:  # the operator's stop: end the run where it is
+            meta.update(stopped=True, n_volumes_sent=next_index)
+        yield Message("run_end", run=run, meta=meta, t={"source.sent": time.time()})
+
+    def _run_start(self, run: str, shape: tuple, n_volumes: int, n_trials: int) -> Message:
+        meta = {
+            "tr": float(self.dataset.meta.tr),
+            "n_volumes": n_volumes,
+            "shape": list(shape),
+            "affine": np.asarray(self.dataset.affine, float).tolist(),
+            "n_trials": n_trials,
+            "dataset": self.dataset.meta.name,
+            "dataset_path": str(self.dataset.root),
+            "simulated": bool(self.dataset.meta.simulated),
+        }
+        return Message("run_start", run=run, meta=meta, t={"source.sent": time.time()})
+
+
+def _trial_message(run: str, event, now: float) -> Message:
+    """The ``trial`` message of one event of the dataset, acquired at ``now``."""
+    meta = {
+        "onset": float(event.onset),
+        "duration": float(event.duration),
+        "image_id": int(event.image_id),
+        "repetition": int(event.repetition),
+        "split": str(event.split),
+    }
+    return Message("trial", run=run, index=int(event.trial), meta=meta, t={"source.acquired": now})
 
 
 _COMMANDS = ("pause", "resume", "speed", "stop", "state")

@@ -6,17 +6,24 @@ import zmq
 
 from realtime.stages.base import Stage
 from realtime.stages.preprocess import PreprocessStage
-from rt_base.errors import StageError
+from rt_base import debug
+from rt_base.errors import MessageError, StageError
 from rt_wire import transport
 from rt_wire.message import Message
 
 
 class Doubler(Stage):
+    """Doubles each TR's ``z``; a ``tr`` without ``z`` is a bad message, a ``log`` trips a bug."""
+
     name = "doubler"
 
     def handle(self, msg):
         if msg.kind == "tr":
+            if "z" not in msg.buffers:
+                raise MessageError("a 'tr' needs a 'z' buffer")
             return [msg.derive("tr", buffers={"z": msg.buffers["z"] * 2})]
+        if msg.kind == "log":
+            raise RuntimeError("a bug in the handler")
         return [msg]
 
 
@@ -69,7 +76,7 @@ def test_bad_frames_are_dropped_and_the_stage_keeps_running(base_port):
         assert stage.join(5)
     assert [m.kind for m in msgs] == ["tr", "end"]
     np.testing.assert_array_equal(msgs[0].buffers["z"], 2 * np.ones(3))
-    assert stage.counters["invalid"] == 2
+    assert stage.counters["bad"] == 2 and stage.counters["errors"] == 0
     assert stage.counters["received"] == 2
     assert "doubler.received" in msgs[0].t and "doubler.done" in msgs[0].t
     push.close()
@@ -124,5 +131,49 @@ def test_preprocess_reports_a_lost_volume(base_port):
     trs = [m for m in msgs if m.kind == "tr"]
     assert [m.index for m in trs] == [0, 1, 2, 4]
     assert trs[0].buffers["raw"].shape == (int(mask.sum()),)
+    push.close()
+    pull.close()
+
+
+def test_a_bad_message_is_logged_counted_and_the_stage_goes_on(base_port, caplog):
+    push, pull, a_in, a_out = _link(base_port)
+    with Doubler(in_addr=a_in, out_addr=a_out) as stage:
+        transport.send(push, Message("tr", seq=0, run="run-01", index=0, buffers={"z": np.ones(2)}))
+        transport.send(push, Message("tr", seq=1, run="run-01", index=1))  # no 'z': bad
+        transport.send(push, Message("tr", seq=2, run="run-01", index=2, buffers={"z": np.ones(2)}))
+        transport.send(push, Message("end", seq=3))
+        msgs = _recv_all(pull)
+        assert stage.join(5)  # a bad message is not a bug: nothing re-raised, even in tests
+    assert [(m.kind, m.index) for m in msgs] == [("tr", 0), ("tr", 2), ("end", None)]
+    assert stage.status()["bad"] == 1 and stage.status()["errors"] == 0
+    assert stage.status()["received"] == 4
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "'tr' message (run 'run-01', index 1)" in text and "needs a 'z' buffer" in text
+    push.close()
+    pull.close()
+
+
+def test_any_other_error_in_handle_is_a_bug_that_tests_see(base_port):
+    push, pull, a_in, a_out = _link(base_port)
+    stage = Doubler(in_addr=a_in, out_addr=a_out).start()
+    transport.send(push, Message("log", seq=0))
+    with pytest.raises(RuntimeError, match="a bug in the handler"):
+        stage.join(5)
+    assert stage.counters["errors"] == 1 and stage.counters["bad"] == 0
+    push.close()
+    pull.close()
+
+
+def test_in_production_a_bug_is_logged_and_the_stage_goes_on(base_port, monkeypatch):
+    monkeypatch.setenv(debug.ENV_VAR, "0")  # production: log, count, go on
+    push, pull, a_in, a_out = _link(base_port)
+    with Doubler(in_addr=a_in, out_addr=a_out) as stage:
+        transport.send(push, Message("log", seq=0))
+        transport.send(push, Message("tr", seq=1, buffers={"z": np.ones(1)}))
+        transport.send(push, Message("end", seq=2))
+        msgs = _recv_all(pull)
+        assert stage.join(5)
+    assert [m.kind for m in msgs] == ["tr", "end"]
+    assert stage.counters["errors"] == 1
     push.close()
     pull.close()
