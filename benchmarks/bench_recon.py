@@ -19,7 +19,7 @@ Sizes (all weights random, nothing is downloaded):
   with the tiny autoencoder (64 px), tiny unCLIP pipeline (128-d embeddings, 64 px);
 * ``paper``: the 257 x 768 prior, MindEye1's low-level head (15,724 voxels -> 4 x 64 x 64) with
   the Stable Diffusion VAE (512 px), and Stable unCLIP 2.1 small at its real size (870 M UNet,
-  768 px) -- see :mod:`mindeye_models.unclip_configs`.
+  768 px) -- see ``benchmarks/unclip_configs.py``.
 
 As in the reconstruct stage, the prior, the low-level head and its autoencoder run in float32
 (``--prior-head-dtype``) and the generator in ``--dtype``.  Prints p50/p95 per trial, the
@@ -87,13 +87,12 @@ def build_stack(
 ) -> Stack:
     """Build the models of ``size`` (``demo`` or ``paper``); the prior and the generator only
     when ``full``."""
-    from mindeye_models.lowlevel import (
+    from mindeye_models.autoencoders import (
         AutoencoderConfig,
         DiffusersAutoencoder,
-        LowLevelConfig,
-        LowLevelHead,
         TinyAutoencoder,
     )
+    from mindeye_models.lowlevel import LowLevelConfig, LowLevelHead
     from mindeye_models.prior import DiffusionPrior, get_prior_preset
 
     gen_state = torch.random.get_rng_state()
@@ -107,7 +106,7 @@ def build_stack(
             ae_params = _count(autoencoder)
             prior_preset = "small"
         else:
-            from mindeye_models import unclip_configs as uc
+            import unclip_configs as uc  # a sibling of this script
 
             head = uc.build_paper_lowlevel_head(
                 n_voxels=N_VOXELS, device=device, dtype=small_dtype, seed=seed

@@ -6,8 +6,6 @@ keyed by the embedder's identity and a hash of the images, so a later run loads 
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,10 @@ import numpy as np
 import torch
 
 from mindeye_models.losses import flat_normalize
+from rt_base.atomic import write_with
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError, WeightsError
+from rt_base.hashing import array_sha256
 
 
 class ImageBank:
@@ -113,10 +113,8 @@ class ImageBank:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tensors = {"ids": torch.from_numpy(self.ids.copy()), "tokens": self.tokens}
-        save_file(tensors, str(tmp), metadata=metadata or {})
-        os.replace(tmp, path)
+        write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata or {}))
 
     @classmethod
     def load(cls, path: str | Path) -> ImageBank:
@@ -188,11 +186,8 @@ class ImageBank:
 
 
 def images_hash(images: np.ndarray, ids: np.ndarray | None = None) -> str:
-    """Short sha256 of an image array (shape, dtype, pixels) and optionally its ids."""
-    h = hashlib.sha256(f"{images.shape}|{images.dtype}".encode())
-    if ids is not None:
-        h.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
-    for i in range(0, len(images), 256):
-        h.update(np.ascontiguousarray(images[i : i + 256]).tobytes())
-    return h.hexdigest()[:16]
-
+    """Short sha256 (16 hex digits) of an image array (shape, dtype, pixels) and optionally its
+    ids; read 256 images at a time, so a memmap is never copied whole."""
+    chunks = [images[i : i + 256] for i in range(0, len(images), 256)]
+    head = [] if ids is None else [np.asarray(ids, np.int64)]
+    return array_sha256(np.asarray(images.shape), *head, *chunks)[:16]

@@ -13,7 +13,6 @@ with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ import torch
 from mindeye_models.embedder import EMBEDDERS
 from mindeye_models.model import MindEye
 from mindeye_models.presets import MindEyeConfig
+from rt_base.atomic import write_text, write_with
 from rt_base.errors import ConfigError, WeightsError
 
 FORMAT = "mindeye-rt-checkpoint"
 VERSION = 1
-_REMEDY = "train one with `mindeye-rt train` (or mindeye_models.demo.ensure_demo_model)"
+_REMEDY = "train one with `mindeye-rt train` (or mindeye_models.model_cache.ensure_model)"
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -36,16 +36,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_checkpoint(model: MindEye, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -76,8 +66,8 @@ def save_checkpoint(model: MindEye, path: str | Path, extra: dict[str, Any] | No
         text = json.dumps(meta, indent=2, sort_keys=True)
     except TypeError as err:
         raise ConfigError(f"'extra' must be JSON-serializable: {err}") from None
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
-    _atomic_write(sidecar, lambda p: p.write_text(text + "\n"))
+    write_with(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+    write_text(sidecar, text + "\n")
     return weights
 
 

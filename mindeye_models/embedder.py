@@ -9,7 +9,6 @@ same code path, fewer and narrower tokens.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rt_base.errors import ConfigError, WeightsError
+from rt_base.hashing import array_sha256, cache_key
 
 _MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image normalization
 _STD = (0.26862954, 0.26130258, 0.27577711)
@@ -121,11 +121,12 @@ class ImageEmbedder:
 
     def _identity(self) -> str:
         """A short hash that changes when the weights change (for caches)."""
-        h = hashlib.sha256(repr(asdict(self.config)).encode())
         with torch.no_grad():
-            for p in list(self.visual.parameters())[:4]:
-                h.update(p.detach().float().cpu().numpy().tobytes()[:4096])
-        return h.hexdigest()[:16]
+            heads = [
+                p.detach().float().cpu().numpy().reshape(-1)[:1024]  # 4 KiB of each
+                for p in list(self.visual.parameters())[:4]
+            ]
+        return cache_key(asdict(self.config), array_sha256(*heads))
 
     @property
     def token_shape(self) -> tuple[int, int]:

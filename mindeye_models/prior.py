@@ -121,6 +121,23 @@ def get_prior_preset(name: str, **overrides: Any) -> PriorConfig:
     return replace(config, **overrides) if overrides else config
 
 
+def prior_preset_for(token_shape: tuple[int, int]) -> str:
+    """The prior preset (``paper`` or ``small``) whose token shape is ``token_shape``.
+
+    Raises
+    ------
+    ConfigError
+        When no preset has that shape.
+    """
+    for name in ("paper", "small"):
+        if PRIOR_PRESETS[name].token_shape == tuple(token_shape):
+            return name
+    raise ConfigError(
+        f"no prior preset for {token_shape[0]} x {token_shape[1]} tokens: pass prior_preset "
+        "with a PriorConfig of that shape"
+    )
+
+
 def cosine_alphas_cumprod(timesteps: int, s: float = 0.008) -> torch.Tensor:
     """Cumulative signal fractions of the cosine schedule (Nichol & Dhariwal 2021).
 

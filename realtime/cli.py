@@ -111,38 +111,13 @@ def _add_stream(sub) -> None:
 
 
 def cmd_stream(args) -> int:
+    import dataclasses
+
     from realtime.config import StreamConfig, load_config
     from realtime.pipeline import run_stream
 
-    keys = (
-        "replay",
-        "out",
-        "speed",
-        "headless",
-        "decode_delay",
-        "top_k",
-        "preset",
-        "checkpoint",
-        "clip_weights",
-        "device",
-        "runs",
-        "max_volumes",
-        "host",
-        "base_port",
-        "launcher",
-        "train_epochs",
-        "quiet",
-        "recon",
-        "recon_models",
-        "generator",
-        "vae",
-        "recon_steps",
-        "recon_strength",
-        "prior_steps",
-        "recon_seed",
-        "recon_device",
-        "recon_dtype",
-    )
+    # every StreamConfig field is a `stream` option of the same name (see _add_stream)
+    keys = [f.name for f in dataclasses.fields(StreamConfig)]
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = load_config(args.config, **given) if args.config else StreamConfig(**given)
     summary = run_stream(cfg, open_console=getattr(args, "open_console", None))
@@ -204,15 +179,15 @@ def _add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from mindeye_models.demo import ensure_demo_model
-    from realtime.pipeline import training_threads
+    from mindeye_models.model_cache import ensure_model
+    from realtime.preparation import training_threads
     from replay_data.home import data_home
     from replay_data.resolve import resolve_replay
 
     ds = resolve_replay(args.replay)
     models = data_home() / "models"
     with training_threads():
-        path = ensure_demo_model(
+        path = ensure_model(
             ds,
             models_dir=models,
             preset=args.preset,
@@ -220,21 +195,22 @@ def cmd_train(args) -> int:
             force=args.force,
             out=args.out,
             joint_prior=args.prior == "joint",
-            vae=args.vae,
             cache_dir=data_home() / "cache",
             log=print,
         )
         print(f"checkpoint: {path}")
         if args.prior != "none":
-            from mindeye_models.recon import ensure_recon_models
+            from mindeye_models.recon_training import ensure_recon_models
 
+            # every part, so the models serve `stream --recon full` as well as lowlevel
             bundle = ensure_recon_models(
                 ds,
                 path,
                 models_dir=models,
+                with_prior=True,
                 vae=args.vae,
                 cache_dir=data_home() / "cache",
-                force=args.force and args.prior == "after",
+                force=args.force,
                 log=print,
             )
             print(f"reconstruction models: {bundle}")

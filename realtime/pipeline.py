@@ -1,22 +1,21 @@
-"""``mindeye-rt stream``: prepare a session, launch and supervise the stages, summarize."""
+"""``mindeye-rt stream``: prepare a session (:mod:`realtime.preparation`), launch and supervise
+the stages, summarize."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import zmq
 
 from realtime.config import StreamConfig
+from realtime.preparation import prepare
 from realtime.stages import build_stage
-from rt_base.errors import ConfigError, StageError
+from rt_base.errors import StageError
 from rt_wire import transport
 from rt_wire.message import WireError
 from rt_wire.telemetry import TelemetryHub
@@ -30,173 +29,6 @@ ORDER = (
     "source",
 )  # downstream first
 READY_TIMEOUT_S = 300.0
-
-
-@contextlib.contextmanager
-def training_threads():
-    """Train with one core fewer than the machine has (at least one).
-
-    On a machine whose cores are all busy, a multi-threaded op waits for a scheduler slice
-    whenever one of its threads is descheduled; on 2 shared cores that made demo training
-    epochs 3-8x slower with 2 threads than with 1.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 2) - 1)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def prepare(cfg: StreamConfig, log=print) -> dict:
-    """Resolve the dataset and model, create the session folder; returns the stage specs."""
-    from mindeye_models.demo import ensure_demo_model
-    from replay_data.dataset_reader import ReplayDataset
-    from replay_data.home import data_home
-    from replay_data.resolve import resolve_replay
-
-    path = Path(cfg.replay).expanduser()
-    if path.is_dir():
-        ds = ReplayDataset.open(path)
-    else:
-        ds = resolve_replay(cfg.replay, progress=not cfg.quiet, log=log)
-    if cfg.checkpoint:
-        checkpoint = Path(cfg.checkpoint).expanduser()
-        if not checkpoint.is_file():
-            raise ConfigError(
-                f"'checkpoint' must be an existing MindEye checkpoint (.safetensors), got "
-                f"{cfg.checkpoint!r}: train one with `mindeye-rt train`, or leave --checkpoint "
-                "out to use the cached demo model"
-            )
-    else:
-        with training_threads():
-            checkpoint = ensure_demo_model(
-                ds,
-                models_dir=data_home() / "models",
-                preset=cfg.preset,
-                epochs=cfg.train_epochs,
-                progress=not cfg.quiet,
-                log=log,
-            )
-    recon_mode = cfg.recon_mode
-    bundle = options = None
-    if recon_mode != "none":
-        from mindeye_models.recon import ReconOptions, ensure_recon_models
-
-        options = ReconOptions(  # checks the device and options before any training
-            mode=recon_mode,
-            steps=cfg.recon_steps,
-            strength=cfg.recon_strength,
-            prior_steps=cfg.prior_steps,
-            seed=cfg.recon_seed,
-            device=cfg.reconstruct_device,
-            dtype=cfg.recon_dtype,
-        )
-        _check_generator(cfg)
-        if cfg.recon_models:
-            from mindeye_models.recon import check_bundle_for
-
-            bundle = check_bundle_for(cfg.recon_models, checkpoint)
-        else:
-            with training_threads():
-                bundle = ensure_recon_models(
-                    ds,
-                    checkpoint,
-                    models_dir=data_home() / "models",
-                    vae=cfg.vae,
-                    clip_weights=cfg.clip_weights,
-                    cache_dir=data_home() / "cache",
-                    progress=not cfg.quiet,
-                    log=log,
-                )
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(cfg.out) if cfg.out else data_home() / "sessions" / f"{stamp}_{ds.meta.name}"
-    out.mkdir(parents=True, exist_ok=True)
-    runs = cfg.runs or list(ds.runs)
-    events = [e for r in runs for e in ds.events(r)]
-    bank_ids = sorted({int(e.image_id) for e in events if e.split == "test"})
-    if not bank_ids:
-        bank_ids = sorted({int(e.image_id) for e in events})
-    addr = cfg.addresses()
-    tele = addr["telemetry_in"]
-    specs = {
-        "source": {
-            "dataset": str(ds.root),
-            "runs": runs,
-            "speed": cfg.speed,
-            "max_volumes": cfg.max_volumes,
-            "out_addr": addr["preprocess"],
-            "control_addr": addr["control"],
-        },
-        "preprocess": {
-            "mask": str(ds.root / "roi_mask.nii.gz"),
-            "in_addr": addr["preprocess"],
-            "out_addr": addr["estimate"],
-        },
-        "estimate": {
-            "n_voxels": int(ds.meta.n_voxels),
-            "decode_delay": cfg.decode_delay,
-            "in_addr": addr["estimate"],
-            "out_addr": addr["decode"],
-        },
-        "decode": {
-            "checkpoint": str(checkpoint),
-            "dataset": str(ds.root),
-            "bank_ids": bank_ids,
-            "device": cfg.device,
-            "top_k": cfg.top_k,
-            "clip_weights": cfg.clip_weights,
-            "cache_dir": str(data_home() / "cache"),
-            "emit_latents": bundle is not None,
-            "in_addr": addr["decode"],
-            "out_addr": addr["reconstruct"] if bundle is not None else addr["recorder"],
-        },
-        "recorder": {
-            "out_dir": str(out),
-            "print_trials": not cfg.quiet,
-            "in_addr": addr["recorder"],
-        },
-    }
-    if bundle is not None:
-        specs["reconstruct"] = {
-            "bundle": str(bundle),
-            "generator": cfg.generator if recon_mode == "full" else None,
-            **options.to_dict(),
-            "in_addr": addr["reconstruct"],
-            "out_addr": addr["recorder"],
-        }
-    for spec in specs.values():
-        spec["telemetry_addr"] = tele
-    session = {
-        "config": cfg.to_dict(),
-        "dataset": str(ds.root),
-        "dataset_name": ds.meta.name,
-        "simulated": bool(ds.meta.simulated),
-        "checkpoint": str(checkpoint),
-        "recon": recon_mode,
-        "recon_bundle": str(bundle) if bundle is not None else None,
-        "bank_ids": bank_ids,
-        "cache_dir": str(data_home() / "cache"),
-        "runs": runs,
-        "addresses": addr,
-        "started": time.time(),
-    }
-    (out / "config.json").write_text(json.dumps(session, indent=2))
-    (out / "stages").mkdir(exist_ok=True)
-    for name, spec in specs.items():
-        (out / "stages" / f"{name}.json").write_text(json.dumps(spec, indent=2))
-    return {"out": out, "specs": specs, "session": session, "dataset": ds}
-
-
-def _check_generator(cfg: StreamConfig) -> None:
-    """Refuse a missing or incomplete generator snapshot before anything is trained."""
-    if cfg.recon_mode != "full" or cfg.generator == "tiny-random":
-        return
-    from mindeye_models.generator import check_snapshot
-
-    check_snapshot(cfg.generator)
 
 
 def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
@@ -226,11 +58,9 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
         log("no console available to this entry point (run `mindeye-rt stream` for one)")
     elif not cfg.headless:
         addr = cfg.addresses()
-        console = open_console(
-            addr["telemetry"], addr["control"], dataset=str(prep["dataset"].root)
-        )
+        console = open_console(addr["telemetry"], addr["control"], dataset=str(prep.dataset.root))
         log("operator console opened (closing it does not stop the session; --headless for none)")
-    out, session = prep["out"], prep["session"]
+    out, session = prep.out, prep.session
     if session["recon"] == "full" and cfg.generator == "tiny-random":
         log(
             "reconstruction uses the tiny-random generator: random weights, its images carry no "
@@ -249,9 +79,9 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
             import torch
 
             torch.set_num_threads(1)  # as each stage process does (see _run_processes)
-            _run_threads(prep["specs"])
+            _run_threads(prep.specs)
         else:
-            _run_processes(prep["specs"], out, cfg.addresses()["telemetry"], log)
+            _run_processes(prep.specs, out, cfg.addresses()["telemetry"], log)
     finally:
         hub.stop()
     wall = time.time() - t0

@@ -73,9 +73,9 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset, tmp_path_factory):
-    from mindeye_models.demo import ensure_demo_model
+    from mindeye_models.model_cache import ensure_model
 
-    return ensure_demo_model(
+    return ensure_model(
         tiny_dataset,
         models_dir=tmp_path_factory.mktemp("models"),
         preset="tiny",
@@ -91,7 +91,7 @@ FAST_RECON = dict(prior_epochs=8, ae_steps=200, head_epochs=20)
 @pytest.fixture(scope="session")
 def tiny_recon(tiny_dataset, tiny_model, tmp_path_factory):
     """Reconstruction models (prior, low-level head, tiny autoencoder) of ``tiny_model``."""
-    from mindeye_models.recon import ReconTrainConfig, ensure_recon_models
+    from mindeye_models.recon_training import ReconTrainConfig, ensure_recon_models
 
     return ensure_recon_models(
         tiny_dataset,

@@ -1,4 +1,8 @@
-"""Real-size unCLIP / low-level configs (counted on the meta device) and the recon benchmark."""
+"""Real-size unCLIP / low-level configs (counted on the meta device) and the recon benchmark.
+
+Both live in ``benchmarks/`` (scripts, not a package): they are loaded here by file name, under
+the module names the scripts use for each other (``import unclip_configs``).
+"""
 
 from __future__ import annotations
 
@@ -11,26 +15,40 @@ from pathlib import Path
 import pytest
 import torch
 
-from mindeye_models import unclip_configs as uc
 from rt_base.errors import ConfigError
 
-_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_recon.py"
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_recon", _BENCH)
+def _load(name: str):
+    """Import ``benchmarks/NAME.py`` as module ``NAME`` (as its sibling scripts see it)."""
+    spec = importlib.util.spec_from_file_location(name, _BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses and sibling imports look it up there
     try:
         spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
 
 
 @pytest.fixture(scope="module")
-def counts():
+def uc():
+    module = _load("unclip_configs")
+    yield module
+    sys.modules.pop("unclip_configs", None)
+
+
+@pytest.fixture(scope="module")
+def bench(uc):
+    module = _load("bench_recon")
+    yield module
+    sys.modules.pop("bench_recon", None)
+
+
+@pytest.fixture(scope="module")
+def counts(uc):
     return uc.parameter_counts()
 
 
@@ -76,7 +94,7 @@ def test_lowlevel_head_matches_mindeye1_sizes(counts):
     assert 200e6 < counts["lowlevel_head"] < 210e6
 
 
-def test_pipeline_on_meta_has_the_real_configuration():
+def test_pipeline_on_meta_has_the_real_configuration(uc):
     from mindeye_models.generator import _check_compatible, embed_dim, image_size
 
     pipe = uc.build_unclip_small_pipeline(device="meta", dtype=torch.float16)
@@ -95,7 +113,7 @@ def test_pipeline_on_meta_has_the_real_configuration():
     assert not any(p.requires_grad for p in pipe.unet.parameters())
 
 
-def test_lowlevel_head_shapes_and_errors():
+def test_lowlevel_head_shapes_and_errors(uc):
     head = uc.MindEye1LowLevelHead(n_voxels=20, hidden=8, n_blocks=1).eval()
     with torch.no_grad():
         z = head(torch.randn(2, 20))
@@ -106,7 +124,7 @@ def test_lowlevel_head_shapes_and_errors():
         uc.build_sd_vae(device="meta", dtype=torch.int8)
 
 
-def test_builders_are_seeded_and_leave_the_global_rng_alone():
+def test_builders_are_seeded_and_leave_the_global_rng_alone(uc):
     state = torch.random.get_rng_state()
     weights = []
     for seed in (3, 3, 4):

@@ -1,4 +1,5 @@
-"""Low-level head: tiny autoencoder, voxel-to-latent head, local diffusers VAE loading."""
+"""Low-level path: tiny autoencoder training, voxel-to-latent head, local diffusers VAE loading
+(the interface every autoencoder shares is checked in test_autoencoder_contract.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from mindeye_models.lowlevel import (
+from mindeye_models.autoencoders import (
     AutoencoderConfig,
-    LowLevelConfig,
-    LowLevelHead,
     TinyAutoencoder,
     load_autoencoder,
     load_tiny_autoencoder,
     save_autoencoder,
     train_autoencoder,
-    train_lowlevel_head,
 )
+from mindeye_models.lowlevel import LowLevelConfig, LowLevelHead, train_lowlevel_head
 from rt_base.errors import ConfigError, WeightsError
 
 

@@ -1,16 +1,14 @@
-"""Training recipe, retrieval evaluation and the cached demo model."""
+"""Training recipe and retrieval evaluation (with and without a joint prior)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-import mindeye_models.demo as demo
 from mindeye_models.bank import ImageBank
-from mindeye_models.checkpoint import load_checkpoint
 from mindeye_models.model import MindEye
 from mindeye_models.presets import get_preset
 from mindeye_models.train import TrainConfig, evaluate_retrieval, one_cycle, train_mindeye
@@ -116,72 +114,6 @@ def test_bad_training_data_is_a_config_error():
         train_mindeye(tiny(), xtr, ytr[:, :5], QUICK, progress=False)
     with pytest.raises(ConfigError, match="'image_ids'"):
         evaluate_retrieval(tiny(), xtr, np.arange(3), ImageBank(np.arange(8), ytr))
-
-
-# --- demo model cache ----------------------------------------------------------------------
-
-
-@dataclass
-class FakeMeta:
-    name: str
-    n_voxels: int
-
-
-class FakeDataset:
-    """The parts of replay_data.dataset.ReplayDataset that ensure_demo_model uses."""
-
-    def __init__(self, name="fake-subj", n_images=12, reps=3, seed=0):
-        rng = np.random.default_rng(seed)
-        self.meta = FakeMeta(name, V)
-        self.images = rng.integers(0, 256, (n_images + 4, 16, 16, 3), dtype=np.uint8)
-        self.ids = np.repeat(np.arange(4, n_images + 4), reps)
-        self.responses = rng.standard_normal((len(self.ids), V)).astype(np.float32)
-
-    def training_responses(self):
-        return self.responses, self.ids
-
-    def stimuli(self):
-        return self.images
-
-    def image_ids(self, split):
-        return np.arange(4) if split == "test" else np.arange(4, len(self.images))
-
-
-def test_ensure_demo_model_trains_once_and_reuses_the_checkpoint(tmp_path, monkeypatch):
-    ds = FakeDataset()
-    messages = []
-    path = demo.ensure_demo_model(
-        ds, models_dir=tmp_path, preset="tiny", epochs=2, progress=False, log=messages.append
-    )
-    assert path.is_file() and path.suffix == ".safetensors" and "fake-subj" in path.name
-    model, extra = load_checkpoint(path)
-    assert model.config.n_voxels == V and model.config.embedder == "tiny-random"
-    assert extra["dataset"] == "fake-subj" and extra["preset"] == "tiny"
-    assert extra["n_trials"] == 36 and extra["train_config"]["epochs"] == 2
-    assert len(extra["embedder_identity"]) == 16 and len(extra["data_fingerprint"]) == 16
-    assert "training MindEye" in messages[0]
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("a cached model must not be retrained")
-
-    monkeypatch.setattr(demo, "train_mindeye", no_training)
-    again = demo.ensure_demo_model(ds, models_dir=tmp_path, preset="tiny", epochs=2, progress=False)
-    assert again == path
-    # Other training data -> another checkpoint (so training is attempted).
-    changed = FakeDataset(seed=1)
-    with pytest.raises(AssertionError, match="must not be retrained"):
-        demo.ensure_demo_model(
-            changed, models_dir=tmp_path, preset="tiny", epochs=2, progress=False
-        )
-    with pytest.raises(AssertionError, match="must not be retrained"):
-        demo.ensure_demo_model(
-            ds, models_dir=tmp_path, preset="tiny", epochs=2, progress=False, force=True
-        )
-
-
-def test_ensure_demo_model_rejects_a_bad_preset(tmp_path):
-    with pytest.raises(ConfigError, match="'preset'"):
-        demo.ensure_demo_model(FakeDataset(), models_dir=tmp_path, preset="huge")
 
 
 def test_joint_prior_training_trains_the_prior_and_the_backbone_through_it():

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from realtime.cli import main
@@ -89,3 +91,107 @@ def test_missing_checkpoint_is_refused_before_any_stage_starts(tmp_path, capsys,
     assert (
         "'checkpoint' must be an existing MindEye checkpoint" in err and "none.safetensors" in err
     )
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"recon": "blurry"}, "'recon'"),
+        ({"recon": "full"}, "needs a generator"),
+        ({"recon_strength": -1}, "'recon_strength'"),
+        ({"recon_dtype": "float16"}, "needs a CUDA device"),
+        ({"recon_device": "tpu"}, "'recon_device'"),
+        ({"generator": ""}, "'generator'"),
+    ],
+)
+def test_stream_config_checks_recon_options(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        StreamConfig(**changes)
+
+
+def test_auto_mode_follows_the_generator():
+    assert StreamConfig().recon_mode == "lowlevel"
+    assert StreamConfig(generator="tiny-random").recon_mode == "full"
+    assert StreamConfig(recon="none", generator="x").recon_mode == "none"
+
+
+def test_every_config_field_is_a_stream_option(monkeypatch):
+    """`stream` has an option per StreamConfig field and hands the given ones to the config."""
+    import argparse
+
+    import realtime.pipeline
+    from realtime.cli import _add_stream
+
+    parser = argparse.ArgumentParser()
+    _add_stream(parser.add_subparsers(dest="command"))
+    dests = set(vars(parser.parse_args(["stream"])))
+    assert {f.name for f in dataclasses.fields(StreamConfig)} <= dests
+    seen = {}
+
+    def fake_run(cfg, open_console=None):
+        seen["cfg"] = cfg
+        return {"complete": True}
+
+    monkeypatch.setattr(realtime.pipeline, "run_stream", fake_run)
+    argv = ["stream", "--replay", "x", "--top-k", "3", "--recon", "none", "--vae", "v"]
+    assert main(argv) == 0
+    cfg = seen["cfg"]
+    assert (cfg.replay, cfg.top_k, cfg.recon, cfg.vae) == ("x", 3, "none", "v")
+    assert cfg.speed == StreamConfig().speed  # not given: the default
+
+
+@pytest.mark.parametrize(("recon", "with_prior"), [("lowlevel", False), ("full", True)])
+def test_a_session_trains_only_the_reconstruction_parts_it_uses(
+    recon, with_prior, tiny_dataset, tiny_model, tiny_recon, tmp_path, data_home, monkeypatch
+):
+    import mindeye_models.recon_training
+    from realtime.preparation import prepare
+
+    calls = []
+
+    def ensure(dataset, checkpoint, **kwargs):
+        calls.append(kwargs)
+        return tiny_recon
+
+    monkeypatch.setattr(mindeye_models.recon_training, "ensure_recon_models", ensure)
+    cfg = StreamConfig(
+        replay=str(tiny_dataset.root),
+        out=str(tmp_path / "s"),
+        checkpoint=str(tiny_model),
+        recon=recon,
+        generator="tiny-random" if recon == "full" else None,
+        quiet=True,
+    )
+    prep = prepare(cfg, log=lambda *a: None)
+    assert [c["with_prior"] for c in calls] == [with_prior]
+    assert prep.session["recon"] == recon and prep.specs["reconstruct"]["bundle"] == str(tiny_recon)
+    assert prep.specs["decode"]["emit_latents"] is True
+    assert prep.specs["decode"]["out_addr"] == prep.specs["reconstruct"]["in_addr"]
+    assert (prep.out / "stages" / "reconstruct.json").is_file()
+
+
+def test_a_full_session_refuses_given_models_without_a_prior(
+    tiny_dataset, tiny_model, tiny_recon, tmp_path, data_home
+):
+    from mindeye_models.recon_bundle import ReconBundle, load_bundle
+    from realtime.preparation import prepare
+    from rt_base.errors import WeightsError
+
+    full = load_bundle(tiny_recon)
+    low = ReconBundle(full.token_shape, head=full.head, autoencoder=full.autoencoder)
+    low.info = dict(full.info)
+    path = low.save(tmp_path / "low.safetensors")
+    cfg = StreamConfig(
+        replay=str(tiny_dataset.root),
+        out=str(tmp_path / "s"),
+        checkpoint=str(tiny_model),
+        recon="full",
+        generator="tiny-random",
+        recon_models=str(path),
+        quiet=True,
+    )
+    with pytest.raises(WeightsError, match="holds no diffusion prior"):
+        prepare(cfg, log=lambda *a: None)
+    assert not (tmp_path / "s").exists()  # refused before the session folder is made
+    lowlevel = prepare(dataclasses.replace(cfg, recon="lowlevel"), log=lambda *a: None)
+    assert lowlevel.session["recon_bundle"] == str(path)

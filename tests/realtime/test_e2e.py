@@ -59,11 +59,11 @@ def test_a_dropped_volume_is_reported(tiny_dataset, tiny_model, tmp_path, base_p
     cfg = _thread_config(tiny_dataset, tiny_model, tmp_path, base_port)
     prep = pipeline.prepare(cfg, log=lambda *a: None)
     run = tiny_dataset.runs[0]
-    prep["specs"]["source"]["drop_volumes"] = [[run, 7]]
-    pipeline._run_threads(prep["specs"])
+    prep.specs["source"]["drop_volumes"] = [[run, 7]]
+    pipeline._run_threads(prep.specs)
     from realtime.summary import summarize
 
-    s = summarize(prep["out"], log=lambda *a: None, offline=False)
+    s = summarize(prep.out, log=lambda *a: None, offline=False)
     assert s["volumes_lost"] == 1
     assert s["volumes_received"] == _expected_volumes(tiny_dataset) - 1
     assert any(g.get("lost_volumes") == [7] and g["run"] == run for g in s["gaps"])

@@ -1,4 +1,5 @@
-"""Reconstruction models (cached bundle), the per-trial Reconstructor and the reconstruct stage."""
+"""The per-trial Reconstructor (lowlevel and full mode, its output, the parts it needs), the
+generator loader, and the reconstruct stage running a Reconstructor through its sockets."""
 
 from __future__ import annotations
 
@@ -10,22 +11,13 @@ import pytest
 import torch
 import zmq
 
-from mindeye_models.recon import (
-    ReconBundle,
-    ReconOptions,
-    Reconstructor,
-    ReconTrainConfig,
-    check_bundle_for,
-    ensure_recon_models,
-    load_bundle,
-    load_generator,
-)
-from realtime.config import StreamConfig
+from mindeye_models.recon_bundle import ReconBundle, load_bundle
+from mindeye_models.recon_options import ReconOptions
+from mindeye_models.reconstructor import ReconstructionOutput, Reconstructor, load_generator
 from realtime.stages.reconstruct import ReconstructStage
 from rt_base.errors import ConfigError, WeightsError
 from rt_wire import transport
 from rt_wire.message import Message
-from tests.conftest import FAST_RECON
 
 
 def _trial_inputs(dataset, checkpoint, n=1):
@@ -36,45 +28,6 @@ def _trial_inputs(dataset, checkpoint, n=1):
     with torch.no_grad():
         tokens = model(torch.from_numpy(responses[:n]))[0].numpy()
     return tokens, responses[:n], ids[:n]
-
-
-def test_bundle_is_cached_and_round_trips(tiny_dataset, tiny_model, tiny_recon, tmp_path):
-    lines = []
-    again = ensure_recon_models(
-        tiny_dataset,
-        tiny_model,
-        models_dir=tiny_recon.parent,
-        config=ReconTrainConfig(**FAST_RECON),
-        progress=False,
-        log=lines.append,
-    )
-    assert again == tiny_recon and lines == [f"using the cached reconstruction models {again}"]
-    bundle = load_bundle(tiny_recon)
-    info = bundle.info
-    assert info["prior_training"] == "after" and info["n_val"] == 40
-    # the held-out blurry images resemble their own images more than others'
-    assert info["val_blurry"]["pixcorr"] > info["val_blurry"]["pixcorr_shuffled"] + 0.2
-    # the trained prior moves the backbone's tokens towards the CLIP targets
-    assert info["val_class_cosine_prior"] > info["val_class_cosine_backbone"] + 0.2
-    _, responses, _ = _trial_inputs(tiny_dataset, tiny_model, 3)
-    a = bundle.blurry(torch.from_numpy(responses))
-    b = load_bundle(tiny_recon).blurry(torch.from_numpy(responses))
-    assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
-    assert check_bundle_for(tiny_recon, tiny_model) == tiny_recon
-
-
-def test_bundle_errors_name_the_file(tiny_model, tiny_recon, tmp_path):
-    with pytest.raises(WeightsError, match="does not exist"):
-        load_bundle(tmp_path / "nothing.safetensors")
-    other = tmp_path / "other.safetensors"
-    other.write_bytes(tiny_model.read_bytes() + b"x")  # another checkpoint's bytes
-    with pytest.raises(WeightsError, match="were trained for checkpoint"):
-        check_bundle_for(tiny_recon, other)
-    foreign = tmp_path / "foreign.safetensors"
-    foreign.write_bytes(b"")
-    (tmp_path / "foreign.safetensors.json").write_text('{"format": "something else"}')
-    with pytest.raises(WeightsError, match="not a reconstruction-bundle"):
-        load_bundle(foreign)
 
 
 @pytest.mark.parametrize(
@@ -95,43 +48,30 @@ def test_recon_options_reject_bad_values(changes, match):
         ReconOptions(**changes)
 
 
-@pytest.mark.parametrize(
-    "changes, match",
-    [
-        ({"recon": "blurry"}, "'recon'"),
-        ({"recon": "full"}, "needs a generator"),
-        ({"recon_strength": -1}, "'recon_strength'"),
-        ({"recon_dtype": "float16"}, "needs a CUDA device"),
-        ({"recon_device": "tpu"}, "'recon_device'"),
-        ({"generator": ""}, "'generator'"),
-    ],
-)
-def test_stream_config_checks_recon_options(changes, match):
-    with pytest.raises(ConfigError, match=match):
-        StreamConfig(**changes)
-
-
-def test_auto_mode_follows_the_generator():
-    assert StreamConfig().recon_mode == "lowlevel"
-    assert StreamConfig(generator="tiny-random").recon_mode == "full"
-    assert StreamConfig(recon="none", generator="x").recon_mode == "none"
-
-
-def test_full_mode_needs_a_matching_generator(tiny_recon, tmp_path):
+def test_full_mode_needs_a_generator_and_a_prior(tiny_recon, tmp_path):
     bundle = load_bundle(tiny_recon)
     with pytest.raises(ConfigError, match="needs a generator"):
         Reconstructor(bundle, ReconOptions(mode="full"))
-    with pytest.raises(WeightsError, match="takes 64-d image embeddings"):
-        # a tiny pipeline conditioned on 64-d embeddings cannot take the prior's 128-d ones
-        from mindeye_models import generator as gen
+    lowlevel_only = ReconBundle(
+        bundle.token_shape, head=bundle.head, autoencoder=bundle.autoencoder
+    )
+    pipe = load_generator("tiny-random", embed_dim=128, device="cpu", dtype="float32")
+    with pytest.raises(WeightsError, match="holds no diffusion prior .*'full' needs it"):
+        Reconstructor(lowlevel_only, ReconOptions(mode="full"), pipe)
+    Reconstructor(lowlevel_only, ReconOptions(mode="lowlevel"))  # all a lowlevel session needs
+    prior_only = ReconBundle(bundle.token_shape, prior=bundle.prior)
+    with pytest.raises(WeightsError, match="holds no low-level head and autoencoder"):
+        Reconstructor(prior_only, ReconOptions(mode="lowlevel"))
 
-        pipe = gen.build_tiny_unclip_pipeline(embed_dim=64)
-        original = gen.build_tiny_unclip_pipeline
-        gen.build_tiny_unclip_pipeline = lambda **kw: pipe
-        try:
-            load_generator("tiny-random", embed_dim=128, device="cpu", dtype="float32")
-        finally:
-            gen.build_tiny_unclip_pipeline = original
+
+def test_the_generator_must_take_the_priors_embeddings(tmp_path, monkeypatch):
+    from mindeye_models import generator, reconstructor
+
+    # a tiny pipeline conditioned on 64-d embeddings cannot take the prior's 128-d ones
+    pipe = generator.build_tiny_unclip_pipeline(embed_dim=64)
+    monkeypatch.setattr(reconstructor, "build_tiny_unclip_pipeline", lambda **kw: pipe)
+    with pytest.raises(WeightsError, match="takes 64-d image embeddings"):
+        load_generator("tiny-random", embed_dim=128, device="cpu", dtype="float32")
     with pytest.raises(WeightsError, match="does not exist"):
         load_generator(str(tmp_path / "no-snapshot"), embed_dim=128, device="cpu", dtype="float32")
 
@@ -146,13 +86,17 @@ def test_reconstructor_is_reproducible_per_trial(tiny_dataset, tiny_model, tiny_
         rec(tokens[0], responses[0], 5),
         rec(tokens[0], responses[0], 6),
     )
-    assert a["image"].shape == (64, 64, 3) and a["blurry"].shape == (32, 32, 3)
-    assert np.array_equal(a["image"], b["image"])  # same trial number, same seed
-    assert not np.array_equal(a["image"], c["image"])  # the next trial draws new noise
-    assert np.array_equal(a["blurry"], c["blurry"])  # the blurry image is deterministic
-    assert set(a["ms"]) == {"lowlevel", "prior", "generator"}
+    assert isinstance(a, ReconstructionOutput)
+    assert a.image.shape == (64, 64, 3) and a.image.dtype == np.uint8
+    assert a.blurry.shape == (32, 32, 3) and a.blurry.dtype == np.uint8
+    assert np.array_equal(a.image, b.image)  # same trial number, same seed
+    assert not np.array_equal(a.image, c.image)  # the next trial draws new noise
+    assert np.array_equal(a.blurry, c.blurry)  # the blurry image is deterministic
+    assert set(a.timings_ms) == {"lowlevel", "prior", "generator"}
+    assert all(ms > 0 for ms in a.timings_ms.values())
     low = Reconstructor(bundle, ReconOptions(mode="lowlevel"))(tokens[0], responses[0], 1)
-    assert np.array_equal(low["image"], a["blurry"]) and "blurry" not in low
+    assert np.array_equal(low.image, a.blurry) and low.blurry is None
+    assert set(low.timings_ms) == {"lowlevel"}
 
 
 def _stage_link(base_port):
@@ -219,7 +163,7 @@ def test_stage_reconstructs_a_trial_with_a_tiny_unclip(
     assert first.t["decode.done"] <= first.t["reconstruct.started"] <= first.t["reconstruct.done"]
     # the same trial number and seed through the stage as directly
     direct = rec(tokens[0], responses[0], 1)
-    assert np.array_equal(first.buffers["image"], direct["image"])
+    assert np.array_equal(first.buffers["image"], direct.image)
 
 
 class _Slow:
@@ -233,7 +177,8 @@ class _Slow:
     def __call__(self, tokens, response, number):
         self.gate.wait(10)
         time.sleep(self.delay)
-        return {"image": np.full((4, 4, 3), number, np.uint8), "ms": {"lowlevel": 1.0}}
+        image = np.full((4, 4, 3), number, np.uint8)
+        return ReconstructionOutput(image=image, timings_ms={"lowlevel": 1.0})
 
 
 def test_a_slow_stage_reports_its_backlog_and_skips_nothing(base_port, caplog):
@@ -265,42 +210,6 @@ def test_a_slow_stage_reports_its_backlog_and_skips_nothing(base_port, caplog):
     assert warnings and "3 trials waiting" in warnings[0], warnings
 
 
-def test_bundle_shapes_follow_the_checkpoint(tiny_recon):
-    bundle = load_bundle(tiny_recon)
-    assert isinstance(bundle, ReconBundle) and bundle.token_shape == (17, 128)
-    assert bundle.head.config.latent_shape == (4, 8, 8)
-
-
-def test_joint_training_saves_its_prior_with_the_reconstruction_models(tiny_dataset, tmp_path):
-    """`train --prior joint`: the prior trained with the backbone is the bundle's prior, and a
-    later stream finds that bundle instead of training another."""
-    from mindeye_models.demo import ensure_demo_model
-
-    models = tmp_path / "models"
-    ckpt = ensure_demo_model(
-        tiny_dataset,
-        models_dir=models,
-        preset="tiny",
-        epochs=3,
-        progress=False,
-        joint_prior=True,
-        recon_config=ReconTrainConfig(**FAST_RECON),
-    )
-    lines = []
-    bundle = ensure_recon_models(
-        tiny_dataset,
-        ckpt,
-        models_dir=models,
-        config=ReconTrainConfig(**FAST_RECON),
-        progress=False,
-        log=lines.append,
-    )
-    assert lines == [f"using the cached reconstruction models {bundle}"]
-    info = load_bundle(bundle).info
-    assert info["prior_training"] == "joint" and "prior_final_loss" not in info
-    assert "val_class_cosine_prior" in info
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -311,6 +220,6 @@ def test_full_reconstruction_in_half_precision_on_a_gpu(
     options = ReconOptions(mode="full", steps=2, prior_steps=3, device="cuda", dtype=dtype)
     pipe = load_generator("tiny-random", embed_dim=128, device="cuda", dtype=dtype)
     out = Reconstructor(load_bundle(tiny_recon), options, pipe)(tokens[0], responses[0], 1)
-    assert out["image"].shape == (64, 64, 3) and out["image"].dtype == np.uint8
+    assert out.image.shape == (64, 64, 3) and out.image.dtype == np.uint8
     assert pipe.unet.dtype == getattr(torch, dtype)
-    assert out["image"].std() > 0  # not a blank (NaN-clamped) image
+    assert out.image.std() > 0  # not a blank (NaN-clamped) image

@@ -1,5 +1,8 @@
 """Real-size reconstruction models with random weights, built in code (nothing is downloaded).
 
+Used by the benchmarks only (``bench_recon.py --size paper``), so it lives with them; the
+scripts import it as a sibling (``import unclip_configs``), as ``python benchmarks/X.py`` runs.
+
 For latency and memory figures without the weights, this module builds the models of the
 paper-size reconstruction path at their real sizes:
 
