@@ -295,16 +295,19 @@ def _add_summarize(sub) -> None:
 
 def cmd_summarize(args) -> int:
     from realtime.summary import RECON_METRICS_SIZE, summarize
-    from rt_base.checks import check_number
+    from rt_base.checks import check_number, check_path
 
     size = args.recon_metrics_size
     if size is not None:
         size = check_number(size, "recon_metrics_size", minimum=8, maximum=4096, integer=True)
-    if not (Path(args.session) / "config.json").is_file():
-        raise MindEyeRTError(
-            f"'session' must be a session folder with a config.json, got {args.session!r}"
-        )
-    summarize(args.session, recon_metrics_size=size or RECON_METRICS_SIZE)
+    session = check_path(args.session, "session", kind="dir")
+    check_path(
+        session / "config.json",
+        "session",
+        kind="file",
+        remedy=f"{args.session!r} is not a session folder (no config.json)",
+    )
+    summarize(session, recon_metrics_size=size or RECON_METRICS_SIZE)
     return 0
 
 

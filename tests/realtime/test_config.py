@@ -195,3 +195,12 @@ def test_a_full_session_refuses_given_models_without_a_prior(
     assert not (tmp_path / "s").exists()  # refused before the session folder is made
     lowlevel = prepare(dataclasses.replace(cfg, recon="lowlevel"), log=lambda *a: None)
     assert lowlevel.session["recon_bundle"] == str(path)
+
+
+def test_summarize_refuses_a_folder_that_is_not_a_session(tmp_path, capsys):
+    from realtime.cli import main
+
+    assert main(["summarize", str(tmp_path / "missing")]) == 2
+    assert "'session' must be an existing folder" in capsys.readouterr().err
+    assert main(["summarize", str(tmp_path)]) == 2
+    assert "is not a session folder (no config.json)" in capsys.readouterr().err
