@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.signal import fftconvolve
-from scipy.stats import gamma
+
+# scipy.fft and scipy.special, not scipy.signal / scipy.stats: those two take ~1 s to import,
+# paid by every stage process that imports the GLM.
+from scipy import fft
+from scipy.special import gammaln
 
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
@@ -64,8 +67,24 @@ def double_gamma(
     """
     peak, undershoot, ratio = _check_shape(peak, undershoot, ratio)
     t = np.asarray(t, dtype=np.float64)
-    h = gamma.pdf(t, peak) - ratio * gamma.pdf(t, undershoot)
+    h = _gamma_pdf(t, peak) - ratio * _gamma_pdf(t, undershoot)
     return np.where(t > 0, h, 0.0) / (1.0 - ratio)
+
+
+def _gamma_pdf(t: np.ndarray, shape: float) -> np.ndarray:
+    """The gamma density of ``shape`` (scale 1) at ``t``; 0 for ``t <= 0``."""
+    positive = t > 0
+    safe = np.where(positive, t, 1.0)
+    pdf = np.exp((shape - 1.0) * np.log(safe) - safe - gammaln(shape))
+    return np.where(positive, pdf, 0.0)
+
+
+def _convolve_columns(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Full linear convolution of each column of ``x`` (n, m) with ``kernel`` (k,), by FFT."""
+    n = x.shape[0] + kernel.shape[0] - 1
+    size = fft.next_fast_len(n, real=True)
+    spectrum = fft.rfft(x, size, axis=0) * fft.rfft(kernel, size)[:, None]
+    return fft.irfft(spectrum, size, axis=0)[:n]
 
 
 def canonical_hrf(
@@ -226,7 +245,7 @@ def trial_regressors(
     centres = (k0 + np.arange(n_bins) + 0.5) * dt
     for p, pk in enumerate(np.atleast_1d(peaks)):
         h = double_gamma(np.arange(kernel_len) * dt, pk, undershoot, ratio)
-        fine = fftconvolve(boxes, h[:, None], axes=0)[:n_bins] * dt
+        fine = _convolve_columns(boxes, h)[:n_bins] * dt
         for i in range(onsets.size):
             out[p, :, i] = np.interp(times, centres, fine[:, i], left=0.0, right=fine[-1, i])
     out[np.abs(out) < 1e-12] = 0.0

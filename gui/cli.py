@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from realtime.cli import run_commands
+from realtime.config import StreamConfig
 from rt_base.checks import check_address, check_number
 from rt_base.errors import ConfigError, MindEyeRTError, StageError
 
@@ -235,8 +237,6 @@ def _maybe_screenshot(window, args, elapsed: float) -> int | None:
 def _start_session(args):
     """Start ``mindeye-rt stream --headless`` for ``--replay``; returns (process, telemetry
     address, control address or None)."""
-    from realtime.config import StreamConfig
-
     speed = check_number(args.speed, "speed", minimum=0.0)
     cfg = StreamConfig(replay=args.replay, speed=speed, headless=True, **_port(args))
     addresses = cfg.addresses()
@@ -367,8 +367,6 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m gui.cli console|viewer ...`` (how :func:`launch_console` starts a child)."""
-    from realtime.cli import run_commands
-
     return run_commands(COMMANDS, argv)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.model import SessionModel
+from gui.qt import pixmap
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
@@ -103,8 +104,6 @@ class ViewerWindow(QtWidgets.QWidget):
             self._show(snap.recon.image, (snap.recon.run, snap.recon.trial))
 
     def _show(self, image: np.ndarray, trial: tuple[str | None, int | None]) -> None:
-        from gui.qt import pixmap
-
         self.image = np.ascontiguousarray(image[..., :3], np.uint8)
         self.shown = trial
         side = int(self.fill * min(self.width(), self.height()))

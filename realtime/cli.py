@@ -1,4 +1,9 @@
-"""The ``mindeye-rt`` command line."""
+"""The streaming application's commands (stream, simulate, train, model-info, stage, summarize).
+
+Each command imports what it runs when it runs (torch, the models, the datasets), so that
+``mindeye-rt --help`` and a stage process that does not need them start light.  The program
+``mindeye-rt`` (:mod:`mindeye_rt.cli`) adds the console's and viewer's commands.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-from rt_base.errors import MindEyeRTError
+from realtime.config import StreamConfig, load_config
+from rt_base.checks import check_address, check_number, check_path
+from rt_base.errors import ConfigError, MindEyeRTError
 
 
 def _add_stream(sub) -> None:
@@ -113,7 +120,6 @@ def _add_stream(sub) -> None:
 def cmd_stream(args) -> int:
     import dataclasses
 
-    from realtime.config import StreamConfig, load_config
     from realtime.pipeline import run_stream
 
     # every StreamConfig field is a `stream` option of the same name (see _add_stream)
@@ -250,8 +256,6 @@ def _add_stage(sub) -> None:
 
 def cmd_stage(args) -> int:
     from realtime.stages import build_stage
-    from rt_base.checks import check_address
-    from rt_base.errors import ConfigError
 
     spec: dict = json.loads(Path(args.spec).read_text()) if args.spec else {}
     for key in ("in_addr", "out_addr", "telemetry_addr"):
@@ -295,7 +299,6 @@ def _add_summarize(sub) -> None:
 
 def cmd_summarize(args) -> int:
     from realtime.summary import RECON_METRICS_SIZE, summarize
-    from rt_base.checks import check_number, check_path
 
     size = args.recon_metrics_size
     if size is not None:

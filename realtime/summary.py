@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fmri_compute.normalize import zscore_run
+from fmri_compute.offline_glm import trial_betas
 from mindeye_models.ranks import top_k_accuracy, true_ranks
 from rt_base.atomic import write_json
+from rt_base.checks import check_number
 from rt_base.names import END_TO_END, RECORDED_SPANS
 
 #: Side (px) both image sets are resized to for the reconstruction metrics.  The paper's 425 px
@@ -104,8 +107,6 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
     same model and bank: the offline reference for the real-time figures."""
     import torch
 
-    from fmri_compute.normalize import zscore_run
-    from fmri_compute.offline_glm import trial_betas
     from realtime.models import load_decoder
 
     model, bank = load_decoder(
@@ -213,7 +214,6 @@ def reconstruction_metrics(
     blurry images were saved ("full" mode).
     """
     from replay_data.dataset_reader import ReplayDataset
-    from rt_base.checks import check_number
 
     size = check_number(size, "size", minimum=8, integer=True)
     n_shuffles = check_number(n_shuffles, "n_shuffles", minimum=1, integer=True)

@@ -1,7 +1,8 @@
-"""Estimate: each trial's response from a sliding-window LSS GLM, at a fixed decode delay."""
+"""Estimate: each trial's response from a sliding-window ridge-LSA GLM, at a fixed decode delay."""
 
 from __future__ import annotations
 
+from fmri_compute.online_glm import OnlineTrialBetas
 from realtime.stages.base import Stage
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError, MessageError, StageError
@@ -79,8 +80,6 @@ class EstimateStage(Stage):
         return [msg]
 
     def _run_start(self, msg: Message):
-        from fmri_compute.online_glm import OnlineTrialBetas
-
         # standardize: the GLM keeps its own running statistics of the raw masked values,
         # so every row of a window shares one scale (better for a run's first trials).
         kwargs = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fmri_compute.normalize import RunningZScore
 from realtime.stages.base import Stage
 from rt_base.errors import ConfigError, MessageError
 from rt_wire.message import Message
@@ -71,8 +72,6 @@ class PreprocessStage(Stage):
         return [msg]
 
     def _run_start(self, msg: Message):
-        from fmri_compute.normalize import RunningZScore
-
         shape = tuple(msg.meta.get("shape", ()))
         if shape != self.mask.shape:
             raise ConfigError(
