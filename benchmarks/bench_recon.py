@@ -124,7 +124,7 @@ def build_stack(
             stack.prior.to(device=device, dtype=small_dtype).eval()
             embed_dim = stack.prior.config.token_dim
             if size == "demo":
-                from mindeye_models.generator import build_tiny_unclip_pipeline
+                from mindeye_models.unclip_pipeline import build_tiny_unclip_pipeline
 
                 pipe = build_tiny_unclip_pipeline(seed=seed, embed_dim=embed_dim, image_size=64)
                 pipe = pipe.to(device)

@@ -254,7 +254,7 @@ def build_openclip_h_text_encoder(
 
 def _ddim_v_config() -> dict[str, Any]:
     """The SD 2.1 (v-prediction) DDIM scheduler config that the few-step samplers start from."""
-    from mindeye_models.generator import sd21_scheduler_config
+    from mindeye_models.unclip_pipeline import sd21_scheduler_config
 
     return sd21_scheduler_config()
 
@@ -276,13 +276,13 @@ def build_unclip_small_pipeline(
     dtype : torch.float32, torch.float16 (GPU) or torch.bfloat16.
     seed : seeds the random weights; the components get ``seed``, ``seed + 1``, ... so that
         they differ.
-    scheduler : few-step sampler, one of :data:`mindeye_models.generator.SCHEDULERS`.
+    scheduler : few-step sampler, one of :data:`mindeye_models.unclip_pipeline.SCHEDULERS`.
     vae : an ``AutoencoderKL`` to share (e.g. the one the low-level path decodes with); None
         builds one.
 
     Returns
     -------
-    The pipeline without image encoder (like :func:`mindeye_models.generator.
+    The pipeline without image encoder (like :func:`mindeye_models.unclip_pipeline.
     load_unclip_pipeline`), progress bar off; use it with
     :func:`mindeye_models.generator.reconstruct`.
     """
@@ -291,7 +291,7 @@ def build_unclip_small_pipeline(
         StableUnCLIPImageNormalizer,
     )
 
-    from mindeye_models.generator import _open_clip_tokenizer, make_scheduler
+    from mindeye_models.unclip_pipeline import _open_clip_tokenizer, make_scheduler
 
     dtype = _check_dtype(dtype)
     tokenizer = _open_clip_tokenizer()

@@ -2,339 +2,26 @@
 
 MindEye (Scotti et al. 2023, arXiv 2305.18274) turns the diffusion prior's CLIP image
 embeddings into a picture with an image-variation diffusion model, starting (img2img) from the
-low-level head's blurry image with a strength of 0.85.  Here the generator is diffusers'
-``StableUnCLIPImg2ImgPipeline`` (Stable Diffusion 2.1 unCLIP), which takes ``image_embeds``
-directly: the ``-small`` checkpoint is conditioned on CLIP ViT-L/14 image embeddings (768-d,
-i.e. the class token of the paper's 257 x 768 tokens), the other on ViT-H/14 (1024-d).
+low-level head's blurry image with a strength of 0.85.  The pipelines are built or loaded by
+:mod:`mindeye_models.unclip_pipeline`.
 
-* :func:`load_unclip_pipeline` loads a local snapshot directory (never downloads) and switches
-  its sampler to a few-step one (DPM-Solver++ with trailing timesteps by default).
-* :func:`build_tiny_unclip_pipeline` assembles a tiny pipeline with random weights entirely in
-  code (its tokenizer is built from the BPE vocabulary that ships inside open_clip), so the
-  whole path runs in tests and demos without any weights.
-* :func:`reconstruct` runs the denoising loop of the pipeline, optionally from an init image
-  (img2img: the init latents are noised to the ``strength`` point of the schedule).  Its loop
-  reproduces ``pipe(image_embeds=..., prompt="")`` exactly when no init image is given, and
-  unlike ``pipe(...)`` it needs no image encoder (only ``image_embeds`` are ever passed).
-
-The image encoder and feature extractor of a snapshot are therefore not loaded.
+:func:`reconstruct` runs the denoising loop of the pipeline, optionally from an init image
+(img2img: the init latents are noised to the ``strength`` point of the schedule).  Its loop
+reproduces ``pipe(image_embeds=..., prompt="")`` exactly when no init image is given, and unlike
+``pipe(...)`` it needs no image encoder (only ``image_embeds`` are ever passed).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import tempfile
-import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rt_base.checks import check_choice, check_number
-from rt_base.errors import ConfigError, WeightsError
-
-SCHEDULERS = ("dpm", "ddim", "euler")
-_REQUIRED = (
-    "model_index.json",
-    "unet/config.json",
-    "vae/config.json",
-    "text_encoder/config.json",
-    "tokenizer",
-    "image_normalizer/config.json",
-    "image_noising_scheduler",
-    "scheduler",
-)
-_EXPECTED = (
-    "a diffusers StableUnCLIPImg2ImgPipeline snapshot (e.g. stable-diffusion-2-1-unclip-small) "
-    "with model_index.json and the folders unet/, vae/, text_encoder/, tokenizer/, "
-    "image_normalizer/, image_noising_scheduler/ and scheduler/ (image_encoder/ and "
-    "feature_extractor/ are not needed); nothing is downloaded"
-)
-
-
-def make_scheduler(kind: str, config: Any) -> Any:
-    """A few-step sampler built from a scheduler config (prediction type etc. are kept).
-
-    Parameters
-    ----------
-    kind : ``"dpm"`` (DPM-Solver++ multistep), ``"ddim"`` or ``"euler"`` (Euler discrete).
-    config : the pipeline's scheduler config.
-
-    Timesteps are spaced ``"trailing"`` so that even one step starts from pure noise (the
-    Stable Diffusion 2 default, ``"leading"``, would start 1 step before the end).
-    """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
-
-    check_choice(kind, "scheduler", SCHEDULERS)
-    if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(
-            config,
-            algorithm_type="dpmsolver++",
-            timestep_spacing="trailing",
-            final_sigmas_type="zero",
-        )
-    if kind == "ddim":
-        return DDIMScheduler.from_config(config, timestep_spacing="trailing")
-    return EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing")
-
-
-def sd21_scheduler_config() -> Any:
-    """Stable Diffusion 2.1's (v-prediction, scaled-linear betas) DDIM scheduler config, the
-    base the few-step samplers of :func:`make_scheduler` are built from."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        prediction_type="v_prediction",
-        set_alpha_to_one=False,
-        steps_offset=1,
-        clip_sample=False,
-    ).config
-
-
-def embed_dim(pipe: Any) -> int:
-    """Width of the CLIP image embeddings the pipeline is conditioned on."""
-    return int(pipe.image_normalizer.mean.shape[-1])
-
-
-def image_size(pipe: Any) -> int:
-    """Side of the images the pipeline generates."""
-    return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
-
-
-def _check_compatible(pipe: Any, where: str) -> None:
-    cfg = pipe.unet.config
-    dim = embed_dim(pipe)
-    if cfg.class_embed_type != "projection" or cfg.projection_class_embeddings_input_dim != 2 * dim:
-        raise WeightsError(
-            f"{where}: the UNet is not an unCLIP UNet for {dim}-d image embeddings (needs "
-            f"class_embed_type='projection' with input dim {2 * dim}, has "
-            f"{cfg.class_embed_type!r} / {cfg.projection_class_embeddings_input_dim}); expected "
-            + _EXPECTED
-        )
-    if pipe.vae.config.latent_channels != cfg.in_channels:
-        raise WeightsError(
-            f"{where}: VAE latent channels ({pipe.vae.config.latent_channels}) differ from the "
-            f"UNet input channels ({cfg.in_channels}); expected " + _EXPECTED
-        )
-
-
-def check_snapshot(path: str | Path) -> Path:
-    """The snapshot directory ``path`` if it has every part a pipeline needs.
-
-    Raises
-    ------
-    WeightsError
-        Naming the directory and what is missing.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise WeightsError(f"unCLIP directory {str(path)!r} does not exist: expected " + _EXPECTED)
-    missing = [p for p in _REQUIRED if not (path / p).exists()]
-    if missing:
-        raise WeightsError(
-            f"unCLIP directory {str(path)!r} lacks {', '.join(missing)}: expected " + _EXPECTED
-        )
-    return path
-
-
-def load_unclip_pipeline(
-    path: str | Path,
-    *,
-    scheduler: str = "dpm",
-    device: str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> Any:
-    """Load a local Stable unCLIP image-variation snapshot.
-
-    Parameters
-    ----------
-    path : snapshot directory (see the module docstring for its expected contents).
-    scheduler : few-step sampler, one of :data:`SCHEDULERS`.
-    device, dtype : where and in which precision to run (float16 on a GPU).
-
-    Returns
-    -------
-    ``StableUnCLIPImg2ImgPipeline`` without image encoder.
-
-    Raises
-    ------
-    WeightsError
-        When the directory or parts of it are missing, or its models do not fit together.
-    ConfigError
-        For an unknown ``scheduler``.
-    """
-    check_choice(scheduler, "scheduler", SCHEDULERS)
-    path = check_snapshot(path)
-    from diffusers import StableUnCLIPImg2ImgPipeline
-
-    try:
-        with warnings.catch_warnings():  # newer diffusers call torch_dtype "dtype"
-            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(
-                str(path),
-                local_files_only=True,
-                image_encoder=None,
-                feature_extractor=None,
-                torch_dtype=dtype,
-            )
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-        raise WeightsError(
-            f"could not load the unCLIP pipeline from {str(path)!r} ({err}); expected " + _EXPECTED
-        ) from None
-    _check_compatible(pipe, f"unCLIP directory {str(path)!r}")
-    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
-
-
-def _open_clip_tokenizer(max_length: int = 77) -> Any:
-    """A ``CLIPTokenizer`` built from the BPE merges bundled with open_clip (no download).
-
-    The vocabulary is derived from the merges exactly as CLIP's tokenizer derives it: the 256
-    byte symbols, the same with ``</w>``, one entry per merge, then the two special tokens
-    (49,408 entries).
-    """
-    import open_clip
-    from open_clip.tokenizer import bytes_to_unicode
-    from transformers import CLIPTokenizer
-
-    bpe = Path(open_clip.__file__).with_name("bpe_simple_vocab_16e6.txt.gz")
-    if not bpe.is_file():
-        raise WeightsError(
-            f"open_clip's BPE vocabulary {str(bpe)!r} is missing: reinstall open_clip_torch"
-        )
-    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols]
-    vocab += ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(
-            json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8"
-        )
-        (Path(tmp) / "merges.txt").write_text(
-            "\n".join(["#version: 0.2", *merges]) + "\n", encoding="utf-8"
-        )
-        return CLIPTokenizer(
-            str(Path(tmp) / "vocab.json"),
-            str(Path(tmp) / "merges.txt"),
-            model_max_length=max_length,
-        )
-
-
-def build_tiny_unclip_pipeline(seed: int = 0, embed_dim: int = 128, image_size: int = 64) -> Any:
-    """A tiny ``StableUnCLIPImg2ImgPipeline`` with random weights, built in code.
-
-    Parameters
-    ----------
-    seed : seeds the random weights (the global torch RNG is restored afterwards).
-    embed_dim : width of the CLIP image embeddings it takes (128 = the "tiny-random"
-        embedder's tokens).
-    image_size : side of the generated images; a multiple of 16.
-
-    Returns
-    -------
-    The pipeline (DPM-Solver++ sampler, progress bar off), with a tiny image encoder so that
-    ``pipe(image_embeds=...)`` works too.
-    """
-    from diffusers import (
-        AutoencoderKL,
-        DDPMScheduler,
-        StableUnCLIPImg2ImgPipeline,
-        UNet2DConditionModel,
-    )
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
-        StableUnCLIPImageNormalizer,
-    )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
-
-    embed_dim = check_number(embed_dim, "embed_dim", minimum=2, integer=True)
-    image_size = check_number(image_size, "image_size", minimum=16, integer=True)
-    if image_size % 16:
-        raise ConfigError(f"'image_size' must be a multiple of 16, got {image_size}")
-    tokenizer = _open_clip_tokenizer()
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=77,
-                projection_dim=32,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        ).eval()
-        image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                image_size=32,
-                patch_size=8,
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=1,
-                projection_dim=embed_dim,
-            )
-        ).eval()
-        vae = AutoencoderKL(
-            block_out_channels=(16, 32, 32),
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            latent_channels=4,
-            norm_num_groups=16,
-            layers_per_block=1,
-        ).eval()
-        unet = UNet2DConditionModel(
-            sample_size=image_size // 4,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            class_embed_type="projection",
-            projection_class_embeddings_input_dim=2 * embed_dim,
-        ).eval()
-        normalizer = StableUnCLIPImageNormalizer(embedding_dim=embed_dim)
-    finally:
-        torch.random.set_rng_state(gen_state)
-    pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
-        image_encoder=image_encoder,
-        image_normalizer=normalizer,
-        image_noising_scheduler=DDPMScheduler(
-            num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"
-        ),
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        unet=unet,
-        scheduler=make_scheduler("dpm", sd21_scheduler_config()),
-        vae=vae,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+from mindeye_models.unclip_pipeline import embed_dim, image_size
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError
 
 
 def _prompt_embeds(pipe: Any, device: torch.device) -> torch.Tensor:
@@ -385,8 +72,9 @@ def reconstruct(
 
     Parameters
     ----------
-    pipe : a StableUnCLIPImg2ImgPipeline (:func:`load_unclip_pipeline`,
-        :func:`build_tiny_unclip_pipeline`).
+    pipe : a StableUnCLIPImg2ImgPipeline
+        (:func:`~mindeye_models.unclip_pipeline.load_unclip_pipeline`,
+        :func:`~mindeye_models.unclip_pipeline.build_tiny_unclip_pipeline`).
     image_embeds : (B, E) or (E,) CLIP image embeddings, ``E = embed_dim(pipe)``.
     init_image : None, or (H, W, 3) / (B, H, W, 3) uint8 images to start from (the low-level
         head's blurry reconstruction); resized to the pipeline's image size.
@@ -407,8 +95,17 @@ def reconstruct(
     strength = float(check_number(strength, "strength", minimum=0, maximum=1, strict_min=True))
     guidance = float(check_number(guidance, "guidance", minimum=0))
     noise_level = check_number(noise_level, "noise_level", minimum=0, maximum=999, integer=True)
-    unet, scheduler, vae = pipe.unet, pipe.scheduler, pipe.vae
-    device, dtype = unet.device, unet.dtype
+    embeds = _check_embeds(pipe, image_embeds)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    cfg = guidance > 1.0
+    prompt, cond = _conditioning(pipe, embeds, noise_level, generator, cfg)
+    latents, timesteps = _start_latents(pipe, len(embeds), steps, strength, init_image, generator)
+    latents = _denoise(pipe, latents, timesteps, prompt, cond, guidance, generator)
+    return _decode(pipe, latents)
+
+
+def _check_embeds(pipe: Any, image_embeds: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(B, E) tensor of the image embeddings; raises ConfigError on the wrong shape."""
     embeds = torch.as_tensor(
         np.asarray(image_embeds) if not torch.is_tensor(image_embeds) else image_embeds
     )
@@ -420,36 +117,68 @@ def reconstruct(
             f"'image_embeds' must be a (batch, {dim}) tensor for this pipeline, got shape "
             f"{tuple(embeds.shape)}: pass the CLIP image embedding (class token) per image"
         )
-    n = len(embeds)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    cfg = guidance > 1.0
+    return embeds
 
-    prompt = _prompt_embeds(pipe, device).to(dtype).expand(n, -1, -1)
+
+def _conditioning(
+    pipe: Any, embeds: torch.Tensor, noise_level: int, generator: torch.Generator, cfg: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The UNet's text states (empty prompt) and class labels (noised image embeddings),
+    doubled with zero embeddings for classifier-free guidance when ``cfg``."""
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    prompt = _prompt_embeds(pipe, device).to(dtype).expand(len(embeds), -1, -1)
     cond = pipe.noise_image_embeddings(
         embeds.to(device, dtype), noise_level=noise_level, generator=generator
     )
     if cfg:
         prompt = torch.cat([prompt, prompt])
         cond = torch.cat([torch.zeros_like(cond), cond])
+    return prompt, cond
 
+
+def _start_latents(
+    pipe: Any,
+    n: int,
+    steps: int,
+    strength: float,
+    init_image: np.ndarray | None,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The initial latents and the timesteps to run: pure noise over the whole schedule, or
+    the init image's latents noised to the ``strength`` point and the rest of the schedule."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    unet, scheduler = pipe.unet, pipe.scheduler
+    device, dtype = unet.device, unet.dtype
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
     size = image_size(pipe) // pipe.vae_scale_factor
     shape = (n, unet.config.in_channels, size, size)
-    from diffusers.utils.torch_utils import randn_tensor
-
     if init_image is None:
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        latents = latents * scheduler.init_noise_sigma
-    else:
-        run = max(1, min(steps, round(steps * strength)))
-        start = (steps - run) * scheduler.order
-        timesteps = timesteps[start:]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(start)
-        z0 = _init_latents(pipe, init_image, n).to(dtype)
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        latents = scheduler.add_noise(z0, noise, timesteps[:1].repeat(n))
+        return latents * scheduler.init_noise_sigma, timesteps
+    run = max(1, min(steps, round(steps * strength)))
+    start = (steps - run) * scheduler.order
+    timesteps = timesteps[start:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    z0 = _init_latents(pipe, init_image, n).to(dtype)
+    noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+    return scheduler.add_noise(z0, noise, timesteps[:1].repeat(n)), timesteps
+
+
+def _denoise(
+    pipe: Any,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    prompt: torch.Tensor,
+    cond: torch.Tensor,
+    guidance: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The sampler loop over ``timesteps`` (classifier-free guidance when ``guidance > 1``)."""
+    unet, scheduler = pipe.unet, pipe.scheduler
+    cfg = guidance > 1.0
     extra = pipe.prepare_extra_step_kwargs(generator, 0.0)
     for t in timesteps:
         x = torch.cat([latents, latents]) if cfg else latents
@@ -459,6 +188,12 @@ def reconstruct(
             uncond, text = pred.chunk(2)
             pred = uncond + guidance * (text - uncond)
         latents = scheduler.step(pred, t, latents, **extra, return_dict=False)[0]
+    return latents
+
+
+def _decode(pipe: Any, latents: torch.Tensor) -> np.ndarray:
+    """(B, S, S, 3) uint8 images of the final latents."""
+    vae = pipe.vae
     image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
     image = ((image.float() + 1) / 2).clamp(0, 1)
     return (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

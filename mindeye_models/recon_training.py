@@ -29,17 +29,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mindeye_models.autoencoders import encode_rows, load_autoencoder, train_autoencoder
-from mindeye_models.bank import ImageBank
-from mindeye_models.checkpoint import load_checkpoint, read_sidecar
-from mindeye_models.embedder import load_embedder
-from mindeye_models.fitting import fit_epochs
+from mindeye_models.checkpoint import read_sidecar
 from mindeye_models.lowlevel import LowLevelConfig, LowLevelHead, train_lowlevel_head
 from mindeye_models.metrics import shuffled_baseline
 from mindeye_models.model_cache import data_fingerprint
-from mindeye_models.prior import PRIOR_PRESETS, DiffusionPrior, get_prior_preset, prior_preset_for
+from mindeye_models.prior import PRIOR_PRESETS
+from mindeye_models.prior_training import evaluate_prior, prior_recipe, train_prior_part
 from mindeye_models.recon_bundle import (
     BUNDLE_VERSION,
     PARTS,
@@ -47,7 +44,6 @@ from mindeye_models.recon_bundle import (
     load_bundle,
     read_bundle_sidecar,
 )
-from mindeye_models.train import predict
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError, WeightsError
 from rt_base.hashing import cache_key, file_sha256
@@ -216,7 +212,7 @@ def _make_job(dataset: Any, checkpoint: Path, config: ReconTrainConfig, vae: Any
         "data_fingerprint": data_fingerprint(responses, image_ids, "recon"),
     }
     lowlevel = {**config.recipe("lowlevel"), "vae": str(Path(vae).resolve()) if vae else None}
-    recipes = {"lowlevel": lowlevel, "prior": _prior_recipe(checkpoint, meta, config, token_shape)}
+    recipes = {"lowlevel": lowlevel, "prior": prior_recipe(checkpoint, meta, config, token_shape)}
     recipes = json.loads(json.dumps(recipes))  # as the sidecar stores them
     return _Job(
         dataset,
@@ -230,25 +226,6 @@ def _make_job(dataset: Any, checkpoint: Path, config: ReconTrainConfig, vae: Any
         belongs_to,
         recipes,
     )
-
-
-def _prior_recipe(
-    checkpoint: Path, meta: dict[str, Any], config: ReconTrainConfig, token_shape: tuple[int, int]
-) -> dict[str, Any]:
-    """The prior trained after the backbone, or the one trained with it (``train --prior
-    joint``, recorded in the checkpoint's sidecar)."""
-    joint = meta.get("extra", {}).get("joint_prior_file")
-    if joint:
-        path = checkpoint.parent / joint
-        if not path.is_file():
-            raise WeightsError(
-                f"checkpoint {str(checkpoint)!r} was trained with a joint prior, but its prior "
-                f"file {str(path)!r} is missing: retrain with `mindeye-rt train --prior joint "
-                "--force`"
-            )
-        return {"training": "joint", "joint_prior": path.name, "sha256": file_sha256(path)}
-    preset = config.prior_preset or prior_preset_for(token_shape)
-    return {"training": "after", **config.recipe("prior"), "prior_preset": preset}
 
 
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -281,9 +258,9 @@ def _train_part(job: _Job, part: str) -> tuple[dict[str, Any], dict[str, Any]]:
         modules = {"head": head, "autoencoder": autoencoder}
         info.update(_evaluate_lowlevel(job, head, autoencoder, latents))
     else:
-        prior, cond, targets, info = _train_prior_part(job)
+        prior, cond, targets, info = train_prior_part(job)
         modules = {"prior": prior}
-        info.update(_evaluate_prior(job, prior, cond, targets))
+        info.update(evaluate_prior(job, prior, cond, targets))
     info.update(recipe=job.recipes[part], train_seconds=round(time.perf_counter() - start, 1))
     return modules, info
 
@@ -328,86 +305,6 @@ def _train_lowlevel(job: _Job) -> tuple[Any, Any, torch.Tensor, dict[str, Any]]:
     return head, autoencoder, latents, info
 
 
-def _train_prior_part(job: _Job) -> tuple[Any, torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """The prior (loaded if trained jointly, else trained on the frozen backbone) and the
-    backbone tokens and CLIP targets of every training trial."""
-    cond, targets = _backbone_and_targets(job)
-    recipe, cfg = job.recipes["prior"], job.config
-    if recipe["training"] == "joint":
-        job.log(f"using the prior trained jointly with the backbone ({recipe['joint_prior']})")
-        prior = load_bundle(job.checkpoint.parent / recipe["joint_prior"]).prior
-        return prior.eval(), cond, targets, {"training": "joint"}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        prior = DiffusionPrior(get_prior_preset(recipe["prior_preset"]))
-    job.log(
-        f"training the diffusion prior ({recipe['prior_preset']}) on {len(job.train_idx)} "
-        f"trials ({cfg.prior_epochs} epochs)"
-    )
-    hist = train_prior(
-        prior,
-        cond[job.train_idx],
-        targets[job.train_idx],
-        epochs=cfg.prior_epochs,
-        batch_size=cfg.prior_batch,
-        lr=cfg.prior_lr,
-        seed=cfg.seed,
-        progress=job.progress,
-    )
-    return prior, cond, targets, {"training": "after", "final_loss": round(hist[-1], 5)}
-
-
-def _backbone_and_targets(job: _Job) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, T, D) backbone tokens of the training trials and their images' CLIP tokens."""
-    model, extra = load_checkpoint(job.checkpoint)
-    embedder = load_embedder(extra.get("embedder", "tiny-random"), weights=job.clip_weights)
-    uniq = np.unique(job.image_ids)
-    images = np.asarray(job.dataset.stimuli()[uniq])
-    bank = ImageBank.build(images, uniq, embedder, cache_dir=job.cache_dir)
-    return predict(model, job.responses)[0], torch.from_numpy(bank.lookup(job.image_ids))
-
-
-def train_prior(
-    prior,
-    cond: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-) -> list[float]:
-    """Fit a :class:`~mindeye_models.prior.DiffusionPrior` on fixed condition tokens.
-
-    Sets the prior's ``data_scale`` from ``target`` first.  AdamW with cosine decay.
-
-    Returns
-    -------
-    Per-epoch mean loss; the prior is left in eval mode.
-    """
-    epochs = check_number(epochs, "epochs", minimum=1, integer=True)
-    prior.fit_scale(target)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=1e-2)
-    steps = epochs * -(-len(cond) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    prior.train()
-    history = fit_epochs(
-        lambda idx: prior.loss(cond[idx], target[idx], generator=g),
-        len(cond),
-        opt,
-        epochs=epochs,
-        batch_size=batch_size,
-        generator=g,
-        scheduler=sched,
-        desc="train prior",
-        progress=progress,
-    )
-    prior.eval()
-    return history
-
-
 # -- held-out evaluation -------------------------------------------------------------------------
 
 
@@ -428,29 +325,9 @@ def _evaluate_lowlevel(job: _Job, head: Any, autoencoder: Any, latents: torch.Te
     }
 
 
-@torch.no_grad()
-def _evaluate_prior(job: _Job, prior: Any, cond: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Class-token cosine to the CLIP targets of the held-out trials: the prior's samples vs
-    the backbone's own tokens."""
-    val = job.val_idx
-    if not len(val):
-        return {}
-    g = torch.Generator().manual_seed(job.config.seed)
-    sampled = prior.sample(cond[val], steps=10, generator=g)
-    return {
-        "val_class_cosine_prior": round(class_cosine(sampled, targets[val]), 4),
-        "val_class_cosine_backbone": round(class_cosine(cond[val], targets[val]), 4),
-    }
-
-
 def _pixcorr(recons: np.ndarray, images: np.ndarray) -> dict[str, float]:
     res = shuffled_baseline("PixCorr", recons, images, size=int(recons.shape[1]), n_shuffles=5)
     return {"pixcorr": round(res["matched"], 4), "pixcorr_shuffled": round(res["mean"], 4)}
-
-
-def class_cosine(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean cosine similarity of the class tokens (the CLIP image embeddings)."""
-    return float(F.cosine_similarity(pred[:, 0].float(), target[:, 0].float(), dim=-1).mean())
 
 
 def _log_figures(log: Callable, part_info: dict[str, dict], seconds: float, path: Path) -> None:

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mindeye_models.generator import build_tiny_unclip_pipeline, load_unclip_pipeline, reconstruct
-from mindeye_models.generator import embed_dim as pipe_embed_dim
+from mindeye_models.generator import reconstruct
 from mindeye_models.recon_bundle import ReconBundle
 from mindeye_models.recon_options import ReconOptions, resolve_mode
+from mindeye_models.unclip_pipeline import build_tiny_unclip_pipeline, load_unclip_pipeline
+from mindeye_models.unclip_pipeline import embed_dim as pipe_embed_dim
 from rt_base.errors import WeightsError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -224,90 +224,165 @@ def train_mindeye(
     if val is not None:
         _check_data(model, val[0], val[1], "val")
     device = torch.device(cfg.device)
-    n = len(voxels)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = n // bs
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(min(cfg.warmup_epochs / cfg.epochs, 0.5) * total)
-    n_mix = cfg.mixup_epochs
-    soft_temps = cosine_anneal(cfg.softclip_temp_start, cfg.softclip_temp_end, cfg.epochs - n_mix)
-
-    model.to(device)
-    model.fit_input_normalization(voxels)
-    trained: torch.nn.Module = model
-    if prior is not None:
-        if tuple(prior.config.token_shape) != (model.config.n_tokens, model.config.clip_dim):
-            raise ConfigError(
-                f"the prior denoises {prior.config.token_shape} tokens but the model predicts "
-                f"({model.config.n_tokens}, {model.config.clip_dim}): use a matching prior preset"
-            )
-        prior.to(device)
-        prior.fit_scale(torch.as_tensor(np.asarray(targets[: min(n, 4096)]), device=device))
-        trained = torch.nn.ModuleList([model, prior])
+    plan = _Plan.of(cfg, len(voxels))
+    trained = _prepare_models(model, prior, voxels, targets, device)
     optimizer = torch.optim.AdamW(_param_groups(trained, cfg.weight_decay), lr=cfg.max_lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: one_cycle(s, total, warmup))
-    rng = np.random.default_rng(cfg.seed)
-    history: dict[str, Any] = {k: [] for k in ("epoch", "phase", "temperature", "lr", "loss")}
-    history.update(train_top1=[], seconds=[], config=asdict(cfg), n_train=n)
-    if val is not None:
-        history.update(val_loss=[], val_top1=[])
-
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: one_cycle(s, plan.total, plan.warmup)
+    )
+    run = _Run(model, prior, trained, cfg, plan, np.random.default_rng(cfg.seed), optimizer)
+    run.schedule, run.device, run.history = schedule, device, _new_history(cfg, voxels, val)
     forked = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=forked):
         torch.manual_seed(cfg.seed)
         bar = tqdm(range(cfg.epochs), desc="train MindEye", unit="epoch", disable=not progress)
         for epoch in bar:
-            t0 = time.perf_counter()
-            phase = "bimixco" if epoch < n_mix else "softclip"
-            temp = cfg.mixco_temp if phase == "bimixco" else soft_temps[epoch - n_mix]
-            trained.train()
-            order = rng.permutation(n)
-            loss_sum, top1_sum = 0.0, 0.0
-            for b in range(steps_per_epoch):
-                idx = order[b * bs : (b + 1) * bs]
-                x, y = _rows(voxels, idx, device), _rows(targets, idx, device)
-                if phase == "bimixco":
-                    x, perm, w = mixco(
-                        x, beta=cfg.mixco_beta, select_frac=cfg.mixco_select, rng=rng
-                    )
-                    tokens, proj = model(x)
-                    loss = mixco_nce(proj, y, temperature=temp, perm=perm, weights=w)
-                    y_bb = y * w[:, None, None] + y[perm] * (1 - w[:, None, None])
-                else:
-                    tokens, proj = model(x)
-                    loss = soft_clip_loss(proj, y, temperature=temp)
-                    y_bb = y
-                if cfg.backbone_mse > 0:
-                    loss = loss + cfg.backbone_mse * F.mse_loss(tokens, y_bb)
-                if prior is not None:
-                    loss = loss + cfg.prior_mult * prior.loss(tokens, y_bb)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss became {loss.item()} at epoch {epoch}, step {b}: lower "
-                        f"'max_lr' (now {cfg.max_lr}) or raise the temperatures"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                loss_sum += loss.item()
-                top1_sum += _top1(proj.detach(), y)
-            history["epoch"].append(epoch)
-            history["phase"].append(phase)
-            history["temperature"].append(float(temp))
-            history["lr"].append(optimizer.param_groups[0]["lr"])
-            history["loss"].append(loss_sum / steps_per_epoch)
-            history["train_top1"].append(top1_sum / steps_per_epoch)
-            post = {"loss": f"{loss_sum / steps_per_epoch:.3f}", "phase": phase}
-            if val is not None:
-                vl, vt = _validate(model, val, phase, temp)
-                history["val_loss"].append(vl)
-                history["val_top1"].append(vt)
-                post["val_top1"] = f"{vt:.2f}"
-            history["seconds"].append(time.perf_counter() - t0)
-            bar.set_postfix(post)
+            bar.set_postfix(_run_epoch(run, epoch, voxels, targets, val))
     trained.eval()
+    return run.history
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Batch size, step counts and the loss schedule of one :func:`train_mindeye` run."""
+
+    bs: int
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    n_mix: int
+    mixco_temp: float
+    soft_temps: Any
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, n: int) -> _Plan:
+        bs = min(cfg.batch_size, n)
+        total = cfg.epochs * (n // bs)
+        warmup = int(min(cfg.warmup_epochs / cfg.epochs, 0.5) * total)
+        n_mix = cfg.mixup_epochs
+        temps = cosine_anneal(cfg.softclip_temp_start, cfg.softclip_temp_end, cfg.epochs - n_mix)
+        return cls(bs, n // bs, total, warmup, n_mix, cfg.mixco_temp, temps)
+
+    def phase(self, epoch: int) -> tuple[str, float]:
+        """The loss of ``epoch`` and its temperature: BiMixCo in the mixup epochs, then SoftCLIP
+        with the annealed temperature."""
+        if epoch < self.n_mix:
+            return "bimixco", self.mixco_temp
+        return "softclip", self.soft_temps[epoch - self.n_mix]
+
+
+@dataclass
+class _Run:
+    """The state one :func:`train_mindeye` run carries from epoch to epoch."""
+
+    model: MindEye
+    prior: Any
+    trained: torch.nn.Module  # the model, or the model and the joint prior
+    cfg: TrainConfig
+    plan: _Plan
+    rng: np.random.Generator  # batch order and mixup
+    optimizer: torch.optim.Optimizer
+    schedule: Any = None
+    device: torch.device | None = None
+    history: dict[str, Any] | None = None
+
+
+def _prepare_models(
+    model: MindEye, prior: Any, voxels: Any, targets: Any, device: torch.device
+) -> torch.nn.Module:
+    """Move the model (and the joint prior) to ``device``, fit the input normalization and the
+    prior's data scale; returns the module whose parameters are trained."""
+    model.to(device)
+    model.fit_input_normalization(voxels)
+    if prior is None:
+        return model
+    if tuple(prior.config.token_shape) != (model.config.n_tokens, model.config.clip_dim):
+        raise ConfigError(
+            f"the prior denoises {prior.config.token_shape} tokens but the model predicts "
+            f"({model.config.n_tokens}, {model.config.clip_dim}): use a matching prior preset"
+        )
+    prior.to(device)
+    n = len(voxels)
+    prior.fit_scale(torch.as_tensor(np.asarray(targets[: min(n, 4096)]), device=device))
+    return torch.nn.ModuleList([model, prior])
+
+
+def _new_history(cfg: TrainConfig, voxels: Any, val: Any) -> dict[str, Any]:
+    history: dict[str, Any] = {k: [] for k in ("epoch", "phase", "temperature", "lr", "loss")}
+    history.update(train_top1=[], seconds=[], config=asdict(cfg), n_train=len(voxels))
+    if val is not None:
+        history.update(val_loss=[], val_top1=[])
     return history
+
+
+def _run_epoch(run: _Run, epoch: int, voxels: Any, targets: Any, val: Any) -> dict[str, str]:
+    """Train one epoch, validate, and record its figures; returns the progress bar's postfix."""
+    t0 = time.perf_counter()
+    phase, temp = run.plan.phase(epoch)
+    run.trained.train()
+    loss_sum, top1_sum = _train_epoch(run, epoch, phase, temp, voxels, targets)
+    history, steps = run.history, run.plan.steps_per_epoch
+    history["epoch"].append(epoch)
+    history["phase"].append(phase)
+    history["temperature"].append(float(temp))
+    history["lr"].append(run.optimizer.param_groups[0]["lr"])
+    history["loss"].append(loss_sum / steps)
+    history["train_top1"].append(top1_sum / steps)
+    post = {"loss": f"{loss_sum / steps:.3f}", "phase": phase}
+    if val is not None:
+        vl, vt = _validate(run.model, val, phase, temp)
+        history["val_loss"].append(vl)
+        history["val_top1"].append(vt)
+        post["val_top1"] = f"{vt:.2f}"
+    history["seconds"].append(time.perf_counter() - t0)
+    return post
+
+
+def _train_epoch(
+    run: _Run, epoch: int, phase: str, temp: float, voxels: Any, targets: Any
+) -> tuple[float, float]:
+    """One pass over the shuffled training trials; returns the sums of the batches' losses and
+    in-batch top-1."""
+    order = run.rng.permutation(len(voxels))
+    bs, loss_sum, top1_sum = run.plan.bs, 0.0, 0.0
+    for b in range(run.plan.steps_per_epoch):
+        idx = order[b * bs : (b + 1) * bs]
+        x, y = _rows(voxels, idx, run.device), _rows(targets, idx, run.device)
+        loss, proj = _batch_loss(run, phase, temp, x, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {epoch}, step {b}: lower "
+                f"'max_lr' (now {run.cfg.max_lr}) or raise the temperatures"
+            )
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.schedule.step()
+        loss_sum += loss.item()
+        top1_sum += _top1(proj.detach(), y)
+    return loss_sum, top1_sum
+
+
+def _batch_loss(
+    run: _Run, phase: str, temp: float, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's loss (contrastive, plus the backbone MSE and the joint prior's terms) and the
+    projector output."""
+    cfg, model = run.cfg, run.model
+    if phase == "bimixco":
+        x, perm, w = mixco(x, beta=cfg.mixco_beta, select_frac=cfg.mixco_select, rng=run.rng)
+        tokens, proj = model(x)
+        loss = mixco_nce(proj, y, temperature=temp, perm=perm, weights=w)
+        y_bb = y * w[:, None, None] + y[perm] * (1 - w[:, None, None])
+    else:
+        tokens, proj = model(x)
+        loss = soft_clip_loss(proj, y, temperature=temp)
+        y_bb = y
+    if cfg.backbone_mse > 0:
+        loss = loss + cfg.backbone_mse * F.mse_loss(tokens, y_bb)
+    if run.prior is not None:
+        loss = loss + cfg.prior_mult * run.prior.loss(tokens, y_bb)
+    return loss, proj
 
 
 @torch.no_grad()

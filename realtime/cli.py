@@ -20,6 +20,7 @@ from rt_base.errors import ConfigError, MindEyeRTError
 
 
 def _add_stream(sub) -> None:
+    """The ``stream`` subcommand: session options, then decoding, run and reconstruction."""
     p = sub.add_parser("stream", help="replay a session through the pipeline and decode it")
     p.add_argument(
         "--replay",
@@ -33,6 +34,13 @@ def _add_stream(sub) -> None:
         "--speed", type=float, help="replay speed: 1 real time (default), 0 as fast as possible"
     )
     p.add_argument("--headless", action="store_true", default=None, help="no GUI")
+    _add_stream_model_options(p)
+    _add_stream_run_options(p)
+    _add_stream_recon_options(p.add_argument_group("reconstruction"))
+
+
+def _add_stream_model_options(p) -> None:
+    """``stream`` options of decoding: when, how many candidates, with which model."""
     p.add_argument(
         "--decode-delay",
         type=float,
@@ -51,6 +59,10 @@ def _add_stream(sub) -> None:
         dest="clip_weights",
         help="local open_clip ViT-L/14 weights for a checkpoint trained on real CLIP",
     )
+
+
+def _add_stream_run_options(p) -> None:
+    """``stream`` options of the run: device, runs and volumes, ports, launcher, verbosity."""
     p.add_argument("--device", help="torch device for decoding (default cpu)")
     p.add_argument("--runs", nargs="+", help="replay only these runs")
     p.add_argument(
@@ -72,7 +84,10 @@ def _add_stream(sub) -> None:
     p.add_argument(
         "--quiet", action="store_true", default=None, help="no per-trial lines or progress bars"
     )
-    g = p.add_argument_group("reconstruction")
+
+
+def _add_stream_recon_options(g) -> None:
+    """``stream`` options of the reconstruction argument group ``g``."""
     g.add_argument(
         "--recon",
         help="none | lowlevel (blurry image from the low-level head) | full (prior + generator, "

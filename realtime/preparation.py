@@ -252,6 +252,6 @@ def _check_generator(cfg: StreamConfig) -> None:
     """Refuse a missing or incomplete generator snapshot before anything is trained."""
     if cfg.recon_mode != "full" or cfg.generator == TINY_RANDOM_GENERATOR:
         return
-    from mindeye_models.generator import check_snapshot
+    from mindeye_models.unclip_pipeline import check_snapshot
 
     check_snapshot(cfg.generator)

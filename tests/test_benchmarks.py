@@ -95,7 +95,7 @@ def test_lowlevel_head_matches_mindeye1_sizes(counts):
 
 
 def test_pipeline_on_meta_has_the_real_configuration(uc):
-    from mindeye_models.generator import _check_compatible, embed_dim, image_size
+    from mindeye_models.unclip_pipeline import _check_compatible, embed_dim, image_size
 
     pipe = uc.build_unclip_small_pipeline(device="meta", dtype=torch.float16)
     _check_compatible(pipe, "real-size unCLIP")

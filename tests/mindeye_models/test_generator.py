@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from mindeye_models.generator import (
+from mindeye_models.generator import reconstruct
+from mindeye_models.unclip_pipeline import (
     _open_clip_tokenizer,
     build_tiny_unclip_pipeline,
     embed_dim,
     image_size,
     load_unclip_pipeline,
-    reconstruct,
 )
 from rt_base.errors import ConfigError, WeightsError
 

@@ -10,7 +10,7 @@ import torch
 
 import mindeye_models.autoencoders as autoencoders
 import mindeye_models.lowlevel as lowlevel
-import mindeye_models.recon_training as recon_training
+import mindeye_models.prior_training as prior_training
 from mindeye_models.recon_bundle import load_bundle
 from mindeye_models.recon_training import ReconTrainConfig, ensure_recon_models
 from rt_base.errors import ConfigError
@@ -54,7 +54,7 @@ def test_bundle_is_cached_with_held_out_figures(tiny_dataset, tiny_model, tiny_r
 def test_a_lowlevel_session_trains_no_prior_and_a_full_one_adds_it(
     tiny_dataset, tiny_model, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(recon_training, "train_prior", _refuse("the prior (lowlevel session)"))
+    monkeypatch.setattr(prior_training, "train_prior", _refuse("the prior (lowlevel session)"))
     lines = []
     kwargs = dict(models_dir=tmp_path, config=QUICK, log=lines.append)
     path = ensure_recon_models(tiny_dataset, tiny_model, with_prior=False, **kwargs)
@@ -97,7 +97,7 @@ def test_the_jointly_trained_prior_is_taken_not_trained(tiny_dataset, tmp_path, 
     ckpt = ensure_model(
         tiny_dataset, models_dir=models, preset="tiny", epochs=3, progress=False, joint_prior=True
     )
-    monkeypatch.setattr(recon_training, "train_prior", _refuse("a joint prior"))
+    monkeypatch.setattr(prior_training, "train_prior", _refuse("a joint prior"))
     lines = []
     kwargs = dict(models_dir=models, config=QUICK, progress=False, log=lines.append)
     bundle = ensure_recon_models(tiny_dataset, ckpt, **kwargs)

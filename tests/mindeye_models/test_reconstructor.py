@@ -65,10 +65,10 @@ def test_full_mode_needs_a_generator_and_a_prior(tiny_recon, tmp_path):
 
 
 def test_the_generator_must_take_the_priors_embeddings(tmp_path, monkeypatch):
-    from mindeye_models import generator, reconstructor
+    from mindeye_models import reconstructor, unclip_pipeline
 
     # a tiny pipeline conditioned on 64-d embeddings cannot take the prior's 128-d ones
-    pipe = generator.build_tiny_unclip_pipeline(embed_dim=64)
+    pipe = unclip_pipeline.build_tiny_unclip_pipeline(embed_dim=64)
     monkeypatch.setattr(reconstructor, "build_tiny_unclip_pipeline", lambda **kw: pipe)
     with pytest.raises(WeightsError, match="takes 64-d image embeddings"):
         load_generator("tiny-random", embed_dim=128, device="cpu", dtype="float32")
