@@ -27,11 +27,12 @@ import torch
 from mindeye_models.bank import ImageBank, images_hash
 from mindeye_models.checkpoint import read_sidecar, save_checkpoint
 from mindeye_models.embedder import ImageEmbedder, load_embedder
+from mindeye_models.inference import evaluate_retrieval
 from mindeye_models.model import MindEye
 from mindeye_models.presets import MindEyeConfig, get_preset
 from mindeye_models.prior import DiffusionPrior, get_prior_preset, prior_preset_for
 from mindeye_models.recon_bundle import ReconBundle
-from mindeye_models.train import TrainConfig, evaluate_retrieval, train_mindeye
+from mindeye_models.train import TrainConfig, train_mindeye
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError, WeightsError
 from rt_base.hashing import array_sha256, cache_key

@@ -21,9 +21,9 @@ from mindeye_models.bank import ImageBank
 from mindeye_models.checkpoint import load_checkpoint
 from mindeye_models.embedder import load_embedder
 from mindeye_models.fitting import fit_epochs
+from mindeye_models.inference import predict
 from mindeye_models.prior import DiffusionPrior, get_prior_preset, prior_preset_for
 from mindeye_models.recon_bundle import load_bundle
-from mindeye_models.train import predict
 from rt_base.checks import check_number
 from rt_base.errors import WeightsError
 from rt_base.hashing import file_sha256

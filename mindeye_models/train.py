@@ -12,21 +12,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from mindeye_models.inference import predict, rows
 from mindeye_models.losses import cosine_anneal, flat_normalize, mixco, mixco_nce, soft_clip_loss
 from mindeye_models.model import MindEye
-from mindeye_models.ranks import true_ranks
 from rt_base.checks import check_number, check_torch_device
 from rt_base.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mindeye_models.bank import ImageBank
 
 
 @dataclass(frozen=True)
@@ -126,38 +123,6 @@ def _check_data(model: MindEye, voxels: Any, targets: Any, what: str) -> None:
         )
     if len(voxels) < 2:
         raise ConfigError(f"'{what} voxels' needs at least 2 trials, got {len(voxels)}")
-
-
-def _rows(array: Any, idx: np.ndarray, device: torch.device) -> torch.Tensor:
-    """float32 tensor of the rows ``idx`` of a numpy array (memmap too) or tensor."""
-    if isinstance(array, torch.Tensor):
-        return array[torch.from_numpy(idx)].to(device, torch.float32)
-    return torch.from_numpy(np.asarray(array[idx], dtype=np.float32)).to(device)
-
-
-@torch.no_grad()
-def predict(
-    model: MindEye, voxels: Any, *, batch_size: int = 256
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``model`` in eval mode over ``voxels`` (N, V) in batches.
-
-    Returns
-    -------
-    backbone, projected : (N, T, D) float32 CPU tensors.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    outs_b, outs_p = [], []
-    for i in range(0, len(voxels), batch_size):
-        b, p = model(_rows(voxels, np.arange(i, min(i + batch_size, len(voxels))), device))
-        outs_b.append(b.float().cpu())
-        outs_p.append(p.float().cpu())
-    model.train(was_training)
-    if not outs_b:
-        empty = torch.zeros(0, *model.config.token_shape)
-        return empty, empty.clone()
-    return torch.cat(outs_b), torch.cat(outs_p)
 
 
 def _top1(preds: torch.Tensor, targets: torch.Tensor) -> float:
@@ -347,7 +312,7 @@ def _train_epoch(
     bs, loss_sum, top1_sum = run.plan.bs, 0.0, 0.0
     for b in range(run.plan.steps_per_epoch):
         idx = order[b * bs : (b + 1) * bs]
-        x, y = _rows(voxels, idx, run.device), _rows(targets, idx, run.device)
+        x, y = rows(voxels, idx, run.device), rows(targets, idx, run.device)
         loss, proj = _batch_loss(run, phase, temp, x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -383,44 +348,3 @@ def _batch_loss(
     if run.prior is not None:
         loss = loss + cfg.prior_mult * run.prior.loss(tokens, y_bb)
     return loss, proj
-
-
-@torch.no_grad()
-def evaluate_retrieval(
-    model: MindEye,
-    voxels: np.ndarray,
-    image_ids: np.ndarray,
-    bank: ImageBank,
-    *,
-    subset: np.ndarray | None = None,
-) -> dict[str, float]:
-    """Image retrieval accuracy: is the viewed image the bank's nearest (top-1) or among the
-    five nearest (top-5) to the predicted tokens?
-
-    Parameters
-    ----------
-    model : MindEye
-    voxels : (N, V) responses.
-    image_ids : (N,) id of the image seen on each trial (must be in the bank).
-    bank : ImageBank of candidate images.
-    subset : optional ids restricting the candidates.
-
-    Returns
-    -------
-    dict with ``top1``, ``top5`` (fractions), ``ways`` (number of candidates), ``n`` (trials).
-    """
-    image_ids = np.asarray(image_ids).reshape(-1)
-    if len(image_ids) != len(voxels):
-        raise ConfigError(
-            f"'image_ids' must have one id per trial ({len(voxels)}), got {len(image_ids)}"
-        )
-    ways = len(bank) if subset is None else len(np.unique(subset))
-    _, proj = predict(model, voxels)
-    ids, _ = bank.retrieve(proj, k=min(5, ways), subset=subset)
-    ranks = true_ranks(ids, image_ids)  # 0: outside the top 5
-    return {
-        "top1": float(np.mean(ranks == 1)) if len(ranks) else float("nan"),
-        "top5": float(np.mean(ranks > 0)) if len(ranks) else float("nan"),
-        "ways": int(ways),
-        "n": int(len(ranks)),
-    }

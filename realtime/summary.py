@@ -281,55 +281,21 @@ def summarize(
     """
     out = Path(out)
     session = json.loads((out / "config.json").read_text())
-    recorder_path = out / "recorder.json"
-    recorder = json.loads(recorder_path.read_text()) if recorder_path.exists() else None
-    retrievals = read_retrievals(out)
-    scored = [r for r in retrievals if r["rank"] != ""]
-    ranks = np.array([int(r["rank"]) for r in scored])
-    ways = sorted({int(r["ways"]) for r in scored}) if scored else []
-    recons = read_recons(out)
-    modes = sorted({r["mode"] for r in recons if r.get("mode")})
-    stages, e2e, data_span = latency_figures(out)
-    if recorder is not None:
-        received, expected = recorder["volumes_received"], recorder["volumes_expected"]
-    else:  # interrupted: count what reached the disk
-        received = sum(
-            load_run_data(out, p.name[:-7])[1].size for p in (out / "runs").glob("*_tr.tsv")
-        )
-        expected = None
-    tr = _tr_from_config(session)
-    n_vol_time = received * tr if received else 0.0
+    retrievals, recons = read_retrievals(out), read_recons(out)
     summary = {
         "simulated": session["simulated"],
         "dataset": session["dataset_name"],
-        "complete": recorder is not None,
-        "trials": len(retrievals),
-        "trials_scored": int(ranks.size),
-        "retrieval_ways": ways[0] if len(ways) == 1 else ways,
-        "chance_top1": round(1.0 / ways[0], 4) if len(ways) == 1 else None,
-        "retrieval_top1": top_k_accuracy(ranks, 1),
-        "retrieval_top5": top_k_accuracy(ranks, 5),
-        "offline_top1": None,
-        "offline_top5": None,
-        "volumes_received": int(received),
-        "volumes_lost": (int(expected) - int(received)) if expected is not None else None,
-        "gaps": recorder["gaps"] if recorder else [],
-        "latency_ms": stages,
-        "end_to_end_ms": e2e,
-        "reconstructions": len(recons),
-        "recon_mode": (modes[0] if len(modes) == 1 else modes) if modes else None,
-        "recon_latency_ms": _percentiles(_floats(recons, "compute_ms")),
-        "recon_delay_ms": _percentiles(_floats(recons, "delay_ms")),
-        "recon_metrics": None,
-        "realtime_factor": round(n_vol_time / data_span, 3) if data_span else None,
+        **_retrieval_figures(retrievals),
+        **_volume_figures(out, session),
+        **_recon_figures(recons),
         "decode_delay_s": session["config"]["decode_delay"],
         "speed": session["config"]["speed"],
         "wall_s": round(wall_s, 2) if wall_s is not None else None,
         "checkpoint": session["checkpoint"],
         "written": time.time(),
     }
-    if offline and scored:
-        off = offline_retrieval(out, session, retrievals, tr)
+    if offline and summary["trials_scored"]:
+        off = offline_retrieval(out, session, retrievals, _tr_from_config(session))
         summary["offline_top1"], summary["offline_top5"] = off["top1"], off["top5"]
         summary["offline_trials"] = off["trials"]
         if off["top1"]:
@@ -341,6 +307,59 @@ def summarize(
     write_json(out / "summary.json", summary)
     _print_summary(summary, out, log)
     return summary
+
+
+def _retrieval_figures(retrievals: list[dict]) -> dict:
+    """Trials, scored trials, ways and real-time top-1/top-5 (offline ones filled in later)."""
+    scored = [r for r in retrievals if r["rank"] != ""]
+    ranks = np.array([int(r["rank"]) for r in scored])
+    ways = sorted({int(r["ways"]) for r in scored}) if scored else []
+    return {
+        "trials": len(retrievals),
+        "trials_scored": int(ranks.size),
+        "retrieval_ways": ways[0] if len(ways) == 1 else ways,
+        "chance_top1": round(1.0 / ways[0], 4) if len(ways) == 1 else None,
+        "retrieval_top1": top_k_accuracy(ranks, 1),
+        "retrieval_top5": top_k_accuracy(ranks, 5),
+        "offline_top1": None,
+        "offline_top5": None,
+    }
+
+
+def _volume_figures(out: Path, session: dict) -> dict:
+    """Completeness, volumes received and lost, gaps, stage latencies, real-time factor."""
+    recorder_path = out / "recorder.json"
+    recorder = json.loads(recorder_path.read_text()) if recorder_path.exists() else None
+    stages, e2e, data_span = latency_figures(out)
+    if recorder is not None:
+        received, expected = recorder["volumes_received"], recorder["volumes_expected"]
+    else:  # interrupted: count what reached the disk
+        received = sum(
+            load_run_data(out, p.name[:-7])[1].size for p in (out / "runs").glob("*_tr.tsv")
+        )
+        expected = None
+    n_vol_time = received * _tr_from_config(session) if received else 0.0
+    return {
+        "complete": recorder is not None,
+        "volumes_received": int(received),
+        "volumes_lost": (int(expected) - int(received)) if expected is not None else None,
+        "gaps": recorder["gaps"] if recorder else [],
+        "latency_ms": stages,
+        "end_to_end_ms": e2e,
+        "realtime_factor": round(n_vol_time / data_span, 3) if data_span else None,
+    }
+
+
+def _recon_figures(recons: list[dict]) -> dict:
+    """Reconstruction count, mode and latencies (metrics filled in later)."""
+    modes = sorted({r["mode"] for r in recons if r.get("mode")})
+    return {
+        "reconstructions": len(recons),
+        "recon_mode": (modes[0] if len(modes) == 1 else modes) if modes else None,
+        "recon_latency_ms": _percentiles(_floats(recons, "compute_ms")),
+        "recon_delay_ms": _percentiles(_floats(recons, "delay_ms")),
+        "recon_metrics": None,
+    }
 
 
 def _print_summary(s: dict, out: Path, log) -> None:

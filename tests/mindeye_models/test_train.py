@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from mindeye_models.bank import ImageBank
+from mindeye_models.inference import evaluate_retrieval
 from mindeye_models.model import MindEye
 from mindeye_models.presets import get_preset
-from mindeye_models.train import TrainConfig, evaluate_retrieval, one_cycle, train_mindeye
+from mindeye_models.train import TrainConfig, one_cycle, train_mindeye
 from rt_base.errors import ConfigError
 
 V, T, D = 48, 17, 128
