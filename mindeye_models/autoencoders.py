@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mindeye_models.fitting import fit_epochs
+from mindeye_models.images import resize_square
 from rt_base.atomic import write_with
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError, WeightsError
@@ -39,10 +40,8 @@ def _images_to_tensor(images: np.ndarray, size: int | None, name: str = "images"
         shape = getattr(images, "shape", None)
         raise ConfigError(f"'{name}' must be an (N, H, W, 3) uint8 array, got shape {shape}")
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    if size is not None and x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
+    if size is not None:
+        x = resize_square(x, size)
     return x.clamp(0, 1)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from mindeye_models.images import resize_square
 from mindeye_models.unclip_pipeline import embed_dim, image_size
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
@@ -47,11 +47,7 @@ def _init_latents(pipe: Any, init_image: np.ndarray, n: int) -> torch.Tensor:
     vae = pipe.vae
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(0, 3, 1, 2).float() / 127.5 - 1
     size = image_size(pipe)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-    x = x.to(vae.device, vae.dtype)
+    x = resize_square(x, size).to(vae.device, vae.dtype)
     z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
     return z.expand(n, -1, -1, -1) if len(z) == 1 else z
 

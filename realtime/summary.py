@@ -151,14 +151,11 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (size, size, 3) float32 in [0, 1], resized like the metrics do
     (bilinear, antialiased); a non-square image is stretched (the stimuli are square)."""
     import torch
-    import torch.nn.functional as F
+
+    from mindeye_models.images import resize_square
 
     x = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1)[None].float() / 255.0
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-    return x[0].permute(1, 2, 0).numpy()
+    return resize_square(x, size)[0].permute(1, 2, 0).numpy()
 
 
 def _load_png(path: Path) -> np.ndarray:
