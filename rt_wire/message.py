@@ -127,6 +127,32 @@ def decode(frames: list[Any]) -> Message:
     if len(frames) < 2:
         raise _fail(f"expected at least 2 frames [topic, header], got {len(frames)}")
     topic, head, *bufs = (getattr(f, "buffer", f) for f in frames)
+    header = _parse_header(head)
+    kind = header["kind"]
+    if bytes(topic) != kind.encode():
+        raise _fail(f"topic {bytes(topic)!r} does not match kind {kind!r}")
+    _check_fields(header)
+    specs = header["buffers"]
+    if not isinstance(specs, list) or len(specs) != len(bufs):
+        n = len(specs) if isinstance(specs, list) else "?"
+        raise _fail(f"header lists {n} buffers but {len(bufs)} buffer frames came")
+    arrays: dict[str, np.ndarray] = {}
+    for spec, buf in zip(specs, bufs, strict=True):
+        arrays.update([_buffer(spec, buf)])
+    return Message(
+        kind=kind,
+        seq=header["seq"],
+        run=header["run"],
+        index=header["index"],
+        meta=header["meta"],
+        t={k: float(v) for k, v in header["t"].items()},
+        buffers=arrays,
+    )
+
+
+def _parse_header(head: Any) -> dict[str, Any]:
+    """The header frame as a JSON object of this schema version, with every key and a known
+    kind."""
     if len(head) > _MAX_HEADER:
         raise _fail(f"header of {len(head)} bytes exceeds {_MAX_HEADER}")
     try:
@@ -144,11 +170,13 @@ def decode(frames: list[Any]) -> Message:
     missing = {"kind", "seq", "run", "index", "meta", "t", "buffers"} - header.keys()
     if missing:
         raise _fail(f"header lacks {sorted(missing)}")
-    kind = header["kind"]
-    if kind not in KINDS:
-        raise _fail(f"unknown kind {kind!r}")
-    if bytes(topic) != kind.encode():
-        raise _fail(f"topic {bytes(topic)!r} does not match kind {kind!r}")
+    if header["kind"] not in KINDS:
+        raise _fail(f"unknown kind {header['kind']!r}")
+    return header
+
+
+def _check_fields(header: dict[str, Any]) -> None:
+    """The types of ``seq``, ``run``, ``index``, ``meta`` and ``t``."""
     seq = header["seq"]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise _fail(f"'seq' must be a non-negative integer, got {seq!r}")
@@ -165,22 +193,6 @@ def decode(frames: list[Any]) -> Message:
         for v in stamps.values()
     ):
         raise _fail("'t' must map names to finite numbers")
-    specs = header["buffers"]
-    if not isinstance(specs, list) or len(specs) != len(bufs):
-        n = len(specs) if isinstance(specs, list) else "?"
-        raise _fail(f"header lists {n} buffers but {len(bufs)} buffer frames came")
-    arrays: dict[str, np.ndarray] = {}
-    for spec, buf in zip(specs, bufs, strict=True):
-        arrays.update([_buffer(spec, buf)])
-    return Message(
-        kind=kind,
-        seq=seq,
-        run=header["run"],
-        index=index,
-        meta=header["meta"],
-        t={k: float(v) for k, v in stamps.items()},
-        buffers=arrays,
-    )
 
 
 def _buffer(spec: Any, buf: Any) -> tuple[str, np.ndarray]:
