@@ -69,7 +69,10 @@ class HealthFeed(ModelState):
         age = now - entry["time"]
         meta = entry["meta"]
         errors = as_int(meta.get("errors")) or 0
-        detail = f"{errors} error(s)" if errors else ""
+        bad = as_int(meta.get("bad")) or 0  # messages refused and dropped; the stage went on
+        counts = [f"{errors} error(s)"] if errors else []
+        counts += [f"{bad} bad message(s) dropped"] if bad else []
+        detail = ", ".join(counts)
         if entry["error_time"] is not None and now - entry["error_time"] < ERROR_HOLD_S:
             state = "error"
         elif meta.get("final") or (self.session.ended and age > self.stale_s):

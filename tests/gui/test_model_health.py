@@ -100,3 +100,12 @@ def test_the_recon_stage_record_reads_its_status_leniently():
     model.feed(recon_status(backlog=-2, behind_s="x", mode=5, reconstructed=None))
     stage = model.snapshot().recon_stage
     assert (stage.backlog, stage.behind_s, stage.mode, stage.reconstructed) == (0, None, None, 0)
+
+
+def test_bad_messages_a_stage_dropped_show_in_its_health_without_marking_it_failed():
+    model = SessionModel(dataset_loader=None)
+    model.feed(Message("status", meta={"stage": "estimate", "errors": 0, "bad": 2}))
+    health = model.health()["estimate"]
+    assert health.state == "ok" and health.detail == "2 bad message(s) dropped"
+    model.feed(Message("status", meta={"stage": "estimate", "errors": 1, "bad": 3}))
+    assert model.health()["estimate"].detail == "1 error(s), 3 bad message(s) dropped"
