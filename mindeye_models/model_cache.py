@@ -127,7 +127,7 @@ def ensure_model(
         log(f"using the cached MindEye model {plan.path}")
         return plan.path
     bank_dir = Path(models_dir) / "cache" if cache_dir is None else Path(cache_dir)
-    _train_and_save(plan, bank_dir, joint_prior=joint_prior, progress=progress, log=log)
+    _train_and_save(plan, bank_dir, progress=progress, log=log)
     return plan.path
 
 
@@ -203,10 +203,9 @@ def _cached(plan: _Plan) -> bool:
     return not plan.expect.get("joint_prior") or plan.joint_prior_path.is_file()
 
 
-def _train_and_save(
-    plan: _Plan, bank_dir: Path, *, joint_prior: bool, progress: bool, log: Callable
-) -> None:
-    """Train the model (and a joint prior) on the plan's data and save the checkpoint."""
+def _train_and_save(plan: _Plan, bank_dir: Path, *, progress: bool, log: Callable) -> None:
+    """Train the model (and a joint prior, when the plan expects one) on the plan's data and
+    save the checkpoint."""
     config, train_cfg = plan.config, plan.train_cfg
     log(
         f"training MindEye ({plan.preset}, {config.n_voxels} voxels, {config.embedder} targets) "
@@ -219,7 +218,7 @@ def _train_and_save(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed)
         model = MindEye(config)
-        if joint_prior:
+        if plan.expect.get("joint_prior"):
             prior = DiffusionPrior(get_prior_preset(prior_preset_for(config.token_shape)))
     history = train_mindeye(
         model, plan.responses, targets, train_cfg, progress=progress, prior=prior
