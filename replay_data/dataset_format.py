@@ -18,6 +18,11 @@ Layout (one folder per dataset, usually ``<data home>/datasets/NAME``)::
     stimuli/images.tsv           image_id split source
     train/responses.npy          (n_trials, n_voxels) float32 per-trial responses, ROI order
     train/trials.tsv             image_id run repetition
+    truth/run-01_motion.tsv      simulated moving subjects only: the head's true motion, one
+                                 row per volume: trans_x trans_y trans_z (mm) rot_x rot_y
+                                 rot_z (degrees) framewise_displacement (mm), in the
+                                 convention of :mod:`fmri_compute.rigid`; for scoring a
+                                 registration, never given to the pipeline
 
 Every file is written under a temporary name and renamed into place when complete
 (:mod:`rt_base.atomic`).  Onsets and
@@ -33,11 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from fmri_compute.rigid import PARAM_NAMES
+
 __all__ = [
     "EVENT_COLUMNS",
     "FORMAT",
     "FORMAT_VERSION",
     "IMAGE_COLUMNS",
+    "MOTION_COLUMNS",
     "SPLITS",
     "TRIAL_COLUMNS",
     "DatasetMeta",
@@ -51,6 +59,7 @@ SPLITS = ("test", "train", "filler")
 EVENT_COLUMNS = ("onset", "duration", "trial_type", "image_id", "repetition", "split")
 IMAGE_COLUMNS = ("image_id", "split", "source")
 TRIAL_COLUMNS = ("image_id", "run", "repetition")
+MOTION_COLUMNS = (*PARAM_NAMES, "framewise_displacement")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from replay_data.dataset_format import (
     FORMAT,
     FORMAT_VERSION,
     IMAGE_COLUMNS,
+    MOTION_COLUMNS,
     SPLITS,
     TRIAL_COLUMNS,
     DatasetMeta,
@@ -140,6 +141,9 @@ class ReplayDataset:
             bad = [e.image_id for e in self.events(run) if not 0 <= e.image_id < n_images]
             if bad:
                 raise _fail(p, f"'func/{run}_events.tsv' names images {bad[:5]} not in stimuli")
+        for run in self._info.get("true_motion_runs", []):
+            if run not in m.runs or not (p / "truth" / f"{run}_motion.tsv").is_file():
+                raise _fail(p, f"missing file 'truth/{run}_motion.tsv' (or run {run!r})", _REMEDY)
         if self.has_training:
             n, v = self._npy_shape("train/responses.npy")
             if v != m.n_voxels or n != len(_read_tsv(p / "train" / "trials.tsv", TRIAL_COLUMNS)):
@@ -239,6 +243,31 @@ class ReplayDataset:
                 ) from None
             self._events[run] = ev
         return list(self._events[run])
+
+    def true_motion(self, run: str) -> np.ndarray | None:
+        """The head's true motion in ``run`` (a simulated moving subject's; for scoring).
+
+        Returns
+        -------
+        params : (T, 6) float64 array in :mod:`fmri_compute.rigid`'s convention (mm, degrees),
+            or None when the dataset records none (a still or a recorded subject).
+        """
+        run = self._run_name(run)
+        if run not in self._info.get("true_motion_runs", []):
+            return None
+        rel = f"truth/{run}_motion.tsv"
+        try:
+            rows = _read_tsv(self.path / "truth" / f"{run}_motion.tsv", MOTION_COLUMNS)
+            params = np.array([[float(r[c]) for c in MOTION_COLUMNS[:6]] for r in rows])
+        except (TypeError, ValueError) as e:
+            raise _fail(self.path, f"bad row in {rel!r} ({e})", _REMEDY) from None
+        if params.shape != (self.n_volumes(run), 6):
+            raise _fail(
+                self.path,
+                f"{rel!r} has {len(params)} rows, the run has {self.n_volumes(run)} volumes",
+                _REMEDY,
+            )
+        return params
 
     def _image_table(self) -> list[dict[str, str]]:
         if self._images is None:

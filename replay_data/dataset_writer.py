@@ -17,11 +17,13 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
+from fmri_compute.rigid import framewise_displacement
 from replay_data.dataset_format import (
     EVENT_COLUMNS,
     FORMAT,
     FORMAT_VERSION,
     IMAGE_COLUMNS,
+    MOTION_COLUMNS,
     SPLITS,
     TRIAL_COLUMNS,
     Event,
@@ -207,6 +209,32 @@ class DatasetWriter:
         self._info["run_volumes"][run] = int(data.shape[3])
         write_json(self.path / "dataset.json", self._info)
         return run
+
+    def write_true_motion(self, run: str, params: np.ndarray) -> None:
+        """Write the true head motion of a written run (a simulated moving subject's).
+
+        Parameters
+        ----------
+        run : a run already written with :meth:`write_run`.
+        params : (T, 6) motion of each volume, :mod:`fmri_compute.rigid` convention
+            (mm, degrees); its framewise displacement is stored with it.
+        """
+        if run not in self._info["runs"]:
+            raise DatasetError(f"run {run!r} has not been written: write_run it first")
+        params = np.asarray(params, np.float64)
+        n = self._info["run_volumes"][run]
+        if params.shape != (n, 6) or not np.all(np.isfinite(params)):
+            raise DatasetError(
+                f"'params' of {run!r} must be ({n}, 6) finite numbers, got {params.shape}"
+            )
+        fd = framewise_displacement(params)
+        rows = ([f"{v:.6f}" for v in row] for row in np.column_stack([params, fd]))
+        (self.path / "truth").mkdir(exist_ok=True)
+        _write_tsv(self.path / "truth" / f"{run}_motion.tsv", MOTION_COLUMNS, rows)
+        truth: list[str] = self._info.setdefault("true_motion_runs", [])
+        if run not in truth:
+            truth.append(run)
+        write_json(self.path / "dataset.json", self._info)
 
     def write_training(
         self,

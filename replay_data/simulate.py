@@ -8,7 +8,10 @@ turns them into time series and writes them as a replay dataset.
 The amplitude scales a 3 s boxcar convolved with a double-gamma HRF whose time-to-peak varies
 per voxel (the GLM's canonical HRF peaks at 5 s, so there is a realistic mismatch); slow
 drift and AR(1) noise are added to every brain voxel (non-ROI voxels get baseline, drift and
-noise only).  No head motion.
+noise only).  With ``motion="cooperative"`` the head moves in the test runs
+(:mod:`replay_data.simulation_motion`): each volume without its thermal noise is moved, then the
+noise is added; the true motion is stored in ``truth/`` for scoring.  The default subjects are
+still.
 
 Training data are per-trial responses like NSD betas: ROI-only runs simulated the same way,
 z-scored per run (:func:`fmri_compute.normalize.zscore_run`) and fitted with
@@ -36,10 +39,17 @@ from replay_data.dataset_writer import DatasetWriter
 from replay_data.simulation_config import SIMULATOR_VERSION, SimulationConfig
 from replay_data.simulation_encoding import Encoding, make_encoding
 from replay_data.simulation_geometry import Geometry, make_geometry
+from replay_data.simulation_motion import move_run, run_motion
 from replay_data.simulation_schedule import schedule_test_runs, schedule_train_runs
 from replay_data.stimuli import StimulusSet, make_stimuli
 
-__all__ = ["SimulatedSubject", "build_subject", "simulate_run", "simulate_subject"]
+__all__ = [
+    "SimulatedSubject",
+    "build_subject",
+    "simulate_run",
+    "simulate_run_apart",
+    "simulate_subject",
+]
 
 
 @lru_cache(maxsize=8)
@@ -49,11 +59,11 @@ def _peak_norm(shapes: tuple[float, ...], duration: float, tr: float) -> np.ndar
     return probe.max(axis=(1, 2))
 
 
-def _background_pct(
+def _drift_pct(
     config: SimulationConfig, t: np.ndarray, n_voxels: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """(T, V) float32 slow drift plus AR(1) noise, in percent of each voxel's baseline."""
-    T, V = len(t), n_voxels
+    """(T, V) float32 slow drift, in percent of each voxel's baseline."""
+    V = n_voxels
     u = 2 * t / t[-1] - 1
     period = rng.uniform(100, 250)
     basis = np.stack(
@@ -66,13 +76,19 @@ def _background_pct(
         * (rng.standard_normal((4, 1)) + rng.standard_normal((4, V)))
     )
     coef[2:] /= math.sqrt(2)  # the sinusoid's amplitude (sin and cos together) has sd drift_pct
-    pct = (basis @ coef).astype(np.float32)
+    return (basis @ coef).astype(np.float32)
+
+
+def _noise_pct(
+    config: SimulationConfig, n_volumes: int, n_voxels: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(T, V) float32 AR(1) thermal noise, in percent of each voxel's baseline."""
     rho, noise_pct = config.ar1_rho, config.signal_pct / config.snr
-    e = rng.standard_normal((T, V), dtype=np.float32)
-    for k in range(1, T):
+    e = rng.standard_normal((n_volumes, n_voxels), dtype=np.float32)
+    for k in range(1, n_volumes):
         e[k] = rho * e[k - 1] + math.sqrt(1 - rho * rho) * e[k]
-    pct += np.float32(noise_pct) * e
-    return pct
+    e *= np.float32(noise_pct)
+    return e
 
 
 def _add_responses(
@@ -120,13 +136,44 @@ def simulate_run(
     Y : (T, V) float32 array in scanner units.
     """
     V = len(baseline)
-    pct = _background_pct(config, np.arange(config.n_volumes) * config.tr, V, rng)
+    pct = _drift_pct(config, np.arange(config.n_volumes) * config.tr, V, rng)
+    pct += _noise_pct(config, config.n_volumes, V, rng)
     Y = baseline.astype(np.float32) * (1 + pct / 100)
     del pct
     if events:
         pos = np.arange(V) if roi_pos is None else roi_pos
         _add_responses(Y, baseline, config, enc, events, pos)
     return Y
+
+
+def simulate_run_apart(
+    config: SimulationConfig,
+    baseline: np.ndarray,
+    enc: Encoding,
+    events: list[Event],
+    roi_pos: np.ndarray | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The run of :func:`simulate_run` (same draws from ``rng``) with its thermal noise apart,
+    so that the rest can move with the head before the noise is added.
+
+    Returns
+    -------
+    signal : (T, V) float32 array, scanner units: baseline, drift and evoked responses.
+    noise : (T, V) float32 array, scanner units: the thermal noise; ``signal + noise`` is
+        :func:`simulate_run`'s run up to float32 rounding.
+    """
+    V = len(baseline)
+    base = baseline.astype(np.float32)
+    pct = _drift_pct(config, np.arange(config.n_volumes) * config.tr, V, rng)
+    noise = _noise_pct(config, config.n_volumes, V, rng)
+    noise *= base / 100
+    signal = base * (1 + pct / 100)
+    del pct
+    if events:
+        pos = np.arange(V) if roi_pos is None else roi_pos
+        _add_responses(signal, baseline, config, enc, events, pos)
+    return signal, noise
 
 
 @dataclass
@@ -179,23 +226,39 @@ def _dataset_params(subj: SimulatedSubject) -> dict:
         generator="replay_data.simulate",
         simulator_version=SIMULATOR_VERSION,
     )
+    if config.motion != "none":
+        params["true_motion"] = "truth/RUN_motion.tsv (for scoring; never streamed)"
     return params
 
 
 def _write_test_runs(writer: DatasetWriter, subj: SimulatedSubject, bar: tqdm) -> None:
-    """Simulate the whole-brain test runs one at a time and write each as (X, Y, Z, T)."""
+    """Simulate the whole-brain test runs one at a time and write each as (X, Y, Z, T); a
+    moving subject's runs also get their true motion."""
     config, geo = subj.config, subj.geometry
     brain_idx = np.flatnonzero(geo.brain)
+    base = geo.baseline[geo.brain]
     for k, events in enumerate(subj.test_runs):
         rng = _run_rng(config, 1, k)
-        Y = simulate_run(
-            config, geo.baseline[geo.brain], subj.encoding, events, geo.roi_in_brain, rng
-        )
+        motion = run_motion(config, k)
         vol = np.zeros((*config.shape, config.n_volumes), np.float32)
-        vol.reshape(-1, config.n_volumes)[brain_idx] = Y.T
-        del Y
-        writer.write_run(vol, events)
-        del vol
+        flat = vol.reshape(-1, config.n_volumes)  # a view: vol is C-contiguous
+        if motion is None:
+            Y = simulate_run(config, base, subj.encoding, events, geo.roi_in_brain, rng)
+            flat[brain_idx] = Y.T
+            del Y
+        else:
+            signal, noise = simulate_run_apart(
+                config, base, subj.encoding, events, geo.roi_in_brain, rng
+            )
+            flat[brain_idx] = signal.T
+            del signal
+            move_run(vol, writer.affine, motion)
+            flat[brain_idx] += noise.T
+            del noise
+        run = writer.write_run(vol, events)
+        del vol, flat
+        if motion is not None:
+            writer.write_true_motion(run, motion)
         bar.update()
 
 

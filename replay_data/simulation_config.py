@@ -35,7 +35,17 @@ drift_pct              1.0 %              sd of each drift term (linear, quadrat
 ar1_rho                0.3                lag-1 autocorrelation of the per-TR noise
 baseline               ~1000 a.u.         GM 1050, WM 850, CSF 1300, x bias field, 0 outside
 embedder               tiny-random        image embedder of the semantic features
+motion                 none               head motion of the test runs: "none" or
+                                          "cooperative" (:mod:`replay_data.simulation_motion`)
+motion_drift_mm        1.5 mm             largest slow drift in a run (each draws 50-100 %)
+motion_jumps           2                  sudden jumps per test run
+motion_jump_min/max_mm 0.5 / 1.0 mm       size of a jump's translation
+motion_rot_deg_per_mm  0.4 deg/mm         rotation that comes with each mm of translation
 =====================  =================  ==================================================
+
+The motion fields matter only with ``motion="cooperative"`` (presets ``subj01-moving`` and
+``tiny-moving``); the motion has its own random stream, so a moving subject and the still one of
+the same seed share anatomy, encoding model, schedules, noise and training responses.
 """
 
 from __future__ import annotations
@@ -46,11 +56,20 @@ from dataclasses import dataclass, fields, replace
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
-__all__ = ["PRESETS", "SIMULATOR_VERSION", "SimulationConfig", "assign_test_images"]
+__all__ = [
+    "MOTION_KINDS",
+    "PRESETS",
+    "SIMULATOR_VERSION",
+    "SimulationConfig",
+    "assign_test_images",
+]
 
 
 #: Bumped whenever the generative model changes, so a cached built-in subject is regenerated.
 SIMULATOR_VERSION = 2
+
+#: head-motion models of the simulated subject (:mod:`replay_data.simulation_motion`)
+MOTION_KINDS: tuple[str, ...] = ("none", "cooperative")
 
 
 def assign_test_images(n_test: int, reps: int, per_run: int) -> list[list[int]]:
@@ -111,6 +130,12 @@ class SimulationConfig:
     ar1_rho: float = 0.3
     embedder: str = "tiny-random"
     image_size: int = 128
+    motion: str = "none"
+    motion_drift_mm: float = 1.5
+    motion_jumps: int = 2
+    motion_jump_min_mm: float = 0.5
+    motion_jump_max_mm: float = 1.0
+    motion_rot_deg_per_mm: float = 0.4
 
     def __post_init__(self) -> None:
         num = check_number
@@ -152,6 +177,22 @@ class SimulationConfig:
         if self.image_size % 8:
             raise ConfigError(f"'image_size' must be a multiple of 8, got {self.image_size}")
         num(self.trials_per_run, "trials_per_run", minimum=1, maximum=self.n_slots, integer=True)
+        self._check_motion()
+
+    def _check_motion(self) -> None:
+        num = check_number
+        check_choice(self.motion, "motion", MOTION_KINDS)
+        num(self.motion_drift_mm, "motion_drift_mm", minimum=0, maximum=10, unit="mm")
+        jumps_max = min(50, self.n_volumes - 1)
+        num(self.motion_jumps, "motion_jumps", minimum=0, maximum=jumps_max, integer=True)
+        num(self.motion_jump_min_mm, "motion_jump_min_mm", minimum=0, maximum=10, unit="mm")
+        num(self.motion_jump_max_mm, "motion_jump_max_mm", minimum=0, maximum=10, unit="mm")
+        if self.motion_jump_max_mm < self.motion_jump_min_mm:
+            raise ConfigError(
+                f"'motion_jump_max_mm' must be at least 'motion_jump_min_mm' "
+                f"({self.motion_jump_min_mm} mm), got {self.motion_jump_max_mm}"
+            )
+        num(self.motion_rot_deg_per_mm, "motion_rot_deg_per_mm", minimum=0, maximum=2)
 
     @property
     def trial_s(self) -> float:
@@ -200,6 +241,16 @@ class SimulationConfig:
         return replace(base, **overrides)
 
     @classmethod
+    def subj01_moving(cls, **overrides) -> SimulationConfig:
+        """subj01 with a cooperative participant's head motion in its test runs."""
+        return cls.subj01(**{"name": "subj01-moving", "motion": "cooperative", **overrides})
+
+    @classmethod
+    def tiny_moving(cls, **overrides) -> SimulationConfig:
+        """The tiny subject with head motion (for tests)."""
+        return cls.tiny(**{"name": "tiny-moving", "motion": "cooperative", **overrides})
+
+    @classmethod
     def from_dict(cls, d: dict) -> SimulationConfig:
         """Build from a dict; unknown keys raise ConfigError."""
         known = {f.name for f in fields(cls)}
@@ -209,4 +260,9 @@ class SimulationConfig:
         return cls(**d)
 
 
-PRESETS = {"subj01": SimulationConfig.subj01, "tiny": SimulationConfig.tiny}
+PRESETS = {
+    "subj01": SimulationConfig.subj01,
+    "subj01-moving": SimulationConfig.subj01_moving,
+    "tiny": SimulationConfig.tiny,
+    "tiny-moving": SimulationConfig.tiny_moving,
+}
