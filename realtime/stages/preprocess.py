@@ -1,4 +1,5 @@
-"""Preprocess: mask each volume to the ROI and z-score it online (no look-ahead)."""
+"""Preprocess: correct head motion, mask each volume to the ROI and z-score it online (no
+look-ahead).  Motion correction: :mod:`realtime.stages.preprocess_motion`."""
 
 from __future__ import annotations
 
@@ -6,21 +7,26 @@ import numpy as np
 
 from fmri_compute.normalize import RunningZScore
 from realtime.stages.base import Stage
+from realtime.stages.preprocess_motion import MOTION_MODES, MotionCorrector, parse_reference
+from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError, MessageError
 from rt_wire.message import Message
 
 
-def load_mask(path: str) -> np.ndarray:
-    """ROI mask file -> (X, Y, Z) bool array."""
+def load_mask(path: str, name: str = "mask") -> tuple[np.ndarray, np.ndarray]:
+    """Mask file -> ((X, Y, Z) bool array, its (4, 4) affine)."""
     import nibabel as nib
 
     try:
-        mask = np.asanyarray(nib.load(path).dataobj) > 0
+        img = nib.load(path)
     except FileNotFoundError:
-        raise ConfigError(f"'mask' must be an existing NIfTI file, got {path!r}") from None
+        raise ConfigError(f"'{name}' must be an existing NIfTI file, got {path!r}") from None
+    mask = np.asanyarray(img.dataobj) > 0
     if mask.ndim != 3 or not mask.any():
-        raise ConfigError(f"'mask' must be a non-empty 3D mask, got shape {mask.shape} in {path!r}")
-    return mask
+        raise ConfigError(
+            f"'{name}' must be a non-empty 3D mask, got shape {mask.shape} in {path!r}"
+        )
+    return mask, np.asarray(img.affine, float)
 
 
 class PreprocessStage(Stage):
@@ -30,15 +36,53 @@ class PreprocessStage(Stage):
     estimate stage standardizes them inside its GLM window; the recorder keeps them for the
     offline comparison) and ``z`` (V,) (running z-score, for displays).  A volume
     index that jumps is reported as a ``gap`` message with the lost indices; a repeated index is
-    dropped and reported.  Head-motion correction slots in here (a later stage of the project).
+    dropped and reported.
+
+    With ``motion`` ``estimate`` or ``correct`` each ``tr`` message's meta carries ``motion``:
+    ``{"params": [tx, ty, tz, rx, ry, rz], "fd": mm, "mode": ..., "iterations": n}`` (mm and
+    degrees; :mod:`realtime.stages.preprocess_motion`).
+
+    Parameters
+    ----------
+    mask : the ROI mask (path of a NIfTI, or an array on the volumes' grid).
+    motion : ``none``, ``estimate`` or ``correct``.
+    motion_ref : ``first``, a volume number, or a NIfTI path.
+    brain_mask : voxels that drive the motion fit (path or array; None: found from the reference).
+    motion_device : torch device of the fit.
+    fd_threshold : framewise displacement (mm) above which a volume is counted and warned about.
     """
 
     name = "preprocess"
     publish_kinds = frozenset({"tr", "gap"})
 
-    def __init__(self, mask: str | np.ndarray, **kwargs) -> None:
+    def __init__(
+        self,
+        mask: str | np.ndarray,
+        *,
+        motion: str = "none",
+        motion_ref: str | int = "first",
+        brain_mask: str | np.ndarray | None = None,
+        motion_device: str = "cpu",
+        fd_threshold: float = 0.5,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self.mask = load_mask(mask) if isinstance(mask, str) else np.asarray(mask, bool)
+        if isinstance(mask, str):
+            self.mask, self.mask_affine = load_mask(mask)
+        else:
+            self.mask, self.mask_affine = np.asarray(mask, bool), None
+        if isinstance(brain_mask, str):
+            brain_mask = load_mask(brain_mask, "brain_mask")[0]
+        self.brain_mask = None if brain_mask is None else np.asarray(brain_mask, bool)
+        self.motion = check_choice(motion, "motion", MOTION_MODES)
+        self.motion_ref = parse_reference(motion_ref)
+        self.motion_device = motion_device
+        self.fd_threshold = check_number(fd_threshold, "fd_threshold", minimum=0, unit="mm")
+        self.corrector: MotionCorrector | None = None
+        self.held: list[Message] = []  # volumes that wait for a volume-number reference
+        self.n_runs = 0
+        self.max_fd = 0.0
+        self.fd_over = 0
         self.flat_index = np.flatnonzero(self.mask)
         self.n_voxels = int(self.flat_index.size)
         self.run: str | None = None
@@ -50,9 +94,27 @@ class PreprocessStage(Stage):
         self.volumes_repeated = 0
 
     @classmethod
-    def from_options(cls, links: dict, *, mask: str) -> PreprocessStage:
-        """Build from a spec: ``mask`` is the path of the ROI mask (NIfTI)."""
-        return cls(mask, **links)
+    def from_options(
+        cls,
+        links: dict,
+        *,
+        mask: str,
+        motion: str = "none",
+        motion_ref: str | int = "first",
+        brain_mask: str | None = None,
+        motion_device: str = "cpu",
+        fd_threshold: float = 0.5,
+    ) -> PreprocessStage:
+        """Build from a spec: ``mask`` (and ``brain_mask``) are NIfTI paths (see the class)."""
+        return cls(
+            mask,
+            motion=motion,
+            motion_ref=motion_ref,
+            brain_mask=brain_mask,
+            motion_device=motion_device,
+            fd_threshold=fd_threshold,
+            **links,
+        )
 
     def status(self) -> dict:
         return {
@@ -60,6 +122,9 @@ class PreprocessStage(Stage):
             "run": self.run,
             "volumes_lost": self.volumes_lost,
             "volumes_repeated": self.volumes_repeated,
+            "motion": self.motion,
+            "max_fd": round(self.max_fd, 4),
+            "fd_over_threshold": self.fd_over,
         }
 
     def handle(self, msg: Message):
@@ -78,11 +143,30 @@ class PreprocessStage(Stage):
                 f"run {msg.run!r} has volumes of shape {shape} but the mask is {self.mask.shape}; "
                 "give the mask of this dataset (--mask)"
             )
+        affine = np.asarray(msg.meta.get("affine", np.eye(4)), float)
+        if self.mask_affine is not None and not np.allclose(affine, self.mask_affine, atol=1e-3):
+            raise ConfigError(
+                f"run {msg.run!r} has volumes on another grid than the mask (affine "
+                f"{affine.round(3).tolist()} vs {self.mask_affine.round(3).tolist()}); the mask "
+                "must be in the volumes' space"
+            )
+        if self.motion != "none" and self.corrector is None:
+            self.corrector = MotionCorrector(
+                self.motion,
+                self.motion_ref,
+                affine,
+                np.argwhere(self.mask),
+                self.brain_mask,
+                self.motion_device,
+            )
+        if self.corrector is not None:
+            self.corrector.start_run()
+        self.n_runs += 1
         self.run = msg.run
         self.zscore = RunningZScore(self.n_voxels)
         self.next_index = 0
         self.run_received = 0
-        self.expected = int(msg.meta.get("n_volumes", 0))
+        self.expected = int(msg.meta.get("n_volumes") or 0)
         return [msg]
 
     def _volume(self, msg: Message):
@@ -98,6 +182,19 @@ class PreprocessStage(Stage):
                 f"volume {msg.index} of run {msg.run!r} must have a 'volume' buffer of the mask's "
                 f"shape {self.mask.shape}, got {got}"
             )
+        corrector = self.corrector
+        if corrector is not None and not corrector.ready:
+            if not corrector.wants_reference(self.n_runs - 1, int(msg.index)):
+                self.held.append(msg)  # processed once the reference volume has come
+                return []
+            corrector.set_reference(vol)
+            held, self.held = self.held, []
+            return [out for m in (*held, msg) for out in self._masked(m)]
+        return self._masked(msg)
+
+    def _masked(self, msg: Message) -> list[Message]:
+        """The ``tr`` message of a checked volume (and a ``gap`` before it if volumes were lost)."""
+        vol = msg.buffers["volume"]
         outs: list[Message] = []
         index = int(msg.index)
         if index < self.next_index:
@@ -111,14 +208,42 @@ class PreprocessStage(Stage):
             outs.append(msg.derive("gap", meta={"stage": self.name, "lost_volumes": lost}))
         self.next_index = index + 1
         self.run_received += 1
-        raw = vol.reshape(-1)[self.flat_index].astype(np.float32)
+        meta = dict(msg.meta)
+        if self.corrector is None:
+            raw = vol.reshape(-1)[self.flat_index].astype(np.float32)
+        else:
+            raw, motion = self.corrector.process(vol)
+            meta["motion"] = motion.meta(self.motion)
+            self._count_fd(msg, motion.fd)
         z = self.zscore.update(raw).astype(np.float32)
-        out = msg.derive("tr", meta=dict(msg.meta), buffers={"raw": raw, "z": z})
+        out = msg.derive("tr", meta=meta, buffers={"raw": raw, "z": z})
         outs.append(out)
         return outs
 
+    def _count_fd(self, msg: Message, fd: float) -> None:
+        self.max_fd = max(self.max_fd, fd)
+        if fd > self.fd_threshold:
+            self.fd_over += 1
+            text = (
+                f"head motion: FD {fd:.2f} mm at {msg.run} TR {msg.index} > "
+                f"{self.fd_threshold:g} mm"
+            )
+            self.log.warning(text)
+            self._publish_log("warning", text)
+
     def _run_end(self, msg: Message):
         outs: list[Message] = []
+        if self.held:  # the volume-number reference never came: the first held one serves
+            first = self.held[0]
+            text = (
+                f"run {msg.run!r} ended before volume {self.motion_ref} (the motion reference) "
+                f"came: volume {first.index} is the reference instead"
+            )
+            self.log.warning(text)
+            self._publish_log("warning", text)
+            self.corrector.set_reference(first.buffers["volume"])
+            held, self.held = self.held, []
+            outs = [out for m in held for out in self._masked(m)]
         # an operator's stop ends the run early: volumes never sent are not lost
         last = (
             int(msg.meta.get("n_volumes_sent", self.expected))

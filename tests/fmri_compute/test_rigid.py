@@ -77,3 +77,18 @@ def test_framewise_displacement():
     assert framewise_displacement(np.zeros((0, 6))).shape == (0,)
     with pytest.raises(ValueError, match=r"\(T, 6\)"):
         framewise_displacement(np.zeros((3, 5)))
+
+
+def test_reslice_points_equals_reslice_at_those_points():
+    from fmri_compute.rigid import reslice_points
+
+    rng = np.random.default_rng(3)
+    shape = (20, 22, 18)
+    aff = _affine(shape)
+    moved = rng.normal(size=shape).astype(np.float32)
+    p = [0.8, -1.1, 0.4, 1.5, 0.5, -2.0]
+    pts = np.argwhere(rng.random(shape) < 0.05)
+    full = reslice(moved, aff, p, order=1)
+    np.testing.assert_allclose(
+        reslice_points(moved, aff, p, pts), full[tuple(pts.T)], rtol=1e-5, atol=1e-5
+    )
