@@ -26,7 +26,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.valuerep import DT, TM
 
 from rt_base.checks import check_choice, check_number
@@ -221,7 +221,8 @@ def _check_pixel_data(ds, name: str) -> None:
 def _parse_dicom(name: str, blob: bytes):
     try:
         return pydicom.dcmread(io.BytesIO(blob))
-    except (EOFError, struct.error, OSError) as e:
+    except (EOFError, struct.error, OSError, BytesLengthException) as e:
+        # a value cut short by the end of the file does not decode (BytesLengthException)
         raise IncompleteFile(f"{name}: DICOM ends early ({e})") from None
     except (InvalidDicomError, ValueError, KeyError, TypeError) as e:
         raise NotAVolume(f"{name}: not a readable DICOM file ({e})") from None
@@ -318,8 +319,9 @@ def _read_nifti(path: Path, blob: bytes) -> ScannerVolume:
     raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape, order="F")
     slope, inter = img.dataobj.slope, img.dataobj.inter
     data, affine = _canonical(raw, img.affine.astype(np.float64), slope, inter)
-    # float32 in the header: its shortest decimal, so a TR of 1.6 reads 1.6
-    step = float(str(hdr["pixdim"][4])) * _TIME_UNITS.get(hdr.get_xyzt_units()[1], 1.0)
+    # a 3D image has pixdim[4] = 1 by default: a TR only with a time unit (dcm2niix sets "sec")
+    unit = _TIME_UNITS.get(hdr.get_xyzt_units()[1], 1.0 if len(img.shape) == 4 else 0.0)
+    step = float(str(hdr["pixdim"][4])) * unit  # float32's shortest decimal: 1.6 reads 1.6
     time = _NIFTI_TIME.search(hdr["descrip"].item().decode("latin-1"))
     return ScannerVolume(
         data,
