@@ -1,0 +1,304 @@
+"""Rigid motion correction in torch: estimate a volume's six parameters, reslice it.
+
+Parameters follow :mod:`fmri_compute.rigid`: ``p = (tx, ty, tz mm, rx, ry, rz degrees)`` about
+the field-of-view centre, ``M(p)`` maps a reference-position point to the moved volume, and the
+corrected volume is ``moved(M x)``.  So ``rigid.reslice(moved, affine, estimate.params)``
+recovers the reference, and so does :meth:`RigidRegistration.reslice` (in torch).
+
+The fit is inverse-compositional Gauss-Newton (Baker & Matthews 2004) on intensities inside a
+brain mask, coarse to fine: at each level of a block-average pyramid, each iteration samples
+the moved volume at ``M x`` for every mask point ``x`` (trilinear,
+:func:`torch.nn.functional.grid_sample`), solves the 7 x 7 normal equations of the residual
+``gain * moved(M x) - reference(x)`` with the reference's precomputed Jacobian (six rigid
+parameters and a global intensity gain), and composes ``M <- M W(delta)^-1``.  A level stops
+when an update moves less than its tolerance (mm and degrees).  Points that fall outside the
+moved volume's grid leave the sums for that iteration.  One implementation runs on the CPU and
+on CUDA; each iteration brings 9 numbers back to the host (the convergence test needs them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fmri_compute.motion_pyramid import Level, auto_mask, build_level, normalizer, pyramid
+from fmri_compute.rigid import grid_center, params_from_matrix, rigid_matrix
+from rt_base.checks import check_number, check_torch_device
+from rt_base.errors import ConfigError
+
+__all__ = ["DEFAULT_LEVELS", "MotionEstimate", "RigidRegistration"]
+
+#: pyramid block sizes, coarse to fine
+DEFAULT_LEVELS: tuple[int, ...] = (4, 2, 1)
+#: the fewest mask points a pyramid level may have (7 unknowns need many more than 7)
+MIN_LEVEL_POINTS = 64
+
+
+@dataclass(frozen=True)
+class MotionEstimate:
+    """The rigid motion of one volume relative to the reference.
+
+    Attributes
+    ----------
+    params : (6,) float64, ``(tx, ty, tz mm, rx, ry, rz degrees)`` in the
+        :mod:`fmri_compute.rigid` convention.
+    iterations : Gauss-Newton iterations spent, all levels together.
+    converged : the finest level stopped on its tolerance before its iteration budget ran out.
+    cost : mean squared residual ``gain * moved(M x) - reference(x)`` over the finest level's
+        points at the last evaluated parameters (reference units squared).
+    """
+
+    params: np.ndarray
+    iterations: int
+    converged: bool
+    cost: float
+
+
+class RigidRegistration:
+    """Registers volumes to one reference volume (6-parameter rigid) and reslices them.
+
+    Parameters
+    ----------
+    reference : (X, Y, Z) real array, the volume every other is aligned to.
+    affine : (4, 4) voxel -> world (mm) affine shared by the reference and the volumes.
+    mask : (X, Y, Z) bool, the voxels whose intensities drive the fit; default
+        :func:`~fmri_compute.motion_pyramid.auto_mask` of the reference.
+    device : torch device of the computation (``"cpu"``, ``"cuda"``, ...).
+    max_iterations : Gauss-Newton iterations allowed at each pyramid level.
+    tolerance : a level has converged when an update changes every translation by less than
+        this many mm and every rotation by less than this many degrees (coarser levels of block
+        size ``f`` use ``f * tolerance``).
+    levels : pyramid block sizes, strictly decreasing positive integers (coarse to fine).
+    max_points : at most this many mask points per level (a fixed random subset); ``None``
+        keeps them all.
+
+    Raises
+    ------
+    ConfigError
+        For a reference, affine, mask or option that cannot work, saying which and why.
+    """
+
+    def __init__(
+        self,
+        reference: np.ndarray,
+        affine: np.ndarray,
+        *,
+        mask: np.ndarray | None = None,
+        device: str = "cpu",
+        max_iterations: int = 10,
+        tolerance: float = 1e-3,
+        levels: Sequence[int] = DEFAULT_LEVELS,
+        max_points: int | None = 40_000,
+    ) -> None:
+        ref = _check_volume(reference, "reference")
+        if float(ref.max()) == float(ref.min()):
+            raise ConfigError("'reference' is constant: there is nothing to align volumes to")
+        self.affine = _check_affine(affine)
+        self.shape: tuple[int, int, int] = ref.shape  # type: ignore[assignment]
+        self.device = torch.device(check_torch_device(device))
+        self.max_iterations = int(
+            check_number(max_iterations, "max_iterations", minimum=1, integer=True)
+        )
+        self.tolerance = float(check_number(tolerance, "tolerance", minimum=0, strict_min=True))
+        self.levels = _check_levels(levels)
+        if max_points is not None:
+            max_points = int(
+                check_number(max_points, "max_points", minimum=MIN_LEVEL_POINTS, integer=True)
+            )
+        self.mask = auto_mask(ref) if mask is None else _check_mask(mask, self.shape)
+        self.center = grid_center(self.shape, self.affine)
+        ref_t = torch.as_tensor(ref, device=self.device)[None, None]
+        self._levels: list[Level] = []
+        for factor in self.levels:
+            level = build_level(
+                ref_t,
+                self.mask,
+                self.affine,
+                self.center,
+                factor,
+                max_points=max_points,
+                tolerance=self.tolerance * factor,
+            )
+            if level.n_points < MIN_LEVEL_POINTS:
+                raise ConfigError(
+                    f"the mask leaves {level.n_points} points at pyramid level {factor} "
+                    f"(at least {MIN_LEVEL_POINTS} needed): use a larger mask or finer 'levels'"
+                )
+            self._levels.append(level)
+        self._reference = ref
+        self._previous = np.zeros(6)
+
+    # ------------------------------------------------------------------ estimation
+
+    def estimate(self, volume: np.ndarray, init: np.ndarray | None = None) -> MotionEstimate:
+        """The rigid parameters that align ``volume`` to the reference.
+
+        Parameters
+        ----------
+        volume : (X, Y, Z) real array on the reference's grid.
+        init : (6,) starting parameters (e.g. the previous volume's); default zeros.
+        """
+        moved = self._to_tensor(volume)
+        start = np.zeros(6) if init is None else np.asarray(init, float)
+        if start.shape != (6,) or not np.all(np.isfinite(start)):
+            raise ConfigError(f"'init' must be 6 finite numbers, got {init!r}")
+        matrix = rigid_matrix(start, self.center)
+        gain = 1.0
+        iterations, converged, cost = 0, False, float("nan")
+        moved_levels = pyramid(moved, self.levels)
+        for level in self._levels:
+            moved_l = moved_levels[level.factor]
+            to_grid = normalizer(level.shape) @ np.linalg.inv(level.affine)
+            converged = False
+            for _ in range(self.max_iterations):
+                delta, cost = self._gauss_newton_step(level, moved_l, to_grid @ matrix, gain)
+                iterations += 1
+                matrix = matrix @ np.linalg.inv(rigid_matrix(_update_params(delta), self.center))
+                gain /= 1.0 + delta[6]
+                if _small(delta, level.tolerance):
+                    converged = True
+                    break
+        params = params_from_matrix(matrix, self.center)
+        return MotionEstimate(params=params, iterations=iterations, converged=converged, cost=cost)
+
+    def _gauss_newton_step(
+        self, level: Level, moved: torch.Tensor, world_to_grid: np.ndarray, gain: float
+    ) -> tuple[np.ndarray, float]:
+        """The update (7,) ``(t mm, omega rad, relative gain)`` and the mean squared residual."""
+        transform = torch.as_tensor(
+            (world_to_grid @ level.affine)[:3], dtype=torch.float32, device=self.device
+        )
+        coords = transform @ level.points  # (3, N) grid_sample coordinates, one row each
+        sampled = F.grid_sample(  # a transposed grid: no copy, no slower
+            moved, coords.T[None, None, None], mode="bilinear", align_corners=True
+        ).view(-1)
+        inside = coords.abs().amax(dim=0) <= 1.0
+        residual = torch.where(inside, gain * sampled - level.values, 0.0)
+        sums = (
+            torch.cat(
+                [
+                    level.jacobian_t @ residual,
+                    (residual @ residual)[None],
+                    inside.sum()[None].to(residual.dtype),
+                ]
+            )
+            .cpu()
+            .numpy()
+            .astype(np.float64)
+        )
+        n_inside = int(sums[8])
+        if n_inside < MIN_LEVEL_POINTS:
+            raise ValueError(
+                f"the volume moved out of the field of view: only {n_inside} of the mask's "
+                f"points fall inside it"
+            )
+        hessian = level.hessian
+        if n_inside < level.n_points:  # some points left the grid: their rows leave the sums
+            jt = level.jacobian_t
+            hessian = ((jt * inside) @ jt.T).cpu().numpy().astype(np.float64)
+        delta = np.linalg.solve(hessian, sums[:7])
+        return delta, float(sums[7] / n_inside)
+
+    # ------------------------------------------------------------------ reslicing
+
+    def reslice(self, volume: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """(X, Y, Z) float32 ``volume(M(params) x)`` on the reference grid (trilinear; 0 outside
+        the volume's grid), computed on this registration's device."""
+        moved = self._to_tensor(volume)
+        p = np.asarray(params, float)
+        if p.shape != (6,) or not np.all(np.isfinite(p)):
+            raise ConfigError(f"'params' must be 6 finite numbers, got {params!r}")
+        norm = normalizer(self.shape)
+        voxel_map = np.linalg.inv(self.affine) @ rigid_matrix(p, self.center) @ self.affine
+        theta = torch.as_tensor(
+            (norm @ voxel_map @ np.linalg.inv(norm))[None, :3],
+            dtype=torch.float32,
+            device=self.device,
+        )
+        grid = F.affine_grid(theta, [1, 1, *self.shape], align_corners=True)
+        out = F.grid_sample(moved, grid, mode="bilinear", align_corners=True)
+        return out[0, 0].cpu().numpy()
+
+    def correct(self, volume: np.ndarray) -> tuple[np.ndarray, MotionEstimate]:
+        """Estimate ``volume``'s motion (starting from the previous call's parameters), reslice
+        it onto the reference grid, and remember the parameters for the next call."""
+        estimate = self.estimate(volume, init=self._previous)
+        self._previous = estimate.params
+        return self.reslice(volume, estimate.params), estimate
+
+    def warm_up(self) -> None:
+        """Run one estimate and one reslice of the reference, so that the first real volume
+        does not pay for torch's first-call set-up (the remembered parameters stay)."""
+        self.estimate(self._reference)
+        self.reslice(self._reference, np.zeros(6))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _to_tensor(self, volume: np.ndarray) -> torch.Tensor:
+        vol = np.asarray(volume)
+        if vol.shape != self.shape:
+            raise ConfigError(
+                f"'volume' must have the reference's shape {self.shape}, got {vol.shape}: "
+                "register volumes of one run to a reference of that run's grid"
+            )
+        vol = _check_volume(vol, "volume")
+        return torch.as_tensor(vol, device=self.device)[None, None]
+
+
+def _update_params(delta: np.ndarray) -> np.ndarray:
+    """Rigid parameters (mm, degrees) of a Gauss-Newton update (mm, radians, gain)."""
+    return np.concatenate([delta[:3], np.rad2deg(delta[3:6])])
+
+
+def _small(delta: np.ndarray, tolerance: float) -> bool:
+    return bool(np.all(np.abs(_update_params(delta)) < tolerance))
+
+
+def _check_volume(volume: np.ndarray, name: str) -> np.ndarray:
+    vol = np.asarray(volume)
+    if vol.ndim != 3:
+        raise ConfigError(f"'{name}' must be a 3-D (X, Y, Z) array, got shape {vol.shape}")
+    if not (np.issubdtype(vol.dtype, np.floating) or np.issubdtype(vol.dtype, np.integer)):
+        raise ConfigError(f"'{name}' must hold real numbers, got dtype {vol.dtype}")
+    vol = np.ascontiguousarray(vol, dtype=np.float32)
+    if not np.isfinite(vol).all():
+        raise ConfigError(f"'{name}' holds NaN or infinite values: replace them (e.g. by 0)")
+    return vol
+
+
+def _check_affine(affine: np.ndarray) -> np.ndarray:
+    aff = np.asarray(affine, float)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise ConfigError(f"'affine' must be a finite (4, 4) array, got shape {aff.shape}")
+    if abs(np.linalg.det(aff[:3, :3])) < 1e-6:
+        raise ConfigError("'affine' is singular: its 3 x 3 part must map voxels to millimetres")
+    return aff
+
+
+def _check_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise ConfigError(f"'mask' must have the reference's shape {shape}, got {m.shape}")
+    if m.dtype != bool:
+        raise ConfigError(f"'mask' must be a bool array, got dtype {m.dtype}")
+    return m
+
+
+def _check_levels(levels: Sequence[int]) -> tuple[int, ...]:
+    try:
+        out = tuple(int(check_number(f, "levels", minimum=1, integer=True)) for f in levels)
+    except TypeError:
+        raise ConfigError(
+            f"'levels' must be a sequence of block sizes like (4, 2, 1), got {levels!r}"
+        ) from None
+    if not out or any(a <= b for a, b in zip(out, out[1:], strict=False)):
+        raise ConfigError(
+            f"'levels' must be strictly decreasing positive block sizes like (4, 2, 1), got {levels!r}"
+        )
+    return out
