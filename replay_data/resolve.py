@@ -4,9 +4,10 @@ Order of precedence:
 
 1. a complete dataset in ``<data home>/datasets/NAME`` (a converted NSD subject, a simulation
    made with ``mindeye-rt simulate``) wins;
-2. else, if NAME is a built-in simulation preset (``subj01``, ``tiny``), the simulated subject
-   is generated there once (fixed seed, about a minute for ``subj01``) and the user is told,
-   plainly, that the data are SIMULATED;
+2. else, if NAME is a built-in simulation preset (``subj01``, ``tiny``, and their moving twins
+   ``subj01-moving``, ``tiny-moving``), the simulated subject is generated there once (fixed
+   seed, about a minute for ``subj01``) and the user is told, plainly, that the data are
+   SIMULATED;
 3. else :class:`~rt_base.errors.DatasetError` lists the datasets there are and how to make one.
 
 Generation happens in a temporary sibling folder (named as :func:`rt_base.atomic.temp_path`
@@ -27,7 +28,7 @@ from pathlib import Path
 from replay_data.dataset_reader import ReplayDataset
 from replay_data.home import datasets_dir
 from replay_data.simulate import simulate_subject
-from replay_data.simulation_config import PRESETS, SIMULATOR_VERSION
+from replay_data.simulation_config import PRESETS, SIMULATOR_VERSION, SimulationConfig
 from rt_base.atomic import temp_path
 from rt_base.errors import ConfigError, DatasetError
 
@@ -75,8 +76,11 @@ def _stale_builtin(path: Path, name: str) -> str | None:
         return "unreadable dataset.json"
     if params.get("simulator_version") != SIMULATOR_VERSION:
         return f"simulator version {params.get('simulator_version')} != {SIMULATOR_VERSION}"
-    current = asdict(PRESETS[name]())
-    changed = sorted(k for k, v in current.items() if json.loads(json.dumps(v)) != params.get(k))
+    current = json.loads(json.dumps(asdict(PRESETS[name]())))
+    # An option the dataset does not record is one its (older) simulator did not have: it made
+    # the data the option's default makes (e.g. ``motion="none"``).
+    default = json.loads(json.dumps(asdict(SimulationConfig())))
+    changed = sorted(k for k, v in current.items() if v != params.get(k, default[k]))
     return f"changed parameters {changed}" if changed else None
 
 
@@ -166,7 +170,8 @@ def _generate_builtin(
     config = PRESETS[name]()
     log(
         f"no real NSD {name} prepared in {root}; using the built-in SIMULATED subject "
-        f"'{name}' (seed {config.seed}, simulated fMRI, not a real person's data); "
+        f"'{name}' (seed {config.seed}, simulated fMRI, not a real person's data"
+        f"{'; its head moves in the test runs' if config.motion != 'none' else ''}); "
         f"generating it once into {path} ..."
     )
     root.mkdir(parents=True, exist_ok=True)

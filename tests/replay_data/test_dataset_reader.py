@@ -69,6 +69,17 @@ def test_missing_file_is_named(tmp_path, victim):
         ReplayDataset.open(tmp_path / "toy")
 
 
+def test_true_motion_files_are_checked(tmp_path):
+    write_toy(tmp_path / "toy", motion=np.zeros((12, 6)))
+    table = tmp_path / "toy" / "truth" / "run-01_motion.tsv"
+    table.write_text("\n".join(table.read_text().splitlines()[:-1]) + "\n")  # a row lost
+    with pytest.raises(DatasetError, match="11 rows, the run has 12 volumes"):
+        ReplayDataset.open(tmp_path / "toy").true_motion("run-01")
+    table.unlink()
+    with pytest.raises(DatasetError, match="truth/run-01_motion.tsv"):
+        ReplayDataset.open(tmp_path / "toy")
+
+
 def test_not_a_dataset(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         ReplayDataset.open(tmp_path / "nope")

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from fmri_compute.rigid import PARAM_NAMES, framewise_displacement
 from replay_data import dataset_writer
 from replay_data.dataset_reader import ReplayDataset
 from replay_data.dataset_writer import DatasetWriter
@@ -86,3 +87,29 @@ def test_nifti_goes_through_a_temporary_name_and_reads_back(tmp_path, monkeypatc
         "stimuli",
         "train",
     ]
+
+
+def test_true_motion_is_written_with_its_framewise_displacement(tmp_path):
+    motion = np.random.default_rng(0).normal(0, 0.3, (12, 6))
+    write_toy(tmp_path / "toy", motion=motion)
+    ds = ReplayDataset.open(tmp_path / "toy")
+    np.testing.assert_allclose(ds.true_motion("run-01"), motion, atol=1e-6)
+    assert ds.true_motion("run-02") is None
+    table = (tmp_path / "toy" / "truth" / "run-01_motion.tsv").read_text().splitlines()
+    assert table[0].split("\t") == [*PARAM_NAMES, "framewise_displacement"]
+    fd = [float(row.split("\t")[-1]) for row in table[1:]]
+    np.testing.assert_allclose(fd, framewise_displacement(motion), atol=1e-5)
+
+
+def test_true_motion_needs_its_run(tmp_path):
+    w = DatasetWriter(
+        tmp_path / "x", name="x", subject="x", tr=1, voxel_size=2, shape=SHAPE, simulated=True
+    )
+    with pytest.raises(DatasetError, match="'run-01' has not been written"):
+        w.write_true_motion("run-01", np.zeros((12, 6)))
+    w.write_run(np.zeros((*SHAPE, 12), np.float32), [])
+    with pytest.raises(DatasetError, match=r"\(12, 6\) finite numbers, got \(11, 6\)"):
+        w.write_true_motion("run-01", np.zeros((11, 6)))
+    with pytest.raises(DatasetError, match="finite"):
+        w.write_true_motion("run-01", np.full((12, 6), np.nan))
+    assert not (tmp_path / "x" / "truth").exists()

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from replay_data.dataset_reader import ReplayDataset
-from replay_data.resolve import list_datasets, resolve_replay
+from replay_data.resolve import list_datasets, resolve_replay, simulation_presets
 from rt_base.errors import ConfigError, DatasetError
 
 
@@ -47,6 +47,10 @@ def test_resolve(tiny, tmp_path):
     assert ReplayDataset.open(got.path).meta.simulated
 
 
+def test_moving_presets_are_built_in():
+    assert {"subj01-moving", "tiny-moving"} <= set(simulation_presets())
+
+
 def test_stale_builtin_subject_is_regenerated_but_user_data_is_kept(tmp_path):
     logs: list[str] = []
     ds = resolve_replay("tiny", home=tmp_path, progress=False, log=logs.append)
@@ -56,6 +60,14 @@ def test_stale_builtin_subject_is_regenerated_but_user_data_is_kept(tmp_path):
     logs.clear()
     resolve_replay("tiny", home=tmp_path, progress=False, log=logs.append)
     assert not any("generating" in line for line in logs)  # cached, not remade
+
+    # Made before the motion options existed: the same data as motion="none", kept.
+    meta_path = ds.root / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"] = {k: v for k, v in meta["params"].items() if not k.startswith("motion")}
+    meta_path.write_text(json.dumps(meta))
+    resolve_replay("tiny", home=tmp_path, progress=False, log=logs.append)
+    assert not any("generating" in line for line in logs)
 
     meta_path = ds.root / "dataset.json"
     meta = json.loads(meta_path.read_text())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from replay_data.simulation_config import (
@@ -24,8 +26,28 @@ def test_config_validation():
     assert SimulationConfig.from_dict({"snr": 0.7, "shape": [81, 104, 83]}).snr == 0.7
 
 
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"motion": "wild"}, "'motion' must be one of 'none', 'cooperative', got 'wild'"),
+        ({"motion_drift_mm": -1}, "'motion_drift_mm'.*mm.*-1"),
+        ({"motion_jumps": 1.5}, "'motion_jumps'"),
+        ({"motion_jumps": 300}, "'motion_jumps'.*300"),
+        ({"motion_jump_min_mm": 2.0}, "'motion_jump_max_mm' must be at least 'motion_jump_min_mm'"),
+        ({"motion_rot_deg_per_mm": 5}, "'motion_rot_deg_per_mm'"),
+    ],
+)
+def test_motion_validation(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        SimulationConfig(**bad)
+
+
 def test_presets_and_derived_counts():
-    assert sorted(PRESETS) == ["subj01", "tiny"]
+    assert sorted(PRESETS) == ["subj01", "subj01-moving", "tiny", "tiny-moving"]
+    for still in ("subj01", "tiny"):
+        cfg, moving = PRESETS[still](), PRESETS[f"{still}-moving"]()
+        assert cfg.motion == "none" and moving.motion == "cooperative"
+        assert replace(moving, name=cfg.name, motion="none") == cfg  # nothing else differs
     cfg = PRESETS["subj01"]()
     assert cfg == SimulationConfig.subj01() and cfg.trial_s == 4.0
     assert cfg.n_slots == 72 and cfg.n_test_runs == 3

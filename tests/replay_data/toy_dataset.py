@@ -16,7 +16,10 @@ def toy_events(n: int, split: str = "test") -> list[Event]:
     return [Event(3.0 + 4.0 * i, 3.0, i % 3, 1 + i // 3, split, i) for i in range(n)]
 
 
-def write_toy(path: Path, *, finalize: bool = True, seed: int = 0) -> dict:
+def write_toy(
+    path: Path, *, finalize: bool = True, seed: int = 0, motion: np.ndarray | None = None
+) -> dict:
+    """Write the toy dataset (two 12-volume runs); ``motion`` (12, 6) is run-01's true motion."""
     rng = np.random.default_rng(seed)
     roi = np.zeros(SHAPE, bool)
     roi[1:4, 2:5, 1:3] = True
@@ -39,6 +42,8 @@ def write_toy(path: Path, *, finalize: bool = True, seed: int = 0) -> dict:
     w.write_stimuli(images, ["test", "test", "test", "train", "filler"], ["a", "b", "c", "d", "e"])
     for data in runs:
         w.write_run(data, toy_events(4))
+    if motion is not None:
+        w.write_true_motion("run-01", motion)
     w.write_training(responses, [3, 3, 3, 3], [1, 1, 2, 2], [1, 2, 3, 1])
     if finalize:
         w.finalize()
