@@ -1,11 +1,16 @@
 """The operator console: one window that shows a running session and steers its replay.
 
 Layout: a toolbar (pause/resume, speed, stop, the session's name), three slices of the newest
-volume with the ROI outline, the ROI mean signal over the trial timeline, the latest trial's
+volume with the ROI outline, the ROI mean signal over the trial timeline, the head motion
+(:mod:`gui.motion_panel`; the status line warns when a TR's FD passes the threshold), the latest trial's
 top-k retrieved images with the true one marked, the newest reconstruction (with its blurry
 low-level image in ``"full"`` mode; in sessions with a reconstruct stage), running accuracy,
 latency per stage, a status line with each stage's health (and the reconstruct stage's backlog
 when it falls behind), and the log.
+
+Every panel stays whole: the plots report what they need as their minimum size
+(:class:`gui.qt.WholeLayoutWidget`), splitters never shrink a panel below it, and a window
+smaller than all the minimums together scrolls instead of cutting panels off.
 
 The window never reads sockets: a :class:`gui.receiver.Receiver` thread feeds the
 :class:`gui.model.SessionModel`, and a QTimer polls the model at a bounded rate (10 Hz by
@@ -21,9 +26,10 @@ from PySide6 import QtCore, QtWidgets
 
 from gui.control import ControlClient
 from gui.model import SessionModel
+from gui.motion_panel import MotionPanel
 from gui.panels import AccuracyPanel, HealthStrip, LogPane
 from gui.plots import LatencyPlot, SignalPlots
-from gui.qt import COLORS, panel_frame
+from gui.qt import COLORS, WholeLayoutWidget, WholePlotWidget, panel_frame
 from gui.retrieval_panel import RetrievalPanel
 from gui.slices import SliceViews
 from gui.state import Snapshot
@@ -134,46 +140,47 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _build_body(self) -> None:
         self.slices = SliceViews()
         self.signals = SignalPlots()
+        self.motion = MotionPanel()
         self.retrieval = RetrievalPanel()
         self.accuracy = AccuracyPanel()
         self.latency = LatencyPlot()
         self.log_pane = LogPane()
-
-        left = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        left.addWidget(_boxed(self.slices))
-        left.addWidget(_boxed(self.signals))
-        left.setStretchFactor(0, 5)
-        left.setStretchFactor(1, 4)
-
-        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        right.addWidget(_boxed(self.retrieval))
-        right.addWidget(_boxed(self.accuracy))
-        right.addWidget(_boxed(self.latency))
-        right.setStretchFactor(0, 3)
-        right.setStretchFactor(1, 2)
-        right.setStretchFactor(2, 4)
-
-        top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        top.addWidget(left)
-        top.addWidget(right)
-        top.setStretchFactor(0, 11)
-        top.setStretchFactor(1, 9)
-
-        body = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        body.addWidget(top)
-        body.addWidget(_boxed(self.log_pane))
-        body.setStretchFactor(0, 6)
-        body.setStretchFactor(1, 1)
+        #: name -> panel, in the order they are redrawn
+        self.panels: dict[str, QtWidgets.QWidget] = {
+            "slices": self.slices,
+            "signals": self.signals,
+            "motion": self.motion,
+            "retrieval": self.retrieval,
+            "accuracy": self.accuracy,
+            "latency": self.latency,
+            "log": self.log_pane,
+        }
+        left = _splitter(QtCore.Qt.Orientation.Vertical, self.slices, self.signals, self.motion)
+        right = _splitter(
+            QtCore.Qt.Orientation.Vertical, self.retrieval, self.accuracy, self.latency
+        )
+        top = _splitter(QtCore.Qt.Orientation.Horizontal, left, right)
+        body = _splitter(QtCore.Qt.Orientation.Vertical, top, self.log_pane)
         body.setContentsMargins(6, 6, 6, 6)
-        for splitter in (left, right, top, body):
-            splitter.setHandleWidth(6)
-            splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(body)
-        # initial sizes in pixels (stretch factors only apply to later resizes)
-        left.setSizes([500, 400])
-        right.setSizes([215, 165, 520])
+        for splitter, stretch in ((left, (5, 4, 4)), (right, (3, 2, 4)), (top, (1, 1)),
+                                  (body, (8, 1))):  # fmt: skip
+            for i, factor in enumerate(stretch):
+                splitter.setStretchFactor(i, factor)
+        # a window smaller than the panels' minimums together scrolls instead of clipping
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setWidget(body)
+        self.setCentralWidget(scroll)
+        self._fitted = [
+            w for kind in (WholeLayoutWidget, WholePlotWidget) for w in body.findChildren(kind)
+        ]
+        # initial shares in pixels (stretch factors only apply to later resizes); a splitter
+        # scales them to its size and keeps each panel at least at its minimum
+        left.setSizes([420, 330, 300])
+        right.setSizes([230, 160, 560])
         top.setSizes([800, 800])
-        body.setSizes([860, 80])
+        body.setSizes([900, 80])
 
     def _build_status(self) -> None:
         bar = self.statusBar()
@@ -192,15 +199,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._collect_replies()
         snap = self.model.snapshot()
         self.last_snapshot = snap
-        for panel in (
-            self.slices,
-            self.signals,
-            self.retrieval,
-            self.accuracy,
-            self.latency,
-            self.log_pane,
-        ):
+        for panel in self.panels.values():
             panel.update_from(snap)
+        for plots in self._fitted:
+            plots.refit()  # a longer title or tick label may need more room
         self.health.update_from(snap)
         self._update_texts(snap)
 
@@ -232,6 +234,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         rs = snap.recon_stage
         if rs is not None and rs.behind and rs.state != "stopped":
             parts.append(f"<span style='color:{COLORS['stale']}'>reconstruct: {rs.behind}</span>")
+        motion = motion_warning(snap)
+        if motion:
+            parts.append(f"<span style='color:{COLORS['stale']}'>{motion}</span>")
         if snap.lost_messages or snap.missed_trials:
             parts.append(f"lost messages {snap.lost_messages} · missed trials {snap.missed_trials}")
         if s.speed is not None:
@@ -314,6 +319,32 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.timer.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
         super().closeEvent(event)
+
+
+def _splitter(
+    orientation: QtCore.Qt.Orientation, *widgets: QtWidgets.QWidget
+) -> QtWidgets.QSplitter:
+    """A splitter of ``widgets`` (each framed unless it is a splitter) that never collapses
+    one below its minimum size."""
+    splitter = QtWidgets.QSplitter(orientation)
+    for widget in widgets:
+        splitter.addWidget(widget if isinstance(widget, QtWidgets.QSplitter) else _boxed(widget))
+    splitter.setHandleWidth(6)
+    splitter.setChildrenCollapsible(False)
+    return splitter
+
+
+def motion_warning(snap: Snapshot) -> str:
+    """``"head motion: FD 0.81 mm at run-02 TR 57 > 0.5 mm (2 TRs this run)"`` for the
+    newest TR over the FD threshold (TRs counted from 1, as in the status line); ``""``
+    when none is or the current run reports no motion."""
+    m = snap.motion
+    if m is None or m.last_over is None:
+        return ""
+    run, index, fd = m.last_over
+    text = f"head motion: FD {fd:.2f} mm at {run} TR {index + 1} > {m.threshold:g} mm"
+    n = m.over.get(snap.session.run or "", 0)
+    return text + (f" ({n} TR{'s' if n != 1 else ''} this run)" if n else "")
 
 
 def _describe(state: dict) -> str:

@@ -18,8 +18,9 @@ been seen in the current session, so a session without one shows no reconstruct 
 
 The model is assembled from parts, one file each: its state, lock and resets
 (:mod:`gui.model_state`); the handlers of the run lifecycle and per-TR data
-(:mod:`gui.model_runs`), of trials, retrievals and reconstructions (:mod:`gui.model_trials`),
-and of status and log messages with each stage's health (:mod:`gui.model_health`).
+(:mod:`gui.model_runs`, with head motion in :mod:`gui.model_motion`), of trials, retrievals
+and reconstructions (:mod:`gui.model_trials`), and of status and log messages with each
+stage's health (:mod:`gui.model_health`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class SessionModel(RunFeed, TrialFeed, HealthFeed):
     log_len : log lines kept.
     history_len : per-trial accuracy points kept (running top-1 curve).
     stale_s : seconds without a status after which a stage shows as stale.
+    fd_threshold : framewise displacement (mm) over which a TR counts as head motion.
     clock : monotonic clock (seconds); injectable for tests.
     dataset_loader : ``path -> dataset`` with ``roi_mask()`` and ``stimuli()``; None: do not
         load datasets (no ROI outline, no thumbnails).
@@ -140,4 +142,5 @@ class SessionModel(RunFeed, TrialFeed, HealthFeed):
                 telemetry_age_s=None if self._last_message is None else now - self._last_message,
                 skipped_volumes=self.skipped_volumes,
                 bad_frames=self.bad_frames,
+                motion=self._motion_snapshot(),
             )

@@ -1,7 +1,8 @@
 """The session model's handlers of the source's run lifecycle and of the per-TR data.
 
 ``run_start`` starts a run (resetting the per-run views) or, after ``end`` or with sequence
-number 0, a whole new session; ``volume`` and ``tr`` feed the slices and the ROI trace;
+number 0, a whole new session; ``volume`` and ``tr`` feed the slices, the ROI trace and the
+head motion (:mod:`gui.model_motion`);
 ``gap``, ``run_end`` and ``end`` count what was lost and how the run ended.
 """
 
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from gui.model_state import ModelState
+from gui.model_motion import MotionFeed
 from gui.values import as_float, as_int, is_affine, robust_levels
 from rt_wire.message import Message
 
 
-class RunFeed(ModelState):
+class RunFeed(MotionFeed):
     """Handlers of ``run_start``, ``volume``, ``tr``, ``gap``, ``run_end`` and ``end``."""
 
     def _on_run_start(self, msg: Message) -> None:
@@ -63,10 +64,11 @@ class RunFeed(ModelState):
         self._versions["session"] += 1
 
     def _on_tr(self, msg: Message) -> None:
+        if self.session.run is not None and msg.run != self.session.run:
+            return
+        self._add_motion(msg)
         raw = msg.buffers.get("raw")
         if raw is None or msg.index is None or raw.size == 0:
-            return
-        if self.session.run is not None and msg.run != self.session.run:
             return
         tr = self.session.tr or 1.0
         self._trace.append((msg.index * tr, float(np.mean(raw, dtype=np.float64))))

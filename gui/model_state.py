@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from gui.state import Accuracy, LogEntry, Recon, RetrievalInfo, SessionInfo, TrialInfo
+from gui.state import (
+    FD_THRESHOLD_MM,
+    Accuracy,
+    LogEntry,
+    Recon,
+    RetrievalInfo,
+    SessionInfo,
+    TrialInfo,
+)
 from gui.values import slice_position
 from rt_base.checks import check_number
 from rt_base.names import LIVE_SPANS, OPTIONAL_STAGES
@@ -24,7 +32,9 @@ from rt_base.names import LIVE_SPANS, OPTIONAL_STAGES
 STALE_S = 3.0  # a stage whose last status is older than this is "stale"
 
 #: the parts of a :class:`~gui.state.Snapshot` a widget redraws on its own
-VERSION_KEYS = ("session", "volume", "trace", "trials", "retrieval", "latency", "log", "recon")
+VERSION_KEYS = (
+    "session", "volume", "trace", "trials", "retrieval", "latency", "log", "recon", "motion",
+)  # fmt: skip
 
 
 def open_dataset(path: str) -> Any:
@@ -50,6 +60,7 @@ class ModelState:
         log_len: int = 1000,
         history_len: int = 2000,
         stale_s: float = STALE_S,
+        fd_threshold: float = FD_THRESHOLD_MM,
         clock: Callable[[], float] = time.monotonic,
         dataset_loader: Callable[[str], Any] | None = open_dataset,
     ) -> None:
@@ -62,6 +73,9 @@ class ModelState:
         ):
             check_number(value, name, minimum=1, integer=True)
         self.stale_s = float(check_number(stale_s, "stale_s", minimum=0, strict_min=True))
+        self.fd_threshold = float(
+            check_number(fd_threshold, "fd_threshold", minimum=0, strict_min=True, unit="mm")
+        )
         self._clock = clock
         self._loader = dataset_loader
         self._lock = threading.RLock()
@@ -96,6 +110,8 @@ class ModelState:
         self.missed_trials = 0
         self._stopped_at: dict[str | None, int] = {}
         self._recon: Recon | None = None
+        self._motion_over: dict[str, int] = {}  # run -> TRs over the FD threshold
+        self._motion_last_over: tuple[str, int, float] | None = None
         self._forget_optional_stages()
         self._reset_run()
         for key in self._versions:
@@ -113,13 +129,16 @@ class ModelState:
                 del self._status[name]
 
     def _reset_run(self) -> None:
-        """Forget the run's volume, ROI trace and TR index (a new run starts)."""
+        """Forget the run's volume, ROI trace, head motion and TR index (a new run starts)."""
         self._volume: np.ndarray | None = None
         self._volume_index: int | None = None
         self._levels: tuple[float, float] | None = None
         self._trace: deque[tuple[float, float]] = deque(maxlen=self._trace_len)
         self.tr_index: int | None = None
-        for key in ("volume", "trace", "trials"):
+        # head motion: (time, TR index, tx, ty, tz, rx, ry, rz, fd) per TR that reported it
+        self._motion: deque[tuple[float, ...]] = deque(maxlen=self._trace_len)
+        self._motion_mode: str | None = None
+        for key in ("volume", "trace", "trials", "motion"):
             self._versions[key] += 1
 
     # -- notes from outside the stream -------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from gui.qt import COLORS, HEALTH_COLORS, section_label
+from gui.qt import COLORS, HEALTH_COLORS, WholePlotWidget, section_label
 from gui.state import Snapshot
 from rt_base.names import OPTIONAL_STAGES, STAGE_NAMES
 
@@ -40,7 +40,7 @@ class AccuracyPanel(QtWidgets.QWidget):
         text.addWidget(self.detail)
         text.addStretch(1)
         layout.addLayout(text, 2)
-        self.spark = pg.PlotWidget(axisItems={"bottom": IntegerAxis("bottom")})
+        self.spark = WholePlotWidget(axisItems={"bottom": IntegerAxis("bottom")})
         self.spark.setMinimumHeight(80)
         plot = self.spark.getPlotItem()
         plot.setMenuEnabled(False)

@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from gui.qt import COLORS, SERIES_COLORS
+from gui.qt import COLORS, SERIES_COLORS, WholeLayoutWidget, WholePlotWidget
 from gui.state import Snapshot, TrialInfo
 from rt_base.names import LIVE_SPANS
 
@@ -75,7 +75,7 @@ def with_breaks(t: np.ndarray, y: np.ndarray, step: float | None) -> tuple[np.nd
     return t, y
 
 
-def _style_plot(plot: pg.PlotItem, left: str, bottom: str | None) -> None:
+def style_plot(plot: pg.PlotItem, left: str, bottom: str | None) -> None:
     plot.showGrid(x=True, y=True, alpha=0.15)
     plot.setMenuEnabled(False)
     for name in ("left", "bottom"):
@@ -109,19 +109,19 @@ def _legend_html(title: str, items: dict[str, str]) -> str:
     return f"{title}&nbsp;&nbsp;&nbsp;{chips}"
 
 
-class SignalPlots(pg.GraphicsLayoutWidget):
+class SignalPlots(WholeLayoutWidget):
     """ROI mean signal per TR (top) over the run's trial timeline (bottom), x in seconds."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.ci.setContentsMargins(4, 4, 8, 4)
         self.trace_plot = self.addPlot(row=0, col=0)
-        _style_plot(self.trace_plot, "ROI mean (% change)", None)
+        style_plot(self.trace_plot, "ROI mean (% change)", None)
         self.trace_plot.setTitle("ROI mean signal", color=COLORS["muted"], size="9pt")
         self.trace = self.trace_plot.plot(pen=pg.mkPen(COLORS["accent"], width=1.5))
         self.now_lines = []
         self.timeline = self.addPlot(row=1, col=0)
-        _style_plot(self.timeline, "trials", "time in run (s)")
+        style_plot(self.timeline, "trials", "time in run (s)")
         self._legend = {k: TRIAL_COLORS[k] for k in ("hit", "miss", "unscored")}
         self._legend["pending"] = _PENDING_PEN.color().name()
         self._set_legend(reconstructs=False)
@@ -157,13 +157,15 @@ class SignalPlots(pg.GraphicsLayoutWidget):
             plot.getViewBox().sigRangeChangedManually.connect(self._stop_following)
 
     def _set_legend(self, *, reconstructs: bool) -> None:
-        """The timeline's title; ◆ (reconstructed) is explained once a session reconstructs."""
-        marks = "bar: stimulus · ▼: decode point" + (" · ◆: reconstructed" if reconstructs else "")
+        """The timeline's title: the stimulus bars' colours, then the marks (◆, reconstructed,
+        once a session reconstructs); short, so the plot fits a narrow column."""
+        marks = "▼&nbsp;decoded" + ("&nbsp;&nbsp;◆&nbsp;reconstructed" if reconstructs else "")
         self.timeline.setTitle(
-            _legend_html(f"Trial timeline ({marks})", self._legend),
+            _legend_html("Trials", self._legend) + f"&nbsp;&nbsp;&nbsp;{marks}",
             color=COLORS["muted"],
             size="9pt",
         )
+        self.refit()
 
     def _stop_following(self, *_) -> None:
         self._follow = False
@@ -246,9 +248,9 @@ class LatencyPlot(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        self.plot_widget = pg.PlotWidget(axisItems={"left": LogAxis("left")})
+        self.plot_widget = WholePlotWidget(axisItems={"left": LogAxis("left")})
         self.plot = self.plot_widget.getPlotItem()
-        _style_plot(self.plot, "latency (ms)", "session time (s)")
+        style_plot(self.plot, "latency (ms)", "session time (s)")
         self.plot.setTitle("Latency per stage", color=COLORS["muted"], size="9pt")
         self.plot.setLogMode(y=True)
         self.curves = {}

@@ -164,6 +164,38 @@ def section_label(text: str) -> QtWidgets.QLabel:
     return label
 
 
+def scene_minimum(view: pg.GraphicsView) -> QtCore.QSize:
+    """The smallest size at which ``view`` shows its plots, axes and titles whole."""
+    need = view.centralWidget.effectiveSizeHint(QtCore.Qt.SizeHint.MinimumSize)
+    frame = 2 * view.frameWidth()
+    return QtCore.QSize(int(np.ceil(need.width())) + frame, int(np.ceil(need.height())) + frame)
+
+
+class WholeLayoutWidget(pg.GraphicsLayoutWidget):
+    """A :class:`pyqtgraph.GraphicsLayoutWidget` whose minimum size hint is what its plots
+    need (:func:`scene_minimum`), so that Qt layouts and splitters never cut them off.
+
+    Call :meth:`refit` after changing what its items show (a longer title, more tick digits).
+    """
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt's name
+        return scene_minimum(self).expandedTo(QtCore.QSize(40, 40))
+
+    def refit(self) -> None:
+        """Tell the enclosing layout when the minimum size changed."""
+        hint = self.minimumSizeHint()
+        if hint != getattr(self, "_fitted", None):
+            self._fitted = hint
+            self.updateGeometry()
+
+
+class WholePlotWidget(pg.PlotWidget):
+    """A :class:`pyqtgraph.PlotWidget` whose minimum size hint is what its plot needs."""
+
+    minimumSizeHint = WholeLayoutWidget.minimumSizeHint  # noqa: N815 - Qt's name
+    refit = WholeLayoutWidget.refit
+
+
 def panel_frame() -> QtWidgets.QFrame:
     """A framed panel background."""
     frame = QtWidgets.QFrame()

@@ -12,7 +12,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from gui.qt import COLORS, pixmap, section_label
 from gui.state import Recon, RetrievalInfo, Snapshot
 
-THUMB = 112  # thumbnail size (px)
+THUMB = 112  # thumbnail size (px) at first
+THUMB_MIN, THUMB_MAX = 56, 160  # the range the retrieval panel sizes them in to fit
 
 
 class ThumbnailCache:
@@ -67,6 +68,7 @@ class ImageCard(QtWidgets.QFrame):
         self.size = int(size)
         self.image.setFixedSize(self.size, self.size)
         self.caption.setFixedWidth(self.size)
+        self.updateGeometry()  # now, not at the next layout pass: the panel measures its cards
 
     def set_mark(self, color: str | None) -> None:
         self.marked = color is not None
@@ -123,6 +125,19 @@ def recon_tooltip(rec: Recon) -> str:
     h, w = rec.image.shape[:2]
     lines.append(f"image {w}×{h}" + ("" if rec.blurry is None else ", blurry image beside it"))
     return "\n".join(lines)
+
+
+def _fresh_minimum(layout: QtWidgets.QLayout) -> QtCore.QSize:
+    """``layout``'s minimum size now: its nested layouts' cached sizes are dropped first
+    (Qt refreshes them only at its next layout pass, after a resize event has used them)."""
+    items = [layout]
+    while items:
+        item = items.pop()
+        item.invalidate()
+        inner = item.layout()
+        if inner is not None:
+            items += [inner.itemAt(i) for i in range(inner.count())]
+    return layout.minimumSize()
 
 
 class RetrievalPanel(QtWidgets.QWidget):
@@ -187,19 +202,38 @@ class RetrievalPanel(QtWidgets.QWidget):
             card.setVisible(i < k)
         self._fit()
 
+    def _thumb_widths(self) -> float:
+        """The panel's images side by side, in thumbnail widths (the blurry one is half)."""
+        return self.k + 2 + 0.5 * self._blurry_on
+
+    def _room(self) -> tuple[int, int]:
+        """The width and height the panel needs besides its thumbnails (measured on its
+        layout: margins, captions, frames, title)."""
+        need = _fresh_minimum(self.layout())
+        return (
+            need.width() - int(np.ceil(self._thumb_widths() * self.thumb)) + 2,
+            need.height() - self.thumb,
+        )
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt's name
+        """The size with the smallest thumbnails: a layout may give the panel any size from
+        there and it fits its thumbnails to it (:meth:`_fit`)."""
+        w, h = self._room()
+        return QtCore.QSize(w + int(np.ceil(self._thumb_widths() * THUMB_MIN)), h + THUMB_MIN)
+
     def _fit(self) -> bool:
-        """Size the thumbnails so that k cards + true image + reconstruction (+ the half-size
-        blurry image) fit the width."""
-        cards = self.k + 2 + self._blurry_on
-        n = self.k + 2 + 0.5 * self._blurry_on  # in thumbnail widths
-        size = int((self.width() - 16 - 20 - cards * 14) / n)
-        size = max(56, min(160, size))
+        """Size the thumbnails so that the k cards, the true image and the reconstruction (and
+        the half-size blurry image) fit the panel's width and height."""
+        w, h = self._room()
+        size = min((self.width() - w) / self._thumb_widths(), self.height() - h)
+        size = max(THUMB_MIN, min(THUMB_MAX, int(size)))
         if size == self.thumb:
             return False
         self.thumb = size
         for card in (*self.cards, self.truth, self.recon):
             card.set_size(size)
         self.blurry.set_size(size // 2)
+        self.updateGeometry()
         return True
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -284,3 +318,5 @@ class RetrievalPanel(QtWidgets.QWidget):
             rank = f"rank {r.rank} of {r.ways}" if r.rank is not None else "not in the bank"
             self.truth.caption.setText(f"seen · id {r.true_id}\n{rank}")
         self.truth.set_mark(COLORS["true"] if r.true_id is not None else None)
+        if self._fit():  # new captions and marks may need a little more room
+            self._redraw_all()

@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from gui.qt import COLORS
+from gui.qt import COLORS, WholeLayoutWidget
 from gui.state import Snapshot
 
 _OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
@@ -105,7 +105,7 @@ class SliceView:
             item.setPos(x, y)
 
 
-class SliceViews(pg.GraphicsLayoutWidget):
+class SliceViews(WholeLayoutWidget):
     """Sagittal, coronal and axial slices of the newest volume, through the ROI."""
 
     def __init__(self, parent=None) -> None:

@@ -12,6 +12,10 @@ import numpy as np
 
 #: the states of a stage's health (:class:`StageHealth`), each with its colour in the console
 HEALTH_STATES = ("waiting", "ok", "stale", "error", "stopped")
+#: framewise displacement (mm) above which a TR counts as head motion (Power et al. 2012)
+FD_THRESHOLD_MM = 0.5
+#: the six rigid motion parameters of a ``tr`` message's ``meta["motion"]["params"]``
+MOTION_PARAMS = ("tx", "ty", "tz", "rx", "ry", "rz")  # mm, mm, mm, degrees x 3
 
 
 @dataclass
@@ -181,12 +185,36 @@ def behind_text(backlog: int, behind_s: float | None) -> str:
 
 
 @dataclass
+class MotionTrace:
+    """Head motion of the current run, one row per TR that reported it.
+
+    ``time`` (n,) data time (s) and ``index`` (n,) TR index of each row; ``params`` (n, 6) the
+    rigid parameters in :data:`MOTION_PARAMS` order (translations in mm, rotations in
+    degrees); ``fd`` (n,) framewise displacement (mm; NaN where a message gave none);
+    ``mode`` ``"estimate"`` or ``"correct"`` (the newest message's); ``threshold`` the FD
+    threshold (mm); ``over`` TRs over it per run of the session (runs with motion only);
+    ``last_over`` the newest TR over it as (run, TR index, FD), None if none yet.
+    """
+
+    time: np.ndarray
+    index: np.ndarray
+    params: np.ndarray
+    fd: np.ndarray
+    mode: str | None
+    threshold: float
+    over: dict[str, int]
+    last_over: tuple[str, int, float] | None = None
+
+
+@dataclass
 class Snapshot:
     """A consistent copy of the model's state for one redraw.
 
     ``recon`` is the latest reconstruction (None: none yet this session); ``recon_stage`` the
     reconstruct stage's latest status (None: no status from a reconstruct stage this session,
-    i.e. the session does not reconstruct or its stage has not reported yet).
+    i.e. the session does not reconstruct or its stage has not reported yet).  ``motion`` is
+    the current run's head motion (None: no ``tr`` message of this run reported any, e.g.
+    motion correction is off).
     """
 
     versions: dict[str, int]
@@ -215,3 +243,4 @@ class Snapshot:
     telemetry_age_s: float | None
     skipped_volumes: int
     bad_frames: int
+    motion: MotionTrace | None = None

@@ -77,6 +77,27 @@ def write_tiny_dataset(
     return writer.finalize()
 
 
+def motion_series(n_volumes: int, spikes: tuple[int, ...] = (), seed: int = 2) -> np.ndarray:
+    """(n_volumes, 6) seeded head motion: a slow drift (mm, degrees) with small jitter, and
+    at each TR in ``spikes`` a step of about 1 mm and 1 degree that the head then keeps, so
+    each spike TR's framewise displacement is well over 0.5 mm and its neighbours' under."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_volumes)[:, None]
+    drift = np.array([0.004, -0.003, 0.006, 0.003, -0.002, 0.001]) * t
+    params = drift + rng.normal(0, 0.01, (n_volumes, 6))
+    for spike in spikes:
+        params[spike:] += np.array([0.25, -0.15, 0.2, 0.2, 0.1, -0.15])
+    return params
+
+
+def motion_meta(params: np.ndarray, index: int, mode: str) -> dict:
+    """The ``motion`` meta of TR ``index`` of ``params`` (:func:`motion_series`) in ``mode``."""
+    from fmri_compute.rigid import framewise_displacement
+
+    fd = framewise_displacement(params[: index + 1])[-1]
+    return {"params": [float(v) for v in params[index]], "fd": float(fd), "mode": mode}
+
+
 RECON_MODES = ("lowlevel", "full")
 RECON_COMPUTE_S = {"lowlevel": 0.02, "full": 0.5}  # the synthetic stream's compute times
 
@@ -113,6 +134,8 @@ def synthetic_stream(
     seq0: int = 0,
     t0: float | None = None,
     recon: str | None = None,
+    motion: str | None = None,
+    motion_spikes: tuple[int, ...] = (),
 ) -> list[Message]:
     """The telemetry a console sees for one run: run_start, volumes, tr, trials, responses,
     retrievals (top-k with the true image at rank 1 or 2 in turn, per ``correct``), status
@@ -122,7 +145,9 @@ def synthetic_stream(
     later (if that TR is in the run).  With ``recon`` (``"lowlevel"`` or ``"full"``) a
     reconstruct stage takes part: each retrieval is followed by its trial's ``recon`` (image
     :func:`recon_image`, and in ``"full"`` mode blurry :func:`blurry_image`; compute time
-    :data:`RECON_COMPUTE_S`), and the stage publishes status like the others.
+    :data:`RECON_COMPUTE_S`), and the stage publishes status like the others.  With
+    ``motion`` (``"estimate"`` or ``"correct"``) each ``tr`` carries the head motion of
+    :func:`motion_series` (steps at the TRs in ``motion_spikes``).
 
     Returns
     -------
@@ -140,6 +165,7 @@ def synthetic_stream(
     out = [_run_start(next(seq), run, tr, n_volumes, shape, n_trials, dataset_path, t0)]
     due: dict[int, tuple[int, int]] = {}  # decode TR -> (trial, image id)
     n_trial = reconstructed = 0
+    moves = motion_series(n_volumes, motion_spikes) if motion is not None else None
     for index in range(n_volumes):
         now = t0 + index * tr
         if index % trial_every == 1:
@@ -152,8 +178,9 @@ def synthetic_stream(
         out.append(_volume(next(seq), run, index, vol, stamps))
         stamps.update({"preprocess.received": now + 0.002, "preprocess.done": now + 0.004})
         raw = vol[mask]
+        tr_meta = {} if moves is None else {"motion": motion_meta(moves, index, motion)}
         out.append(
-            Message("tr", seq=index, run=run, index=index, t=dict(stamps),
+            Message("tr", seq=index, run=run, index=index, t=dict(stamps), meta=tr_meta,
                     buffers={"raw": raw, "z": np.zeros_like(raw)})
         )  # fmt: skip
         if index in due:
