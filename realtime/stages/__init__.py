@@ -15,6 +15,7 @@ from realtime.stages.estimate import EstimateStage
 from realtime.stages.preprocess import PreprocessStage
 from realtime.stages.reconstruct import ReconstructStage
 from realtime.stages.recorder import RecorderStage
+from realtime.stages.scanner_source import ScannerSource
 from realtime.stages.source import ReplaySource
 from rt_base.errors import ConfigError
 from rt_base.names import STAGE_NAMES
@@ -35,8 +36,9 @@ STAGES: dict[str, type[Stage]] = {
 __all__ = ["LINK_KEYS", "STAGES", "STAGE_NAMES", "Stage", "build_stage", "stage_class"]
 
 
-def stage_class(name: str) -> type[Stage]:
-    """The class of stage ``name``.
+def stage_class(name: str, spec: Mapping[str, Any] | None = None) -> type[Stage]:
+    """The class of stage ``name``; for ``source``, the scanner source when ``spec`` names a
+    ``folder`` (the scanner's export folder), else the replay source.
 
     Raises
     ------
@@ -45,6 +47,8 @@ def stage_class(name: str) -> type[Stage]:
     """
     if name not in STAGES:
         raise ConfigError(f"stage name must be one of {list(STAGE_NAMES)}, got {name!r}")
+    if name == "source" and spec is not None and "folder" in spec:
+        return ScannerSource
     return STAGES[name]
 
 
@@ -53,4 +57,4 @@ def build_stage(name: str, spec: Mapping[str, Any]) -> Stage:
 
     Stages that load models (decode, reconstruct) load them here, before they start.
     """
-    return stage_class(name).from_spec(spec)
+    return stage_class(name, spec).from_spec(spec)

@@ -1,0 +1,432 @@
+"""The scanner source: volumes exported by the scanner console into a folder, in order, as runs.
+
+Files are found and read by :class:`realtime.export_folder.ExportFolder` (Siemens mosaic or XA
+enhanced DICOM, or NIfTI: :mod:`replay_data.scanner_files`).  This stage turns them into the
+pipeline's messages, exactly as the replay source does: per run ``run_start``, then ``trial``
+and ``volume`` messages merged in data time, then ``run_end``; ``end`` after the last run.
+
+Order and runs
+    Volumes are sent in instance order within their series, never in arrival order.  A run is
+    one series: the first volume of a new series ends the current run and starts the next.  A
+    run also ends when its expected volume count is reached (the design dataset's run length,
+    or ``run_volumes``), or when no volume has come for ``run_timeout_s``.  A file of a series
+    that already ended, or whose matrix is not the session's, is ignored with a log line naming
+    it.
+Missing volumes
+    When later volumes are there but volume ``k`` is not (its file never came, or stayed broken),
+    the source waits ``gap_wait_s`` and then goes on without it; the index jump is reported as
+    lost volumes by the preprocess stage, and the source logs which file is missing.
+Trials
+    Come from a design dataset's events (the runs of ``dataset`` in ``runs`` order map to the
+    scanner's runs in order), sent when the data time of the next volume reaches their onset.
+Record
+    With ``record_dir``, each run's received volumes are written as they come to
+    ``record_dir/volumes/RUN_bold.nii`` (:class:`replay_data.growing_nifti.GrowingNifti`),
+    after they are sent on.
+Latency
+    ``source.acquired`` is the time the console finished writing the volume's file (its mtime),
+    so the end-to-end latency includes finding and reading it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.export_folder import ExportFolder
+from realtime.stages.source_control import SourceStage, run_start_message, trial_message
+from rt_base.checks import check_number
+from rt_base.errors import ConfigError
+from rt_wire.message import Message
+
+
+@dataclass
+class _Run:
+    name: str
+    series: int
+    tr: float
+    shape: tuple[int, ...]
+    affine: np.ndarray
+    expected: int | None
+    events: list = field(default_factory=list)
+    next_index: int = 0  # 0-based index of the next volume to send (file instance - 1)
+    next_event: int = 0
+    buffer: dict = field(default_factory=dict)  # index -> (volume, completed time)
+    hole_since: float | None = None  # monotonic time a later volume came while next was missing
+    last_volume: float = field(default_factory=time.monotonic)
+    recording: object = None
+
+
+class ScannerSource(SourceStage):
+    """Streams the volumes a scanner exports into ``folder``.
+
+    Parameters
+    ----------
+    folder : the scanner's export folder.
+    dataset : a replay dataset (path) whose runs give the design (trial events) and expected
+        run lengths, and whose grid the volumes must have; None: no trials, any grid.
+    runs : the dataset's runs, in the order the scanner acquires them (default: all).
+    run_name : the name of the first run when there is no dataset (default ``series-NNN``).
+    run_volumes : volumes per run (default: the dataset run's length; else unknown and the
+        run ends with the next series or ``run_timeout_s``).
+    max_volumes : end each run after this many volumes (tests, demos).
+    poll : polling observer instead of inotify (network shares).
+    poll_interval_s, settle_s, broken_after_s, include_existing : see
+        :class:`~realtime.export_folder.ExportFolder`.
+    gap_wait_s : how long a missing volume is waited for once later ones are there (default 2 TR).
+    run_timeout_s : a run with no new volume for this long ends (default max(10 s, 6 TR)).
+    idle_timeout_s : after a run ended, the session ends when no new series starts in this
+        long (it also ends when every design run is done, or on the operator's stop).
+    record_dir : the session folder; received volumes go to ``volumes/RUN_bold.nii``.
+    control_addr : the operator's control channel (:mod:`realtime.stages.source_control`).
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        *,
+        dataset: str | None = None,
+        runs: list[str] | None = None,
+        run_name: str | None = None,
+        run_volumes: int | None = None,
+        max_volumes: int | None = None,
+        poll: bool = False,
+        poll_interval_s: float = 0.1,
+        settle_s: float = 0.05,
+        broken_after_s: float = 5.0,
+        include_existing: bool = True,
+        gap_wait_s: float | None = None,
+        run_timeout_s: float | None = None,
+        idle_timeout_s: float = 60.0,
+        record_dir: str | None = None,
+        control_addr: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(control_addr=control_addr, **kwargs)
+        self.folder = ExportFolder(
+            folder,
+            poll=poll,
+            poll_interval_s=poll_interval_s,
+            settle_s=settle_s,
+            broken_after_s=broken_after_s,
+            include_existing=include_existing,
+        )
+        self.design = None
+        self.design_runs: list[str] = []
+        if dataset is not None:
+            from replay_data.dataset_reader import ReplayDataset
+
+            self.design = ReplayDataset.open(dataset)
+            known = list(self.design.runs)
+            bad = [r for r in runs or [] if r not in known]
+            if bad:
+                raise ConfigError(f"'runs' must name runs of the dataset {known}, got {bad}")
+            self.design_runs = list(runs) if runs else known
+        elif runs:
+            raise ConfigError("'runs' names design runs: give the design dataset too")
+        if run_name is not None and (not isinstance(run_name, str) or not run_name.strip()):
+            raise ConfigError(f"'run' must be a non-empty run name, got {run_name!r}")
+        self.run_name = run_name
+        for key, value in (("run_volumes", run_volumes), ("max_volumes", max_volumes)):
+            if value is not None:
+                check_number(value, key, minimum=1, integer=True)
+        self.run_volumes, self.max_volumes = run_volumes, max_volumes
+        for key, value in (("gap_wait", gap_wait_s), ("run_timeout", run_timeout_s)):
+            if value is not None:
+                check_number(value, key, minimum=0.01, maximum=3600, unit="seconds")
+        self.gap_wait_s, self.run_timeout_s = gap_wait_s, run_timeout_s
+        self.idle_timeout_s = check_number(
+            idle_timeout_s, "idle_timeout", minimum=0.1, maximum=24 * 3600, unit="seconds"
+        )
+        self.record_dir = None if record_dir is None else Path(record_dir)
+        self.run: _Run | None = None
+        self.finished: dict[int, str] = {}  # series -> run name
+        self.counts = dict.fromkeys(
+            ("volumes", "files_broken", "files_rejected", "files_ignored", "volumes_missing"), 0
+        )
+        self.paused = False
+        self.halted = False
+        self._idle_since = time.monotonic()
+
+    @classmethod
+    def from_options(cls, links: dict, *, folder: str, **options) -> ScannerSource:
+        """Build from a spec: ``folder`` and the options of the class (JSON values)."""
+        return cls(folder, **options, **links)
+
+    extra_spec_options = (
+        "dataset", "runs", "run_name", "run_volumes", "max_volumes", "poll", "poll_interval_s",
+        "settle_s", "broken_after_s", "include_existing", "gap_wait_s", "run_timeout_s",
+        "idle_timeout_s", "record_dir", "control_addr",
+    )  # fmt: skip
+
+    # -- status and control ------------------------------------------------------------------
+    def status(self) -> dict:
+        return {
+            **self.counters,
+            **self.counts,
+            **self.control_state(),
+            "folder": str(self.folder.folder),
+            "pending_files": len(self.folder.pending),
+        }
+
+    def control_state(self) -> dict:
+        return {
+            "run": None if self.run is None else self.run.name,
+            "paused": self.paused,
+            "speed": None,
+            "stopping": self.halted,
+            "volumes": self.counts["volumes"],
+        }
+
+    def apply_command(self, cmd: str, value: float | None) -> None:
+        if cmd == "speed":
+            raise ConfigError("the scanner sets the pace: 'speed' applies to replays only")
+        if cmd in ("pause", "resume"):
+            self.paused = cmd == "pause"
+        elif cmd == "stop":
+            self.halted = True
+
+    def handle(self, msg: Message):  # a source has no input
+        return ()
+
+    # -- producing ---------------------------------------------------------------------------
+    def produce(self) -> Iterator[Message]:
+        self.folder.start()
+        try:
+            while not self._stop.is_set():
+                self.flush_notices()
+                self._maybe_status()
+                yield from self._take(self.folder.check())
+                if not self.paused:
+                    yield from self._send_ready()
+                if self._session_over():
+                    break
+                self.folder.wait(0.02)
+        finally:
+            self.folder.stop()
+            if self.run is not None and self.run.recording is not None:
+                self.run.recording.close()
+        if self._stop.is_set():
+            return
+        if self.run is not None:
+            yield from self._end_run("the session ended")
+        self.flush_notices()
+        meta = {"runs": list(self.finished.values()), "input": "scanner"}
+        if self.halted:
+            meta["stopped"] = True
+        yield Message("end", meta=meta, t={"source.sent": time.time()})
+
+    def _session_over(self) -> bool:
+        if self.halted:
+            return True
+        if self.run is not None:
+            return False
+        if self.design is not None and len(self.finished) >= len(self.design_runs):
+            return True
+        return time.monotonic() - self._idle_since > self.idle_timeout_s
+
+    def _take(self, report) -> Iterator[Message]:
+        for path, reason in report.rejected:
+            self.counts["files_rejected"] += 1
+            self.notice("warning", f"file {path.name} is not a scanner volume: skipped ({reason})")
+        for path, reason in report.broken:
+            self.counts["files_broken"] += 1
+            self.notice(
+                "error",
+                f"file {path.name} stayed incomplete: skipped, its volume is lost ({reason})",
+            )
+        for vol, completed in sorted(report.volumes, key=lambda vc: (vc[0].series, vc[0].index)):
+            yield from self._accept(vol, completed)
+
+    def _accept(self, vol, completed: float) -> Iterator[Message]:
+        if vol.series in self.finished:
+            self._ignore(vol, f"its series {vol.series} ({self.finished[vol.series]}) has ended")
+            return
+        if self.run is not None and vol.series != self.run.series:
+            if vol.series < self.run.series:
+                self._ignore(
+                    vol, f"series {vol.series} is older than the current {self.run.series}"
+                )
+                return
+            yield from self._end_run(f"series {vol.series} started")
+        if self.run is None:
+            if self.design is not None and len(self.finished) >= len(self.design_runs):
+                self._ignore(vol, "every run of the design has been acquired")
+                return
+            if not self._grid_ok(vol):
+                return
+            yield self._start_run(vol)
+        elif not self._grid_ok(vol):
+            return
+        run = self.run
+        index = int(vol.index) - 1
+        if index < run.next_index or index in run.buffer:
+            self._ignore(vol, f"volume {vol.index} of series {vol.series} was already received")
+            return
+        run.buffer[index] = (vol, completed)
+        run.last_volume = time.monotonic()
+
+    def _grid_ok(self, vol) -> bool:
+        shape, affine = self._grid(vol)
+        if tuple(vol.data.shape) != tuple(shape) or not np.allclose(vol.affine, affine, atol=1e-3):
+            what = f"matrix {tuple(vol.data.shape)}" if vol.data.shape != tuple(shape) else "affine"
+            self._ignore(vol, f"its {what} is not the session's grid {tuple(shape)}")
+            return False
+        return True
+
+    def _grid(self, vol) -> tuple[tuple[int, ...], np.ndarray]:
+        if self.run is not None:
+            return self.run.shape, self.run.affine
+        if self.design is not None:
+            return tuple(self.design.meta.shape), self.design.affine
+        return tuple(vol.data.shape), vol.affine
+
+    def _ignore(self, vol, why: str) -> None:
+        self.counts["files_ignored"] += 1
+        self.notice("warning", f"file {Path(vol.path).name} ignored: {why}")
+
+    def _start_run(self, vol) -> Message:
+        n_done = len(self.finished)
+        tr = vol.tr
+        events, expected = [], self.run_volumes
+        if self.design is not None:
+            name = self.design_runs[n_done]
+            design_tr = float(self.design.meta.tr)
+            if tr is not None and abs(tr - design_tr) > 1e-3:
+                self.notice(
+                    "warning", f"the files' TR {tr:g} s is not the design's {design_tr:g} s"
+                )
+            tr = design_tr
+            expected = expected or self.design.n_volumes(name)
+            events = list(self.design.events(name))
+        else:
+            name = self.run_name if (self.run_name and n_done == 0) else f"series-{vol.series:03d}"
+        if tr is None:
+            raise ConfigError(f"file {Path(vol.path).name} has no TR and no design gives one")
+        if self.max_volumes is not None:
+            expected = min(expected or self.max_volumes, self.max_volumes)
+        if expected is not None:
+            events = [e for e in events if e.onset < expected * tr]
+        shape, affine = self._grid(vol)
+        self.run = _Run(
+            name, int(vol.series), float(tr), tuple(shape), np.asarray(affine), expected
+        )
+        self.run.events = sorted(events, key=lambda e: e.onset)
+        if self.record_dir is not None:
+            from replay_data.growing_nifti import GrowingNifti
+
+            self.run.recording = GrowingNifti(
+                self.record_dir / "volumes" / f"{name}_bold.nii",
+                shape,
+                affine,
+                tr,
+                description=f"mindeye-rt received series {vol.series}",
+            )
+        self.notice("info", f"run {name}: series {vol.series} from {self.folder.folder}")
+        return run_start_message(
+            name,
+            tr=tr,
+            n_volumes=expected,
+            shape=shape,
+            affine=affine,
+            n_trials=len(self.run.events),
+            input="scanner",
+            series=int(vol.series),
+            folder=str(self.folder.folder),
+            format=vol.format,
+            dataset=None if self.design is None else self.design.meta.name,
+            dataset_path=None if self.design is None else str(self.design.root),
+            simulated=False if self.design is None else bool(self.design.meta.simulated),
+        )
+
+    def _send_ready(self) -> Iterator[Message]:
+        run = self.run
+        if run is None:
+            return
+        now = time.monotonic()
+        while True:
+            if run.expected is not None and run.next_index >= run.expected:
+                yield from self._end_run(None)
+                return
+            if run.next_index in run.buffer:
+                vol, completed = run.buffer.pop(run.next_index)
+                yield from self._send_volume(vol, completed)
+                run.hole_since = None
+                continue
+            if run.buffer:  # later volumes are here, this one is not
+                run.hole_since = run.hole_since or now
+                if now - run.hole_since >= (self.gap_wait_s or 2 * run.tr):
+                    self._missing(run.next_index)
+                    run.next_index += 1
+                    run.hole_since = now
+                    continue
+            break
+        timeout = self.run_timeout_s or max(10.0, 6 * run.tr)
+        if not run.buffer and now - run.last_volume > timeout:
+            yield from self._end_run(f"no volume for {timeout:g} s")
+
+    def _missing(self, index: int) -> None:
+        self.counts["volumes_missing"] += 1
+        pending = ", ".join(p.name for p in self.folder.pending) or "none"
+        self.notice(
+            "error",
+            f"run {self.run.name}: volume {index + 1} of series {self.run.series} never arrived "
+            f"complete: going on without it (files still incomplete: {pending})",
+        )
+
+    def _send_volume(self, vol, completed: float) -> Iterator[Message]:
+        run = self.run
+        k = run.next_index
+        yield from self._send_events_until(k * run.tr)
+        self.counts["volumes"] += 1
+        run.next_index = k + 1
+        data = np.ascontiguousarray(vol.data, dtype=np.float32)
+        meta = {
+            "time": k * run.tr,
+            "acquisition_time": vol.acquisition_time,
+            "file": Path(vol.path).name,
+        }
+        yield Message(
+            "volume",
+            run=run.name,
+            index=k,
+            meta=meta,
+            t={"source.acquired": completed},
+            buffers={"volume": data},
+        )
+        if run.recording is not None:  # after sending: never on the latency path
+            run.recording.append(data)
+
+    def _send_events_until(self, data_time: float) -> Iterator[Message]:
+        run = self.run
+        while run.next_event < len(run.events) and run.events[run.next_event].onset <= data_time:
+            yield trial_message(run.name, run.events[run.next_event], time.time())
+            run.next_event += 1
+
+    def _end_run(self, why: str | None) -> Iterator[Message]:
+        run = self.run
+        while run.buffer and not self.halted:  # the series is over: send what came, in order
+            if run.expected is not None and run.next_index >= run.expected:
+                break
+            if run.next_index in run.buffer:
+                yield from self._send_volume(*run.buffer.pop(run.next_index))
+            else:
+                self._missing(run.next_index)
+                run.next_index += 1
+        if run.expected is not None:  # the design's trials of volumes never sent
+            yield from self._send_events_until(run.expected * run.tr - 1e-9)
+        meta = {"n_volumes": run.expected if run.expected is not None else run.next_index}
+        if self.halted:
+            meta.update(stopped=True, n_volumes_sent=run.next_index)
+        if why:
+            self.notice("info", f"run {run.name} ended: {why}")
+        if run.recording is not None:
+            run.recording.close()
+        self.finished[run.series] = run.name
+        self.run = None
+        self._idle_since = time.monotonic()
+        yield Message("run_end", run=run.name, meta=meta, t={"source.sent": time.time()})
