@@ -28,7 +28,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from replay_data.scanner_files import FORMATS, seconds_to_tm
 from replay_data.siemens_csa import CREATOR, csa2_header, mosaic_csa_tags
-from rt_base.checks import check_choice, check_number
+from rt_base.checks import check_choice, check_number, check_path
 from rt_base.errors import ConfigError
 
 __all__ = ["MR_IMAGE", "ENHANCED_MR_IMAGE", "ECHO_TIME_MS", "export_volume", "piece_bounds"]
@@ -322,6 +322,7 @@ def export_volume(
     pieces = check_number(pieces, "pieces", minimum=1, integer=True)
     pause_s = check_number(pause_s, "pause_s", minimum=0, unit="seconds")
     path = Path(path)
+    check_path(path.parent, "path", kind="dir", remedy="create the export folder first")
     stored = _stored_integers(data, slope, intercept)
     if fmt == "nifti":
         blob = _nifti_bytes(

@@ -265,6 +265,17 @@ def test_bad_arguments_raise_config_errors(tmp_path):
         with pytest.raises(ConfigError, match=match):
             export_volume(tmp_path / "x.dcm", kw.pop("data"), kw.pop("affine"), **kw)
     assert not (tmp_path / "x.dcm").exists()
+    with pytest.raises(ConfigError, match="create the export folder"):
+        export_volume(
+            tmp_path / "no" / "x.nii",
+            data,
+            affine,
+            fmt="nifti",
+            series=1,
+            index=1,
+            tr=1.6,
+            acquisition_time=0.0,
+        )
 
 
 def test_sheared_affine_is_fine_for_nifti(tmp_path):
