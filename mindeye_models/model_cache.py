@@ -1,10 +1,12 @@
-"""The MindEye model cache: a checkpoint per dataset and preset, trained on first use.
+"""The MindEye model cache: a checkpoint per training set and preset, trained on first use.
 
 :func:`ensure_model` serves every preset (``demo``, ``tiny``, the paper's ``mindeye1-subj01``
-...).  The checkpoint's name carries a key over everything that determines it: the dataset's
-name, a fingerprint of its training responses, trial image ids and training images, the preset,
-the embedder's identity and the training options.  A second call with the same inputs finds it
-and returns at once.
+...).  The cache is content-addressed: the checkpoint's key covers everything that determines
+the weights -- a fingerprint of the training responses, trial image ids and training images, the
+preset, the model config, the embedder's identity and the training options -- and not the
+dataset's name.  The file is named ``PRESET-DATASET-KEY.safetensors`` after the dataset it was
+first trained for, so it stays readable; any call whose inputs give the same key finds and
+reuses it (e.g. ``subj01-moving``, whose training data are ``subj01``'s), and returns at once.
 
 The reconstruction models of a checkpoint are a separate step
 (:func:`mindeye_models.recon_training.ensure_recon_models`), called after this one.  A diffusion
@@ -14,6 +16,7 @@ as a prior-only reconstruction bundle, which that step then takes instead of tra
 
 from __future__ import annotations
 
+import glob
 import re
 import time
 from collections.abc import Callable
@@ -75,7 +78,8 @@ class _Plan:
     train_ids: np.ndarray
     train_images: np.ndarray
     expect: dict[str, Any]  # what the checkpoint's sidecar must record to be reused
-    path: Path
+    key: str  # the content key of ``expect`` and ``config``, the end of the file name
+    path: Path  # where it is saved when trained
 
     @property
     def joint_prior_path(self) -> Path:
@@ -101,8 +105,8 @@ def ensure_model(
 
     Parameters
     ----------
-    dataset : a :class:`replay_data.dataset.ReplayDataset` (uses ``.meta.name``,
-        ``.meta.n_voxels``, ``.training_responses()``, ``.stimuli()``).
+    dataset : a :class:`replay_data.dataset.ReplayDataset` (uses ``.meta.name`` for the file
+        name only, ``.meta.n_voxels``, ``.training_responses()``, ``.stimuli()``).
     models_dir : folder of cached checkpoints.
     preset : model preset (see :mod:`mindeye_models.presets`).
     embedder : ImageEmbedder or embedder name; None uses the preset's (``tiny-random`` for
@@ -110,7 +114,8 @@ def ensure_model(
     epochs : training epochs; None for the preset's (:data:`TRAIN_PRESETS`).
     progress : show progress bars.
     force : retrain even if a matching checkpoint exists.
-    out : checkpoint path; None picks a name in ``models_dir`` keyed by the inputs.
+    out : checkpoint path; None picks a name in ``models_dir`` keyed by the inputs and reuses
+        any checkpoint there with the same key, whatever dataset name it carries.
     cache_dir : folder of cached image banks; None uses ``models_dir / "cache"``.
     log : called with one-line status messages.
     joint_prior : train a diffusion prior with the backbone (MindEye's recipe, its loss
@@ -123,9 +128,10 @@ def ensure_model(
     """
     log = log or (lambda _msg: None)
     plan = _plan(dataset, Path(models_dir), preset, embedder, epochs, joint_prior, out)
-    if not force and _cached(plan):
-        log(f"using the cached MindEye model {plan.path}")
-        return plan.path
+    found = None if force else _find_cached(plan, search=out is None)
+    if found is not None:
+        log(f"using the cached MindEye model {found}")
+        return found
     bank_dir = Path(models_dir) / "cache" if cache_dir is None else Path(cache_dir)
     _train_and_save(plan, bank_dir, progress=progress, log=log)
     return plan.path
@@ -160,7 +166,6 @@ def _plan(
     train_ids = np.unique(image_ids)
     train_images = np.asarray(dataset.stimuli()[train_ids])
     expect = {
-        "dataset": name,
         "data_fingerprint": data_fingerprint(
             responses, image_ids, images_hash(train_images, train_ids)
         ),
@@ -187,8 +192,19 @@ def _plan(
         train_ids,
         train_images,
         expect,
+        key,
         path,
     )
+
+
+def _find_cached(plan: _Plan, *, search: bool) -> Path | None:
+    """A checkpoint that matches the plan: at its own path, else (``search``) any
+    ``PRESET-*-KEY.safetensors`` in its folder, trained for a dataset of another name."""
+    candidates = [plan.path]
+    if search:
+        pattern = f"{glob.escape(plan.preset)}-*-{plan.key}.safetensors"
+        candidates += sorted(p for p in plan.path.parent.glob(pattern) if p != plan.path)
+    return next((p for p in candidates if _cached(replace(plan, path=p))), None)
 
 
 def _cached(plan: _Plan) -> bool:
@@ -227,6 +243,7 @@ def _train_and_save(plan: _Plan, bank_dir: Path, *, progress: bool, log: Callabl
     seconds = time.perf_counter() - start
     extra = {
         **plan.expect,
+        "dataset": plan.name,  # the dataset it was trained for (not part of the key)
         "n_voxels": config.n_voxels,
         "n_trials": len(plan.responses),
         "n_images": len(plan.train_ids),

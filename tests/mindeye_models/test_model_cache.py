@@ -134,3 +134,34 @@ def test_a_joint_prior_is_saved_next_to_its_checkpoint(tmp_path):
         log=lines.append,
     )
     assert "training MindEye" in lines[-2] and joint.is_file()
+
+
+def test_the_cache_is_content_addressed_not_named(tmp_path, monkeypatch):
+    """Two datasets of different names with the same training data share one checkpoint
+    (a moving twin of a subject does not retrain it); other data get another."""
+    path = model_cache.ensure_model(
+        FakeDataset(name="subj-a"), models_dir=tmp_path, preset="tiny", epochs=2, progress=False
+    )
+    assert "subj-a" in path.name and read_sidecar(path)["extra"]["dataset"] == "subj-a"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model must not be retrained")
+
+    monkeypatch.setattr(model_cache, "train_mindeye", no_training)
+    lines = []
+    twin = model_cache.ensure_model(
+        FakeDataset(name="subj-a-moving"),
+        models_dir=tmp_path,
+        preset="tiny",
+        epochs=2,
+        progress=False,
+        log=lines.append,
+    )
+    assert twin == path and lines == [f"using the cached MindEye model {path}"]
+    other_data = FakeDataset(name="subj-a-moving", seed=1)
+    for ds, epochs in ((other_data, 2), (FakeDataset(name="subj-a"), 3)):  # other data, options
+        with pytest.raises(AssertionError, match="must not be retrained"):
+            model_cache.ensure_model(
+                ds, models_dir=tmp_path, preset="tiny", epochs=epochs, progress=False
+            )
+    assert list(tmp_path.glob("*.safetensors")) == [path]
