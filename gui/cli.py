@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+from gui.state import FD_THRESHOLD_MM
 from realtime.cli import run_commands
 from realtime.config import StreamConfig
 from rt_base.checks import check_address, check_number
-from rt_base.errors import ConfigError, MindEyeRTError, StageError
+from rt_base.errors import ConfigError, MindEyeRTError
 
+FD_LIMIT_MM = 20.0  # an FD threshold above this would never warn: surely a mistake
 STOP_WAIT_S = 120.0  # how long a stopped background session may take to flush and summarize
 
 
@@ -94,6 +96,15 @@ def _add_display_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
     p.add_argument(
+        "--fd-threshold",
+        type=float,
+        default=FD_THRESHOLD_MM,
+        dest="fd_threshold",
+        metavar="MM",
+        help="framewise displacement (mm) over which a TR counts as head motion: warned in "
+        f"the status line and counted per run (default {FD_THRESHOLD_MM:g})",
+    )
+    p.add_argument(
         "--redraw-hz", type=float, default=10.0, dest="redraw_hz", help="redraw rate (default 10)"
     )
 
@@ -130,6 +141,7 @@ def cmd_console(args) -> int:
     size = _parse_size(args.size)
     check_number(args.after_trials, "after_trials", minimum=1, integer=True)
     check_number(args.redraw_hz, "redraw_hz", minimum=0, strict_min=True, maximum=60)
+    check_fd_threshold(args.fd_threshold)
     if args.screenshot:
         _offscreen_if_headless()
     proc = None
@@ -147,6 +159,28 @@ def cmd_console(args) -> int:
             _stop_session(proc, control)
 
 
+def check_fd_threshold(value: float) -> float:
+    """``--fd-threshold`` as a float: a positive number of mm up to :data:`FD_LIMIT_MM`.
+
+    Raises
+    ------
+    ConfigError
+        "'--fd-threshold' must be a positive number of mm, got -1.0 (framewise displacement
+        over which a TR counts as head motion; 0.5 mm is usual)".
+    """
+    try:
+        return float(
+            check_number(
+                value, "--fd-threshold", minimum=0, strict_min=True, maximum=FD_LIMIT_MM, unit="mm"
+            )
+        )
+    except ConfigError as err:
+        raise ConfigError(
+            f"{err} (framewise displacement over which a TR counts as head motion; "
+            f"{FD_THRESHOLD_MM:g} mm is usual)"
+        ) from None
+
+
 def _run_console(args, telemetry: str, control: str | None, size, proc) -> int:
     from PySide6 import QtCore
 
@@ -157,7 +191,7 @@ def _run_console(args, telemetry: str, control: str | None, size, proc) -> int:
     from gui.receiver import Receiver
 
     app = ensure_app()
-    model = SessionModel()
+    model = SessionModel(fd_threshold=args.fd_threshold)
     if args.dataset:
         model.set_dataset(str(Path(args.dataset).expanduser()))
     client = ControlClient(control) if control else None
@@ -211,6 +245,8 @@ def _maybe_screenshot(window, args, elapsed: float) -> int | None:
     timeout (1); None while waiting."""
     from PySide6 import QtWidgets
 
+    from gui.picture import save_window_png
+
     snap = window.last_snapshot
     decoded = 0 if snap is None else snap.accuracy.decoded
     done = decoded >= args.after_trials
@@ -219,10 +255,7 @@ def _maybe_screenshot(window, args, elapsed: float) -> int | None:
         return None
     window.refresh()
     QtWidgets.QApplication.processEvents()
-    out = Path(args.screenshot).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(out)):
-        raise StageError(f"cannot write the screenshot {str(out)!r}")
+    out = save_window_png(window, args.screenshot)
     print(f"screenshot after {decoded} decoded trial(s): {out}")
     if done:
         return 0

@@ -162,7 +162,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         top = _splitter(QtCore.Qt.Orientation.Horizontal, left, right)
         body = _splitter(QtCore.Qt.Orientation.Vertical, top, self.log_pane)
         body.setContentsMargins(6, 6, 6, 6)
-        for splitter, stretch in ((left, (5, 4, 4)), (right, (3, 2, 4)), (top, (1, 1)),
+        for splitter, stretch in ((left, (5, 4, 5)), (right, (3, 2, 4)), (top, (1, 1)),
                                   (body, (8, 1))):  # fmt: skip
             for i, factor in enumerate(stretch):
                 splitter.setStretchFactor(i, factor)
@@ -177,7 +177,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         ]
         # initial shares in pixels (stretch factors only apply to later resizes); a splitter
         # scales them to its size and keeps each panel at least at its minimum
-        left.setSizes([420, 330, 300])
+        left.setSizes([380, 300, 380])
         right.setSizes([230, 160, 560])
         top.setSizes([800, 800])
         body.setSizes([900, 80])
@@ -222,6 +222,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if snap.tr_index is not None:
             total = f"/{s.n_volumes}" if s.n_volumes else ""
             parts.append(f"TR {snap.tr_index + 1}{total}")
+        motion = motion_warning(snap)  # early: a narrow window cuts the status line's end
+        if motion:
+            parts.append(f"<span style='color:{COLORS['stale']}'>{motion}</span>")
         if snap.trials:
             decoded = sum(t.decoded for t in snap.trials)
             total = f"/{s.n_trials}" if s.n_trials else ""
@@ -234,9 +237,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         rs = snap.recon_stage
         if rs is not None and rs.behind and rs.state != "stopped":
             parts.append(f"<span style='color:{COLORS['stale']}'>reconstruct: {rs.behind}</span>")
-        motion = motion_warning(snap)
-        if motion:
-            parts.append(f"<span style='color:{COLORS['stale']}'>{motion}</span>")
         if snap.lost_messages or snap.missed_trials:
             parts.append(f"lost messages {snap.lost_messages} · missed trials {snap.missed_trials}")
         if s.speed is not None:

@@ -26,14 +26,18 @@ TR = 1.6
 
 
 def head_volume(shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> np.ndarray:
-    """(X, Y, Z) float32: a smooth ellipsoidal head, brighter cortex-like texture inside."""
+    """(X, Y, Z) float32: an ellipsoidal head: a bright rim (scalp), darker ventricles, and a
+    smooth grey/white-matter-like texture in between; zero outside."""
     rng = np.random.default_rng(seed)
-    grid = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
-    r = np.sqrt(sum(g**2 for g in grid))
-    texture = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    texture = ndimage.gaussian_filter(rng.normal(size=shape), 1.2)
     texture = (texture - texture.min()) / np.ptp(texture)
-    brain = np.clip((0.9 - r) * 12, 0, 1)
-    return (600 + 500 * texture * brain + 300 * brain).astype(np.float32) * (r < 0.95)
+    head = 500 + 900 * texture
+    head[r > 0.85] = 1500  # scalp
+    ventricles = (np.abs(x) - 0.12) ** 2 / 0.01 + y**2 / 0.09 + (z - 0.1) ** 2 / 0.04 < 1
+    head[ventricles] = 250
+    return (head * (r < 0.95)).astype(np.float32)
 
 
 def visual_roi(shape: tuple[int, int, int] = SHAPE) -> np.ndarray:
@@ -111,7 +115,8 @@ def realistic_messages(tr_of_run2: int = 70) -> list[Message]:
     run1 = synthetic_stream(n_volumes=120, run="run-01", motion_spikes=(44,), **common)[:-1]
     run2 = synthetic_stream(n_volumes=120, run="run-02", motion_spikes=(23, 57),
                             seq0=len(run1), **{**common, "t0": common["t0"] + 200})  # fmt: skip
-    run2 = [m for m in run2 if m.kind not in ("run_end", "end") and (m.index or 0) < tr_of_run2]
+    cut = next(i for i, m in enumerate(run2) if m.kind == "volume" and m.index == tr_of_run2)
+    run2 = run2[:cut]  # the session is still going
     for i, run in enumerate((run1, run2)):
         for m in run:  # ids 0..ways-1 of the toy stream spread over the whole bank
             if m.kind in ("trial", "response", "retrieval", "recon") and "image_id" in m.meta:

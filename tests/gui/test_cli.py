@@ -53,6 +53,14 @@ def test_console_cli_refuses_bad_options(capsys):
     assert "'size' must be WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["console", "--connect", "nowhere"]) == 2
     assert "'connect' must be a ZMQ endpoint" in capsys.readouterr().err
+    for bad, rule in (
+        ("-1", "positive number of mm"),
+        ("0", "positive"),
+        ("80", "number of mm <= 20"),
+    ):
+        assert main(["console", "--connect", "tcp://127.0.0.1:1", "--fd-threshold", bad]) == 2
+        err = capsys.readouterr().err
+        assert f"'--fd-threshold' must be a {rule}" in err and "counts as head motion" in err
 
 
 def test_launch_console_starts_a_child_that_subscribes(base_port):
