@@ -1,4 +1,5 @@
-"""The streaming application's commands (stream, simulate, train, model-info, stage, summarize).
+"""The streaming application's commands (stream, simulate, train, model-info, stage, summarize,
+scanner-sim).
 
 Each command imports what it runs when it runs (torch, the models, the datasets), so that
 ``mindeye-rt --help`` and a stage process that does not need them start light.  The program
@@ -14,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
 from rt_base.checks import check_address, check_number, check_path
 from rt_base.errors import ConfigError, MindEyeRTError
@@ -36,6 +38,7 @@ def _add_stream(sub) -> None:
     p.add_argument("--headless", action="store_true", default=None, help="no GUI")
     _add_stream_model_options(p)
     _add_stream_run_options(p)
+    add_stream_scanner_options(p)
     _add_stream_recon_options(p.add_argument_group("reconstruction"))
 
 
@@ -336,6 +339,7 @@ COMMANDS = {
     "model-info": (_add_model_info, cmd_model_info),
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
+    "scanner-sim": (add_scanner_sim, cmd_scanner_sim),
 }
 
 

@@ -13,6 +13,8 @@ from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
 LAUNCHERS = ("process", "thread")
+#: ``--motion``: ``auto`` corrects wherever volumes can move (a scanner, real or moving data)
+MOTION_CHOICES = ("auto", "none", "estimate", "correct")
 N_ADDRESSES = 8
 
 
@@ -54,6 +56,14 @@ class StreamConfig:
     recon_seed: int = 0
     recon_device: str | None = None
     recon_dtype: str = "float32"
+    scanner: str | None = None
+    scanner_poll: bool = False
+    run: str | None = None
+    run_volumes: int | None = None
+    scanner_idle: float = 60.0
+    motion: str = "auto"
+    motion_ref: str = "first"
+    fd_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -82,6 +92,7 @@ class StreamConfig:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         _check_device(self.device, "device")
         self._check_recon()
+        self._check_scanner()
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
 
@@ -103,6 +114,37 @@ class StreamConfig:
         )
         self.recon_steps, self.recon_strength = checked["steps"], checked["strength"]
         self.prior_steps, self.recon_seed = checked["prior_steps"], checked["seed"]
+
+    def _check_scanner(self) -> None:
+        if self.scanner is not None and (not isinstance(self.scanner, str) or not self.scanner):
+            raise ConfigError(
+                f"'scanner' must be the scanner's export folder, got {self.scanner!r}"
+            )
+        for key in ("run", "run_volumes", "scanner_poll"):
+            if self.scanner is None and getattr(self, key) not in (None, False):
+                raise ConfigError(f"'{key}' applies to a scanner session: give --scanner DIR too")
+        if self.run is not None:
+            if not isinstance(self.run, str) or not self.run.strip():
+                raise ConfigError(f"'run' must be a run name of the design, got {self.run!r}")
+            if self.runs and self.runs != [self.run]:
+                raise ConfigError("give either --run NAME (one run) or --runs, not both")
+        if self.run_volumes is not None:
+            self.run_volumes = check_number(
+                self.run_volumes, "run_volumes", minimum=1, integer=True
+            )
+        self.scanner_idle = check_number(
+            self.scanner_idle, "scanner_idle", minimum=0.1, maximum=86400, unit="seconds"
+        )
+        check_choice(self.motion, "motion", MOTION_CHOICES)
+        ref = self.motion_ref
+        if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+            raise ConfigError(
+                f"'motion_ref' must be 'first', a volume number or a NIfTI, got {ref!r}"
+            )
+        self.motion_ref = str(ref)
+        self.fd_threshold = check_number(
+            self.fd_threshold, "fd_threshold", minimum=0, strict_min=True, maximum=50, unit="mm"
+        )
 
     @property
     def recon_mode(self) -> str:

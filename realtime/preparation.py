@@ -19,6 +19,7 @@ from mindeye_models.recon_options import TINY_RANDOM_GENERATOR, ReconOptions
 from realtime.config import StreamConfig
 from replay_data.home import data_home
 from rt_base.atomic import write_json
+from rt_base.checks import check_path
 from rt_base.errors import ConfigError
 
 
@@ -74,13 +75,17 @@ def prepare(cfg: StreamConfig, log=print) -> PreparedSession:
         A missing checkpoint or generator, or reconstruction models that do not fit; checked
         before anything is trained.
     """
+    _check_inputs(cfg)
     ds = _open_dataset(cfg, log)
+    bad = [r for r in ([cfg.run] if cfg.run else cfg.runs) if r not in ds.runs]
+    if bad:
+        raise ConfigError(f"'runs' must name runs of {ds.meta.name!r} {list(ds.runs)}, got {bad}")
     checkpoint = _checkpoint(cfg, ds, log)
     options, bundle = _recon_models(cfg, ds, checkpoint, log)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out) if cfg.out else data_home() / "sessions" / f"{stamp}_{ds.meta.name}"
     out.mkdir(parents=True, exist_ok=True)
-    runs = cfg.runs or list(ds.runs)
+    runs = [cfg.run] if cfg.run else (cfg.runs or list(ds.runs))
     bank_ids = _bank_ids(ds, runs)
     specs = _stage_specs(cfg, ds, checkpoint, runs, bank_ids, out)
     if bundle is not None:
@@ -99,6 +104,10 @@ def prepare(cfg: StreamConfig, log=print) -> PreparedSession:
         "bank_ids": bank_ids,
         "cache_dir": str(data_home() / "cache"),
         "runs": runs,
+        "input": "scanner" if cfg.scanner else "replay",
+        "scanner": cfg.scanner,
+        "motion": specs["preprocess"]["motion"],
+        "fd_threshold": cfg.fd_threshold,
         "addresses": cfg.addresses(),
         "started": time.time(),
     }
@@ -107,6 +116,20 @@ def prepare(cfg: StreamConfig, log=print) -> PreparedSession:
     for name, spec in specs.items():
         write_json(out / "stages" / f"{name}.json", spec)
     return PreparedSession(out=out, specs=specs, session=session, dataset=ds)
+
+
+def _check_inputs(cfg: StreamConfig) -> None:
+    """The scanner folder and the motion reference, checked before anything is trained."""
+    from realtime.stages.preprocess_motion import parse_reference
+
+    if cfg.scanner:
+        check_path(
+            cfg.scanner,
+            "scanner",
+            kind="dir",
+            remedy="create the folder the scanner exports into, or mount its share there",
+        )
+    parse_reference(cfg.motion_ref)
 
 
 def _open_dataset(cfg: StreamConfig, log):
@@ -193,20 +216,51 @@ def _bank_ids(ds, runs: list[str]) -> list[int]:
     return bank_ids or sorted({int(e.image_id) for e in events})
 
 
+def motion_mode(cfg: StreamConfig, ds) -> str:
+    """``--motion``, with ``auto`` resolved: ``correct`` wherever volumes can move (a scanner,
+    real data, a simulated subject that moves), ``none`` for a simulated subject that holds
+    still (nothing to correct; correcting would only smooth its data)."""
+    if cfg.motion != "auto":
+        return cfg.motion
+    still = bool(ds.meta.simulated) and ds.meta.params.get("motion", "none") == "none"
+    return "none" if still and not cfg.scanner else "correct"
+
+
+def _source_spec(cfg: StreamConfig, ds, runs, out: Path) -> dict:
+    """The replay source's spec, or the scanner source's with ``--scanner``."""
+    addr = cfg.addresses()
+    common = {
+        "dataset": str(ds.root),
+        "runs": runs,
+        "max_volumes": cfg.max_volumes,
+        "out_addr": addr["preprocess"],
+        "control_addr": addr["control"],
+    }
+    if not cfg.scanner:
+        return {**common, "speed": cfg.speed}
+    return {
+        **common,
+        "folder": str(Path(cfg.scanner).expanduser()),
+        "run_volumes": cfg.run_volumes,
+        "poll": cfg.scanner_poll,
+        "idle_timeout_s": cfg.scanner_idle,
+        "record_dir": str(out),
+    }
+
+
 def _stage_specs(cfg: StreamConfig, ds, checkpoint: Path, runs, bank_ids, out: Path) -> dict:
     """The specs of the retrieval path (source to recorder), without telemetry."""
     addr = cfg.addresses()
+    brain = ds.root / "brain_mask.nii.gz"
     return {
-        "source": {
-            "dataset": str(ds.root),
-            "runs": runs,
-            "speed": cfg.speed,
-            "max_volumes": cfg.max_volumes,
-            "out_addr": addr["preprocess"],
-            "control_addr": addr["control"],
-        },
+        "source": _source_spec(cfg, ds, runs, out),
         "preprocess": {
             "mask": str(ds.root / "roi_mask.nii.gz"),
+            "motion": motion_mode(cfg, ds),
+            "motion_ref": cfg.motion_ref,
+            "brain_mask": str(brain) if brain.is_file() else None,
+            "motion_device": cfg.device,
+            "fd_threshold": cfg.fd_threshold,
             "in_addr": addr["preprocess"],
             "out_addr": addr["estimate"],
         },

@@ -6,6 +6,9 @@ already received.  Layout::
     events.tsv          trial events as received
     runs/RUN_raw.f32    masked scanner values, one row of V float32 per TR, appended
     runs/RUN_tr.tsv     TR index and timestamps of each row
+    runs/RUN_motion.tsv head motion per TR (with --motion estimate or correct): index, the six
+                        rigid parameters (mm, degrees) and framewise displacement (mm)
+    volumes/RUN_bold.nii  the received volumes of a scanner session (written by the source)
     trials/NNNN_response.npy, trials/NNNN_embedding.npy
     trials/NNNN_recon.png     the trial's reconstruction (when a reconstruct stage runs)
     trials/NNNN_blurry.png    its blurry low-level image ("full" mode only; in "lowlevel" mode
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fmri_compute.rigid import PARAM_NAMES
 from realtime.stages.base import Stage
 from rt_base import atomic
 from rt_base.errors import MessageError
@@ -168,7 +172,7 @@ class RecorderStage(Stage):
 
     def _on_run_start(self, msg: Message) -> None:
         self.runs[msg.run] = {
-            "n_volumes": int(msg.meta["n_volumes"]),
+            "n_volumes": None if msg.meta.get("n_volumes") is None else int(msg.meta["n_volumes"]),
             "received": 0,
             "tr": float(msg.meta["tr"]),
             "n_trials": int(msg.meta.get("n_trials", 0)),
@@ -193,6 +197,14 @@ class RecorderStage(Stage):
             "timing.jsonl",
             json.dumps({"kind": "tr", "run": msg.run, "index": msg.index, "t": msg.t}) + "\n",
         )
+        motion = msg.meta.get("motion")
+        if isinstance(motion, dict):
+            name = f"runs/{msg.run}_motion.tsv"
+            self._writer(name, "\t".join(("index", *PARAM_NAMES, "fd")) + "\n")
+            values = [*motion.get("params", [])][:6] + [motion.get("fd")]
+            self._line(
+                name, "\t".join([str(msg.index), *(f"{float(v):.5f}" for v in values)]) + "\n"
+            )
 
     def _run_of(self, msg: Message) -> dict:
         """What the recorder knows of the run ``msg`` belongs to (it must have started)."""
@@ -322,6 +334,8 @@ class RecorderStage(Stage):
         run = self.runs.get(msg.run)
         if run is not None:
             run["ended"] = time.time()
+            if run["n_volumes"] is None:  # a scanner run of unknown length: known at its end
+                run["n_volumes"] = int(msg.meta.get("n_volumes") or run["received"])
             if msg.meta.get("stopped"):  # an operator stopped the replay: count what was sent
                 run["n_volumes"] = int(msg.meta.get("n_volumes_sent", run["n_volumes"]))
                 run["stopped"] = True
@@ -335,7 +349,7 @@ class RecorderStage(Stage):
             "retrievals": self.n_retrievals,
             "reconstructions": self.n_recons,
             "volumes_received": sum(r["received"] for r in self.runs.values()),
-            "volumes_expected": sum(r["n_volumes"] for r in self.runs.values()),
+            "volumes_expected": sum(r["n_volumes"] or r["received"] for r in self.runs.values()),
             "gaps": self.gaps,
             "counters": self.counters,
             "finished": time.time(),

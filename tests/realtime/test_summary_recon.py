@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from realtime.stages.recorder import RecorderStage
-from realtime.summary import latency_figures, reconstruction_metrics, summarize
+from realtime.summary import latency_figures, summarize
+from realtime.summary_recon_metrics import reconstruction_metrics
 from replay_data.dataset_format import Event
 from replay_data.dataset_writer import DatasetWriter
 from rt_wire.message import Message
