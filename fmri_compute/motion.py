@@ -11,7 +11,9 @@ the moved volume at ``M x`` for every mask point ``x`` (trilinear,
 :func:`torch.nn.functional.grid_sample`), solves the 7 x 7 normal equations of the residual
 ``gain * moved(M x) - reference(x)`` with the reference's precomputed Jacobian (six rigid
 parameters and a global intensity gain), and composes ``M <- M W(delta)^-1``.  A level stops
-when an update moves less than its tolerance (mm and degrees).  Points that fall outside the
+when an update moves less than its tolerance (mm and degrees); a coarse level whose first update
+is under half a voxel (as framewise displacement) is left at once, which makes a warm start
+cost little more than the finest level's few steps.  Points that fall outside the
 moved volume's grid leave the sums for that iteration.  One implementation runs on the CPU and
 on CUDA; each iteration brings 9 numbers back to the host (the convergence test needs them).
 """
@@ -26,14 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from fmri_compute.motion_pyramid import Level, auto_mask, build_level, normalizer, pyramid
-from fmri_compute.rigid import grid_center, params_from_matrix, rigid_matrix
+from fmri_compute.rigid import FD_RADIUS_MM, grid_center, params_from_matrix, rigid_matrix
 from rt_base.checks import check_number, check_torch_device
 from rt_base.errors import ConfigError
 
-__all__ = ["DEFAULT_LEVELS", "MotionEstimate", "RigidRegistration"]
+__all__ = ["MotionEstimate", "RigidRegistration", "default_levels"]
 
-#: pyramid block sizes, coarse to fine
-DEFAULT_LEVELS: tuple[int, ...] = (4, 2, 1)
+#: the default pyramid's coarsest level has voxels of at most this size (mm)
+COARSEST_VOXEL_MM = 8.0
 #: the fewest mask points a pyramid level may have (7 unknowns need many more than 7)
 MIN_LEVEL_POINTS = 64
 
@@ -72,7 +74,8 @@ class RigidRegistration:
     tolerance : a level has converged when an update changes every translation by less than
         this many mm and every rotation by less than this many degrees (coarser levels of block
         size ``f`` use ``f * tolerance``).
-    levels : pyramid block sizes, strictly decreasing positive integers (coarse to fine).
+    levels : pyramid block sizes, strictly decreasing positive integers (coarse to fine);
+        default :func:`default_levels` (``(4, 2, 1)`` at NSD's 1.8 mm).
     max_points : at most this many mask points per level (a fixed random subset); ``None``
         keeps them all.
 
@@ -91,7 +94,7 @@ class RigidRegistration:
         device: str = "cpu",
         max_iterations: int = 10,
         tolerance: float = 1e-3,
-        levels: Sequence[int] = DEFAULT_LEVELS,
+        levels: Sequence[int] | None = None,
         max_points: int | None = 40_000,
     ) -> None:
         ref = _check_volume(reference, "reference")
@@ -104,7 +107,7 @@ class RigidRegistration:
             check_number(max_iterations, "max_iterations", minimum=1, integer=True)
         )
         self.tolerance = float(check_number(tolerance, "tolerance", minimum=0, strict_min=True))
-        self.levels = _check_levels(levels)
+        self.levels = default_levels(self.affine) if levels is None else _check_levels(levels)
         if max_points is not None:
             max_points = int(
                 check_number(max_points, "max_points", minimum=MIN_LEVEL_POINTS, integer=True)
@@ -131,6 +134,9 @@ class RigidRegistration:
             self._levels.append(level)
         self._reference = ref
         self._previous = np.zeros(6)
+        #: a coarse level whose first update moves the head less than this (mm, as framewise
+        #: displacement) leaves the start to the finer levels: half a voxel of the full grid
+        self._reach = 0.5 * float(np.linalg.norm(self.affine[:3, :3], axis=0).min())
 
     # ------------------------------------------------------------------ estimation
 
@@ -154,9 +160,14 @@ class RigidRegistration:
             moved_l = moved_levels[level.factor]
             to_grid = normalizer(level.shape) @ np.linalg.inv(level.affine)
             converged = False
-            for _ in range(self.max_iterations):
+            finest = level is self._levels[-1]
+            for step in range(self.max_iterations):
                 delta, cost = self._gauss_newton_step(level, moved_l, to_grid @ matrix, gain)
                 iterations += 1
+                if step == 0 and not finest and _displacement(delta) < self._reach:
+                    # the start is already within the finer levels' reach, and a coarse
+                    # level's optimum is no closer than that (warm starts stop here)
+                    break
                 matrix = matrix @ np.linalg.inv(rigid_matrix(_update_params(delta), self.center))
                 gain /= 1.0 + delta[6]
                 if _small(delta, level.tolerance):
@@ -251,9 +262,24 @@ class RigidRegistration:
         return torch.as_tensor(vol, device=self.device)[None, None]
 
 
+def default_levels(affine: np.ndarray, coarsest_mm: float = COARSEST_VOXEL_MM) -> tuple[int, ...]:
+    """Block sizes 1, 2, 4, ... while a block's smallest side stays within ``coarsest_mm``,
+    coarse to fine: ``(4, 2, 1)`` for 1.8 or 2 mm voxels, ``(2, 1)`` for 3 mm."""
+    voxel_mm = float(np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0).min())
+    factors = [1]
+    while voxel_mm * factors[-1] * 2 <= coarsest_mm:
+        factors.append(factors[-1] * 2)
+    return tuple(reversed(factors))
+
+
 def _update_params(delta: np.ndarray) -> np.ndarray:
     """Rigid parameters (mm, degrees) of a Gauss-Newton update (mm, radians, gain)."""
     return np.concatenate([delta[:3], np.rad2deg(delta[3:6])])
+
+
+def _displacement(delta: np.ndarray) -> float:
+    """Framewise-displacement size (mm) of a Gauss-Newton update (mm, radians)."""
+    return float(np.abs(delta[:3]).sum() + FD_RADIUS_MM * np.abs(delta[3:6]).sum())
 
 
 def _small(delta: np.ndarray, tolerance: float) -> bool:

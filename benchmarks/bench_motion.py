@@ -1,0 +1,252 @@
+"""Rigid motion estimation: fmri_compute.motion against SimpleITK's rigid registration.
+
+    python benchmarks/bench_motion.py                              # NSD size, 20 volumes, 1 and 2 threads
+    python benchmarks/bench_motion.py --size small --volumes 5 --threads 1
+    python benchmarks/bench_motion.py --device cuda                # also on the GPU, when there is one
+
+The volumes: nilearn's MNI152 template (2 mm) acquired on NSD's functional grid (81 x 104 x 83
+at 1.8 mm, or a half-resolution "small" grid) in scanner-like units, then re-acquired after
+seeded random rigid motions up to 3 mm and 3 degrees per axis (the head moves inside a larger
+field of view, cubic interpolation), plus 1 % Gaussian noise.  Both methods get the same
+reference, mask and volumes, start from zero motion, and are timed on estimation only (the
+reslice time of ours is printed apart).  The peer is SimpleITK's Euler3DTransform about the
+grid centre, mean squares in the mask, regular step gradient descent, shrink 4/2/1 with smoothing.
+Prints figures only: ms per volume (median, p95), absolute errors (max, median) in mm and
+degrees, and the speed ratio peer / ours (of the median wall-clock times).  ``cpu p50`` is the
+process's CPU time per volume, all threads together: on a machine busy with other work it is
+the better guide to the wall-clock time the same run takes on idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from fmri_compute import rigid
+from fmri_compute.motion import RigidRegistration
+
+#: grid shape and voxel size (mm) of each benchmark size
+SIZES = {"nsd": ((81, 104, 83), 1.8), "small": ((41, 52, 42), 3.6)}
+#: where the grid's centre sits in MNI space (mm): the brain's middle
+GRID_CENTRE_MNI = np.array([0.0, -18.0, 8.0])
+
+
+@dataclass
+class Volumes:
+    """A reference and moved volumes with their true motion parameters."""
+
+    reference: np.ndarray  # (X, Y, Z) float32
+    affine: np.ndarray  # (4, 4)
+    moved: list[np.ndarray]  # each (X, Y, Z) float32
+    truth: np.ndarray  # (N, 6)
+
+
+@dataclass
+class Result:
+    """One method's run over the volumes."""
+
+    method: str
+    ms: np.ndarray  # (N,) per-volume estimation time (wall clock)
+    cpu_ms: np.ndarray  # (N,) CPU time of the process meanwhile (all its threads)
+    params: np.ndarray  # (N, 6) estimates
+
+    def errors(self, truth: np.ndarray) -> np.ndarray:
+        return np.abs(self.params - truth)
+
+
+def grid(size: str) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine of a benchmark grid centred on the MNI brain."""
+    shape, mm = SIZES[size]
+    aff = np.diag([mm, mm, mm, 1.0])
+    aff[:3, 3] = GRID_CENTRE_MNI - (np.asarray(shape) - 1) / 2 * mm
+    return shape, aff
+
+
+def mni_source() -> tuple[np.ndarray, np.ndarray]:
+    """nilearn's MNI152 T1 template (2 mm) in scanner-like units (about 1000 at the top)."""
+    from nilearn import datasets  # seconds to import: only here
+
+    img = datasets.load_mni152_template(resolution=2)
+    return np.asarray(img.dataobj, np.float32) * 1000.0, img.affine
+
+
+def acquire(source, source_affine, shape, affine, params) -> np.ndarray:
+    """The grid's record of ``source`` after the head moved by ``params`` (cubic):
+    ``source(M^-1 y)``, ``M`` about the grid centre (the fmri_compute.rigid convention)."""
+    motion = rigid.rigid_matrix(params, rigid.grid_center(shape, affine))
+    vox = np.linalg.inv(source_affine) @ np.linalg.inv(motion) @ affine
+    ijk = np.indices(shape, dtype=float).reshape(3, -1)
+    src = vox[:3, :3] @ ijk + vox[:3, 3:]
+    return ndimage.map_coordinates(source, src, order=3).reshape(shape).astype(np.float32)
+
+
+def make_volumes(size: str, n: int, seed: int = 0, noise: float = 0.01) -> Volumes:
+    """``n`` volumes moved by random motions up to 3 mm / 3 degrees per axis, with Gaussian
+    noise of ``noise`` times the mean brain intensity."""
+    source, source_affine = mni_source()
+    shape, aff = grid(size)
+    reference = acquire(source, source_affine, shape, aff, np.zeros(6))
+    sd = noise * float(reference[reference > 0.2 * reference.max()].mean())
+    rng = np.random.default_rng(seed)
+    truth = np.concatenate([rng.uniform(-3, 3, (n, 3)), rng.uniform(-3, 3, (n, 3))], axis=1)
+    moved = [
+        acquire(source, source_affine, shape, aff, p) + rng.normal(0, sd, shape).astype(np.float32)
+        for p in truth
+    ]
+    reference = reference + rng.normal(0, sd, shape).astype(np.float32)
+    return Volumes(reference, aff, moved, truth)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_ours(vols: Volumes, threads: int, device: str = "cpu") -> tuple[Result, float]:
+    """Our estimates and times (each volume from zero motion) and the median reslice ms."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        reg = RigidRegistration(vols.reference, vols.affine, device=device)
+        reg.warm_up()
+        ms, cpu_ms, params, reslice_ms = [], [], [], []
+        for volume in vols.moved:
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            est = reg.estimate(volume)
+            _sync(device)
+            ms.append(1e3 * (time.perf_counter() - t0))
+            cpu_ms.append(1e3 * (time.process_time() - c0))
+            params.append(est.params)
+            t0 = time.perf_counter()
+            reg.reslice(volume, est.params)
+            reslice_ms.append(1e3 * (time.perf_counter() - t0))
+    finally:
+        torch.set_num_threads(previous)
+    name = f"ours {device} {threads} thr"
+    result = Result(name, np.array(ms), np.array(cpu_ms), np.array(params))
+    return result, statistics.median(reslice_ms)
+
+
+def _sitk_image(sitk, volume: np.ndarray, affine: np.ndarray):
+    """A SimpleITK image of an (X, Y, Z) array whose physical space is the affine's."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0)))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    img.SetSpacing(spacing.tolist())
+    img.SetDirection((affine[:3, :3] / spacing).ravel().tolist())
+    img.SetOrigin(affine[:3, 3].tolist())
+    return img
+
+
+def run_simpleitk(vols: Volumes, mask: np.ndarray, threads: int) -> Result:
+    """SimpleITK's rigid registration of each moved volume to the reference."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    fixed = _sitk_image(sitk, vols.reference, vols.affine)
+    fixed_mask = _sitk_image(sitk, mask.astype(np.uint8), vols.affine)
+    center = rigid.grid_center(vols.reference.shape, vols.affine)
+    ms, cpu_ms, params = [], [], []
+    for volume in vols.moved:
+        moving = _sitk_image(sitk, volume, vols.affine)
+        t0, c0 = time.perf_counter(), time.process_time()
+        start = sitk.Euler3DTransform()
+        start.SetCenter(center.tolist())
+        start.SetComputeZYX(True)  # R = Rz Ry Rx, as fmri_compute.rigid
+        reg = sitk.ImageRegistrationMethod()
+        reg.SetMetricAsMeanSquares()
+        reg.SetMetricFixedMask(fixed_mask)
+        reg.SetInterpolator(sitk.sitkLinear)
+        reg.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=1.0, minStep=1e-4, numberOfIterations=200, relaxationFactor=0.5
+        )
+        reg.SetOptimizerScalesFromPhysicalShift()
+        reg.SetShrinkFactorsPerLevel([4, 2, 1])
+        reg.SetSmoothingSigmasPerLevel([2, 1, 0])
+        reg.SetInitialTransform(start, inPlace=False)
+        found = reg.Execute(fixed, sitk.Cast(moving, sitk.sitkFloat32))
+        ms.append(1e3 * (time.perf_counter() - t0))
+        cpu_ms.append(1e3 * (time.process_time() - c0))
+        params.append(_sitk_params(found, center))
+    return Result(f"SimpleITK {threads} thr", np.array(ms), np.array(cpu_ms), np.array(params))
+
+
+def _sitk_params(transform, center: np.ndarray) -> np.ndarray:
+    """The fmri_compute.rigid parameters of a SimpleITK rigid transform (fixed -> moving
+    points, which is our ``M``)."""
+    import SimpleITK as sitk
+
+    euler = sitk.Euler3DTransform(sitk.CompositeTransform(transform).GetNthTransform(0))
+    m = np.eye(4)
+    m[:3, :3] = np.reshape(euler.GetMatrix(), (3, 3))
+    c = np.asarray(euler.GetCenter())
+    m[:3, 3] = np.asarray(euler.GetTranslation()) + c - m[:3, :3] @ c
+    return rigid.params_from_matrix(m, center)
+
+
+def table(results: list[Result], truth: np.ndarray, reference: str | None = None) -> str:
+    """The printed table: times, errors and, beside each of ours, peer / ours."""
+    head = (
+        f"{'method':<22s}{'ms p50':>9s}{'ms p95':>9s}{'cpu p50':>9s}{'mm max':>9s}{'mm p50':>9s}"
+        f"{'deg max':>9s}{'deg p50':>9s}{'peer/ours':>11s}"
+    )
+    peer = next((r for r in results if r.method == reference), None)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        err = r.errors(truth)
+        med = statistics.median(r.ms)
+        ratio = ""
+        if peer is not None and r.method.startswith("ours"):
+            ratio = f"{statistics.median(peer.ms) / med:10.1f}x"
+        lines.append(
+            f"{r.method:<22s}{med:9.1f}{np.percentile(r.ms, 95):9.1f}"
+            f"{statistics.median(r.cpu_ms):9.1f}"
+            f"{err[:, :3].max():9.3f}{np.median(err[:, :3]):9.3f}"
+            f"{err[:, 3:].max():9.3f}{np.median(err[:, 3:]):9.3f}{ratio:>11s}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="nsd")
+    ap.add_argument("--volumes", type=int, default=20)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda to add a GPU run")
+    ap.add_argument("--no-peer", action="store_true", help="skip SimpleITK")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    vols = make_volumes(args.size, args.volumes, seed=args.seed)
+    shape = vols.reference.shape
+    print(f"{args.volumes} volumes {shape} at {SIZES[args.size][1]} mm, motions up to 3 mm / 3 deg")
+    mask = RigidRegistration(vols.reference, vols.affine).mask
+    out = []
+    for threads in args.threads:
+        ours, reslice_ms = run_ours(vols, threads)
+        results = [ours]
+        peer_name = None
+        if not args.no_peer:
+            try:
+                results.append(run_simpleitk(vols, mask, threads))
+                peer_name = results[-1].method
+            except ImportError:
+                print("SimpleITK is not installed (pip install mindeye-rt[bench]): no peer")
+        out.append(table(results, vols.truth, peer_name))
+        out.append(f"ours {threads} thr: reslice onto the reference grid p50 {reslice_ms:.1f} ms\n")
+    if args.device != "cpu":
+        ours, reslice_ms = run_ours(vols, 1, device=args.device)
+        out.append(table([ours], vols.truth))
+        out.append(f"ours {args.device}: reslice p50 {reslice_ms:.2f} ms\n")
+    text = "\n".join(out)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

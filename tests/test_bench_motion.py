@@ -1,0 +1,76 @@
+"""benchmarks/bench_motion.py at a tiny size: volumes, both methods, the table, main().
+
+The script is loaded by file name (benchmarks/ is scripts, not a package), as
+tests/test_benchmarks.py does.  No timing is asserted: only that each part runs and that its
+figures are the ones it claims (known motions come back, the peer's parameters are in our
+convention).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_motion.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_motion", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_motion"] = module  # the dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("bench_motion", None)
+
+
+@pytest.fixture(scope="module")
+def vols(bench):
+    pytest.importorskip("nilearn")
+    return bench.make_volumes("small", 2, seed=1)
+
+
+def test_volumes_are_moved_by_their_known_motions(bench, vols):
+    shape, _ = bench.grid("small")
+    assert vols.reference.shape == shape and vols.truth.shape == (2, 6)
+    assert np.abs(vols.truth).max() <= 3.0
+    for moved in vols.moved:
+        assert moved.shape == shape and moved.dtype == np.float32
+        assert np.abs(moved - vols.reference).mean() > 0.05 * vols.reference.mean()  # it moved
+
+
+def test_ours_recovers_the_motions_and_the_table_shows_it(bench, vols):
+    result, reslice_ms = bench.run_ours(vols, threads=1)
+    assert result.ms.shape == (2,) and (result.ms > 0).all() and reslice_ms > 0
+    err = result.errors(vols.truth)
+    assert err[:, :3].max() < 0.2 and err[:, 3:].max() < 0.2  # 3.6 mm voxels
+    text = bench.table([result], vols.truth)
+    assert result.method in text
+    assert f"{err[:, :3].max():9.3f}" in text  # the printed max error is this run's
+
+
+def test_simpleitk_peer_answers_in_our_convention(bench, vols):
+    pytest.importorskip("SimpleITK")
+    from fmri_compute.motion import RigidRegistration
+
+    mask = RigidRegistration(vols.reference, vols.affine).mask
+    peer = bench.run_simpleitk(vols, mask, threads=1)
+    err = peer.errors(vols.truth)
+    assert err[:, :3].max() < 0.5 and err[:, 3:].max() < 0.5  # a sign or axis slip is ~3
+    ours, _ = bench.run_ours(vols, threads=1)
+    text = bench.table([ours, peer], vols.truth, reference=peer.method)
+    ratios = [line for line in text.splitlines() if line.rstrip().endswith("x")]
+    assert len(ratios) == 1 and ratios[0].startswith(ours.method)  # peer / ours, beside ours
+
+
+def test_main_prints_a_table_per_thread_count(bench, vols, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "make_volumes", lambda size, n, seed: vols)
+    text = bench.main(["--size", "small", "--volumes", "2", "--threads", "1", "--no-peer"])
+    assert "ours cpu 1 thr" in text and "reslice" in text
+    assert "ms p50" in capsys.readouterr().out
