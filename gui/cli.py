@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from gui.cli_viewer import add_viewer_parser, cmd_viewer
 from gui.state import FD_THRESHOLD_MM
 from realtime.cli import run_commands
 from realtime.config import StreamConfig
@@ -107,32 +108,6 @@ def _add_display_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--redraw-hz", type=float, default=10.0, dest="redraw_hz", help="redraw rate (default 10)"
     )
-
-
-def add_viewer_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``viewer`` command to an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "viewer",
-        help="the participant viewer: the feedback image of each trial, full screen",
-    )
-    p.add_argument(
-        "--connect", metavar="ADDR", required=True, help="telemetry endpoint of the session"
-    )
-    p.add_argument("--screen", type=int, help="screen index (default: the primary screen)")
-    p.add_argument("--windowed", action="store_true", help="a window instead of full screen")
-    p.add_argument(
-        "--feedback",
-        choices=["top1", "recon"],
-        default="top1",
-        help="what to show: top1, the top-1 retrieved image (default), or recon, each trial's "
-        "reconstruction (needs a session with a reconstruct stage: --recon other than none)",
-    )
-    p.add_argument(
-        "--dataset",
-        metavar="PATH",
-        help="dataset folder with the stimulus images (default: announced by the session)",
-    )
-    return p
 
 
 # -- console ---------------------------------------------------------------------------------
@@ -335,7 +310,11 @@ def _offscreen_if_headless() -> None:
 
 
 def launch_console(
-    telemetry_addr: str, control_addr: str | None = None, *, dataset: str | None = None
+    telemetry_addr: str,
+    control_addr: str | None = None,
+    *,
+    dataset: str | None = None,
+    fd_threshold: float | None = None,
 ) -> subprocess.Popen:
     """Open the operator console in a child process attached to ``telemetry_addr``.
 
@@ -358,36 +337,9 @@ def launch_console(
         cmd += ["--control", check_address(control_addr, "control")]
     if dataset:
         cmd += ["--dataset", str(dataset)]
+    if fd_threshold is not None:
+        cmd += ["--fd-threshold", f"{float(fd_threshold):g}"]
     return subprocess.Popen(cmd)
-
-
-# -- viewer ----------------------------------------------------------------------------------
-def cmd_viewer(args) -> int:
-    """Run the participant viewer as asked by ``args`` (from :func:`add_viewer_parser`)."""
-    from PySide6 import QtCore
-
-    from gui.model import SessionModel
-    from gui.qt import ensure_app
-    from gui.receiver import Receiver
-    from gui.viewer import VIEWER_TOPICS, ViewerWindow
-
-    telemetry = check_address(args.connect, "connect")
-    app = ensure_app()
-    model = SessionModel()
-    if args.dataset:
-        model.set_dataset(str(Path(args.dataset).expanduser()))
-    window = ViewerWindow(model, feedback=args.feedback)
-    window.place(args.screen, windowed=args.windowed)
-    with Receiver(telemetry, model, topics=VIEWER_TOPICS):
-        keepalive = QtCore.QTimer(window)  # lets Ctrl-C reach Python while Qt waits
-        keepalive.timeout.connect(lambda: None)
-        keepalive.start(200)
-        previous = signal.signal(signal.SIGINT, lambda *_: app.quit())
-        try:
-            app.exec()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    return 0
 
 
 # -- commands --------------------------------------------------------------------------------

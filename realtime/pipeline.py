@@ -34,7 +34,7 @@ READY_TIMEOUT_S = 300.0
 def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
     """Run a whole session and return its summary (also written to ``summary.json``).
 
-    ``open_console(telemetry, control, dataset=)`` opens the operator console as a child
+    ``open_console(telemetry, control, dataset=, fd_threshold=)`` opens the operator console as a child
     process (``gui.cli.launch_console``, handed in by the ``mindeye-rt`` program, the floor
     above); without one, or with ``cfg.headless``, the session runs without a console.
     """
@@ -58,7 +58,12 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
         log("no console available to this entry point (run `mindeye-rt stream` for one)")
     elif not cfg.headless:
         addr = cfg.addresses()
-        console = open_console(addr["telemetry"], addr["control"], dataset=str(prep.dataset.root))
+        console = open_console(
+            addr["telemetry"],
+            addr["control"],
+            dataset=str(prep.dataset.root),
+            fd_threshold=cfg.fd_threshold,
+        )
         log("operator console opened (closing it does not stop the session; --headless for none)")
     out, session = prep.out, prep.session
     if session["recon"] == "full" and cfg.generator == "tiny-random":
@@ -66,7 +71,12 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
             "reconstruction uses the tiny-random generator: random weights, its images carry no "
             "content (give --generator DIR, a Stable unCLIP snapshot, for real images)"
         )
-    if session["simulated"]:
+    if cfg.scanner:
+        log(
+            f"watching {cfg.scanner} for the scanner's volumes (design, mask and model of "
+            f"{session['dataset_name']}; head motion: {session['motion']})"
+        )
+    elif session["simulated"]:
         log(
             f"SIMULATED subject: replaying the built-in simulated {session['dataset_name']} "
             "(not real NSD data)"
