@@ -75,7 +75,23 @@ class DecodeStage(Stage):
             cache_dir=cache_dir,
         )
         device = str(next(model.parameters()).device)
-        return cls(model, bank, top_k=top_k, device=device, emit_latents=emit_latents, **links)
+        stage = cls(model, bank, top_k=top_k, device=device, emit_latents=emit_latents, **links)
+        stage.warm_up()
+        return stage
+
+    def warm_up(self, repeats: int = 3) -> None:
+        """Run the forward pass and the bank search on a blank response a few times, so the
+        first trial of a session is as fast as the others (lazy initialisation, allocator)."""
+        import torch
+
+        n_voxels = getattr(getattr(self.model, "config", None), "n_voxels", None)
+        if n_voxels is None:
+            return
+        x = torch.zeros(1, int(n_voxels), device=self.device)
+        with torch.inference_mode():
+            for _ in range(repeats):
+                _, projected = self.model(x)
+                self.bank.retrieve(projected[:1].float().cpu(), k=len(self.bank))
 
     def status(self) -> dict:
         recent = self.forward_ms[-20:]

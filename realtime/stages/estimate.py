@@ -58,7 +58,30 @@ class EstimateStage(Stage):
         window: float | None = None,
     ) -> EstimateStage:
         """Build from a spec: ``decode_delay`` and ``window`` in seconds (see the class)."""
-        return cls(n_voxels, decode_delay_s=decode_delay, window_s=window, **links)
+        stage = cls(n_voxels, decode_delay_s=decode_delay, window_s=window, **links)
+        stage.warm_up()
+        return stage
+
+    def warm_up(self, tr: float = 1.6) -> None:
+        """Estimate two trials of a throwaway run of noise, so the first trial of the session
+        does not pay for first-call set-up (the solver's, the HRF tables')."""
+        import numpy as np
+
+        glm = OnlineTrialBetas(
+            self.n_voxels,
+            tr,
+            decode_delay_s=self.decode_delay_s,
+            hrf_peak=self.hrf_peak,
+            standardize=True,
+            **({} if self.window_s is None else {"window_s": self.window_s}),
+        )
+        rng = np.random.default_rng(0)
+        glm.add_trial(0, 2.0, 3.0)
+        glm.add_trial(1, 6.0, 3.0)
+        for k in range(int((6.0 + self.decode_delay_s) / tr) + 2):
+            glm.add_volume(k, rng.standard_normal(self.n_voxels).astype("float32"))
+            for trial in glm.due(k):
+                glm.estimate(trial)
 
     def status(self) -> dict:
         return {
