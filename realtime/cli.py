@@ -17,6 +17,7 @@ from pathlib import Path
 
 from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
+from replay_data.simulation_config import MOTION_KINDS, PRESETS
 from rt_base.checks import check_address, check_number, check_path
 from rt_base.errors import ConfigError, MindEyeRTError
 
@@ -151,7 +152,15 @@ def cmd_stream(args) -> int:
 def _add_simulate(sub) -> None:
     p = sub.add_parser("simulate", help="generate a simulated subject as a replay dataset")
     p.add_argument("--name", default="subj01", help="dataset name (default subj01)")
-    p.add_argument("--preset", default="subj01", choices=["subj01", "tiny"], help="size preset")
+    p.add_argument(
+        "--preset",
+        default="subj01",
+        choices=sorted(PRESETS),
+        help="preset (default subj01; *-moving: the same subject with head motion)",
+    )
+    p.add_argument(
+        "--motion", choices=MOTION_KINDS, help="head motion of the test runs (default: preset's)"
+    )
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio (default: the preset's)")
     p.add_argument("--train-trials", type=int, dest="n_train_trials", help="training trials")
@@ -167,12 +176,11 @@ def cmd_simulate(args) -> int:
 
     from replay_data.home import data_home
     from replay_data.simulate import simulate_subject
-    from replay_data.simulation_config import SimulationConfig
 
-    base = SimulationConfig.subj01() if args.preset == "subj01" else SimulationConfig.tiny()
+    base = PRESETS[args.preset]()
     changes = {
         k: getattr(args, k)
-        for k in ("seed", "snr", "n_train_trials", "n_test_images")
+        for k in ("seed", "snr", "n_train_trials", "n_test_images", "motion")
         if getattr(args, k) is not None
     }
     cfg = dataclasses.replace(base, name=args.name, **changes)
