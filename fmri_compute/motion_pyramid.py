@@ -155,14 +155,16 @@ def build_level(
     inside = (downsample(mask_t, factor)[0, 0] >= 0.5).cpu().numpy()
     ref_np = ref[0, 0].cpu().numpy().astype(np.float64)
     idx = np.argwhere(inside)
-    if max_points is not None and len(idx) > max_points:
-        keep = np.random.default_rng(seed).choice(len(idx), size=max_points, replace=False)
-        idx = idx[np.sort(keep)]
     aff = level_affine(affine, factor)
     # reference gradient per voxel index (central differences), then per world mm: d/dx = A^-T d/di
     grads = np.gradient(ref_np) if min(shape) > 1 else [np.zeros_like(ref_np)] * 3
     g_index = np.stack([g[tuple(idx.T)] for g in grads], axis=1)
     g_world = g_index @ np.linalg.inv(aff[:3, :3])
+    if max_points is not None and len(idx) > max_points:
+        # a uniform subset: measured at NSD size, keeping the strongest gradients instead was
+        # no more accurate, and the error of 40 000 points is within 2x of all 350 000
+        keep = np.sort(np.random.default_rng(seed).choice(len(idx), max_points, replace=False))
+        idx, g_world = idx[keep], g_world[keep]
     world = idx @ aff[:3, :3].T + aff[:3, 3]
     values = ref_np[tuple(idx.T)]
     # W(delta) x = x + omega x (x - c) + t: the rotation columns are (x - c) x grad

@@ -55,6 +55,18 @@ def test_ours_recovers_the_motions_and_the_table_shows_it(bench, vols):
     assert f"{err[:, :3].max():9.3f}" in text  # the printed max error is this run's
 
 
+def test_a_drifting_run_warm_starts(bench):
+    pytest.importorskip("nilearn")
+    run = bench.make_volumes("small", 3, seed=2, drift=True)
+    steps = np.abs(np.diff(run.truth, axis=0))
+    assert steps.max() < 0.5 and np.abs(run.truth).max() <= 3.0
+    cold, _ = bench.run_ours(run, threads=1)
+    warm, _ = bench.run_ours(run, threads=1, warm=True)
+    assert warm.method.endswith("warm")
+    np.testing.assert_allclose(warm.params, cold.params, atol=0.05)
+    assert warm.errors(run.truth).max() < 0.2
+
+
 def test_simpleitk_peer_answers_in_our_convention(bench, vols):
     pytest.importorskip("SimpleITK")
     from fmri_compute.motion import RigidRegistration
@@ -70,7 +82,8 @@ def test_simpleitk_peer_answers_in_our_convention(bench, vols):
 
 
 def test_main_prints_a_table_per_thread_count(bench, vols, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "make_volumes", lambda size, n, seed: vols)
+    monkeypatch.setattr(bench, "make_volumes", lambda size, n, seed, drift=False: vols)
     text = bench.main(["--size", "small", "--volumes", "2", "--threads", "1", "--no-peer"])
-    assert "ours cpu 1 thr" in text and "reslice" in text
+    for row in ("ours cpu 1 thr ", "ours cpu 1 thr all-pts", "ours cpu 1 thr warm", "reslice"):
+        assert row in text
     assert "ms p50" in capsys.readouterr().out

@@ -178,6 +178,11 @@ def test_warm_up_leaves_the_state_alone(brain):
         (dict(tolerance=-1.0), "tolerance"),
         (dict(max_points=5), "max_points"),
         (dict(device="tpu"), "device"),
+        pytest.param(
+            dict(device="cuda"),
+            "no CUDA",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here"),
+        ),
     ],
 )
 def test_bad_options_are_config_errors(brain, kwargs, match):
