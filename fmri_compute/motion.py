@@ -14,7 +14,8 @@ parameters and a global intensity gain), and composes ``M <- M W(delta)^-1``.  A
 when an update moves less than its tolerance (mm and degrees); a coarse level whose first update
 is under half a voxel (as framewise displacement) is left at once, which makes a warm start
 cost little more than the finest level's few steps.  Points that fall outside the
-moved volume's grid leave the sums for that iteration.  One implementation runs on the CPU and
+moved volume's grid leave the sums for that iteration.  Fine levels fit a fixed random subset of
+the mask's points, then one last step over all of them.  One implementation runs on the CPU and
 on CUDA; each iteration brings 9 numbers back to the host (the convergence test needs them).
 """
 
@@ -48,10 +49,12 @@ class MotionEstimate:
     ----------
     params : (6,) float64, ``(tx, ty, tz mm, rx, ry, rz degrees)`` in the
         :mod:`fmri_compute.rigid` convention.
-    iterations : Gauss-Newton iterations spent, all levels together.
+    iterations : Gauss-Newton iterations spent, all levels together (and the final step over
+        all mask points, when the levels used a subset).
     converged : the finest level stopped on its tolerance before its iteration budget ran out.
     cost : mean squared residual ``gain * moved(M x) - reference(x)`` over the finest level's
-        points at the last evaluated parameters (reference units squared).
+        points (all its mask points after a subset) at the last evaluated parameters
+        (reference units squared).
     """
 
     params: np.ndarray
@@ -76,8 +79,10 @@ class RigidRegistration:
         size ``f`` use ``f * tolerance``).
     levels : pyramid block sizes, strictly decreasing positive integers (coarse to fine);
         default :func:`default_levels` (``(4, 2, 1)`` at NSD's 1.8 mm).
-    max_points : at most this many mask points per level (a fixed random subset); ``None``
-        keeps them all.
+    max_points : at most this many mask points per level (a fixed random subset), after which
+        one last Gauss-Newton step over all the finest level's mask points removes the subset's
+        sampling error (about twice as accurate for a third more time at NSD size); ``None``
+        uses every point at every level.
 
     Raises
     ------
@@ -132,6 +137,22 @@ class RigidRegistration:
                     f"(at least {MIN_LEVEL_POINTS} needed): use a larger mask or finer 'levels'"
                 )
             self._levels.append(level)
+        # the finest level's answer gets one last step over every mask point when it used a
+        # subset (the subset's sampling error, not the fit, is then what limits accuracy)
+        finest = self._levels[-1]
+        self._polish: Level | None = None
+        if max_points is not None and finest.n_points == max_points:
+            self._polish = build_level(
+                ref_t,
+                self.mask,
+                self.affine,
+                self.center,
+                finest.factor,
+                max_points=None,
+                tolerance=finest.tolerance,
+            )
+            if self._polish.n_points == finest.n_points:
+                self._polish = None
         self._reference = ref
         self._previous = np.zeros(6)
         self._axes = [torch.arange(n, dtype=torch.float32, device=self.device) for n in ref.shape]
@@ -174,6 +195,13 @@ class RigidRegistration:
                 if _small(delta, level.tolerance):
                     converged = True
                     break
+        if self._polish is not None:  # one step over every mask point, beyond the budget
+            level = self._polish
+            to_grid = normalizer(level.shape) @ np.linalg.inv(level.affine)
+            moved_l = moved_levels[level.factor]
+            delta, cost = self._gauss_newton_step(level, moved_l, to_grid @ matrix, gain)
+            iterations += 1
+            matrix = matrix @ np.linalg.inv(rigid_matrix(_update_params(delta), self.center))
         params = params_from_matrix(matrix, self.center)
         return MotionEstimate(params=params, iterations=iterations, converged=converged, cost=cost)
 

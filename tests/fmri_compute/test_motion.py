@@ -151,6 +151,18 @@ def test_the_iteration_budget_is_kept(brain):
     assert est.iterations == 2 and not est.converged
 
 
+def test_a_point_subset_ends_with_one_step_over_all_points(brain, registration):
+    ref, aff = brain
+    subset = RigidRegistration(ref, aff, max_points=2000)
+    moved = rigid.move_volume(ref, aff, MOTIONS[1])
+    est, full = subset.estimate(moved), registration.estimate(moved)
+    assert_recovered(est, MOTIONS[1])
+    np.testing.assert_allclose(est.params, full.params, atol=0.01)  # the subset's error is gone
+    # the same budget as without the last step, plus that step
+    capped = RigidRegistration(ref, aff, max_points=2000, max_iterations=1, levels=(2, 1))
+    assert capped.estimate(moved).iterations == 3
+
+
 def test_warm_up_leaves_the_state_alone(brain):
     ref, aff = brain
     reg = RigidRegistration(ref, aff)
