@@ -238,8 +238,8 @@ class RigidRegistration:
             )
         hessian = level.hessian
         if n_inside < level.n_points:  # some points left the grid: their rows leave the sums
-            jt = level.jacobian_t
-            hessian = ((jt * inside) @ jt.T).cpu().numpy().astype(np.float64)
+            gone = level.jacobian_t[:, ~inside].double()  # (7, few)
+            hessian = hessian - (gone @ gone.T).cpu().numpy()
         delta = np.linalg.solve(hessian, sums[:7])
         return delta, float(sums[7] / n_inside)
 
