@@ -78,7 +78,8 @@ class RigidRegistration:
         this many mm and every rotation by less than this many degrees (coarser levels of block
         size ``f`` use ``f * tolerance``).
     levels : pyramid block sizes, strictly decreasing positive integers (coarse to fine);
-        default :func:`default_levels` (``(4, 2, 1)`` at NSD's 1.8 mm).
+        default :func:`default_levels` (``(4, 2, 1)`` at NSD's 1.8 mm), without the coarse
+        levels that would leave fewer than :data:`MIN_LEVEL_POINTS` mask points (a small volume).
     max_points : at most this many mask points per level (a fixed random subset), after which
         one last Gauss-Newton step over all the finest level's mask points removes the subset's
         sampling error (about twice as accurate for a third more time at NSD size); ``None``
@@ -131,12 +132,15 @@ class RigidRegistration:
                 max_points=max_points,
                 tolerance=self.tolerance * factor,
             )
+            if level.n_points < MIN_LEVEL_POINTS and levels is None and factor != self.levels[-1]:
+                continue  # a small volume: the default pyramid starts at a finer level
             if level.n_points < MIN_LEVEL_POINTS:
                 raise ConfigError(
                     f"the mask leaves {level.n_points} points at pyramid level {factor} "
                     f"(at least {MIN_LEVEL_POINTS} needed): use a larger mask or finer 'levels'"
                 )
             self._levels.append(level)
+        self.levels = tuple(level.factor for level in self._levels)
         # the finest level's answer gets one last step over every mask point when it used a
         # subset (the subset's sampling error, not the fit, is then what limits accuracy)
         finest = self._levels[-1]

@@ -213,8 +213,13 @@ class PreprocessStage(Stage):
             raw = vol.reshape(-1)[self.flat_index].astype(np.float32)
         else:
             raw, motion = self.corrector.process(vol)
-            meta["motion"] = motion.meta(self.motion)
-            self._count_fd(msg, motion.fd)
+            if isinstance(motion, str):
+                text = f"{msg.run} TR {msg.index}: motion not measured, used as acquired ({motion})"
+                self.log.warning(text)
+                self._publish_log("warning", text)
+            else:
+                meta["motion"] = motion.meta(self.motion)
+                self._count_fd(msg, motion.fd)
         z = self.zscore.update(raw).astype(np.float32)
         out = msg.derive("tr", meta=meta, buffers={"raw": raw, "z": z})
         outs.append(out)

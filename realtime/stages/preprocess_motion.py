@@ -141,9 +141,14 @@ class MotionCorrector:
 
     _fd_previous: np.ndarray | None = None
 
-    def process(self, volume: np.ndarray) -> tuple[np.ndarray, MotionResult]:
-        """(V,) ROI values (corrected or as acquired, by mode) and the volume's motion."""
-        est = self.registration.estimate(volume, init=self.previous)
+    def process(self, volume: np.ndarray) -> tuple[np.ndarray, MotionResult | str]:
+        """(V,) ROI values (corrected or as acquired, by mode) and the volume's motion, or why
+        it could not be measured (a volume of NaNs, a head out of the field of view): then the
+        ROI values are as acquired, so the volume is still used, never lost."""
+        try:
+            est = self.registration.estimate(volume, init=self.previous)
+        except ValueError as err:  # ConfigError is one
+            return volume[tuple(self.roi_points.T)].astype(np.float32), str(err)
         params = np.asarray(est.params, float)
         self.previous = params
         fd = 0.0

@@ -275,3 +275,22 @@ def test_cuda_gives_the_cpu_answer(brain, registration):
     assert_recovered(on_gpu, MOTIONS[1])
     corrected, _ = gpu.correct(moved)
     np.testing.assert_allclose(corrected, registration.reslice(moved, on_gpu.params), atol=0.05)
+
+
+def test_a_small_volume_drops_the_default_coarse_levels_it_cannot_fill():
+    from fmri_compute.rigid import move_volume
+
+    shape = (20, 24, 20)
+    aff = np.diag([1.8, 1.8, 1.8, 1.0])
+    idx = np.indices(shape).astype(float)
+    c = (np.array(shape) - 1)[:, None, None, None] / 2
+    r = np.sqrt((((idx - c) / np.array([6, 7, 6])[:, None, None, None]) ** 2).sum(0))
+    ref = (1000 * np.clip(1.2 - r, 0, 1) + 100 * np.sin(idx[0]) * (r < 1)).astype(np.float32)
+    mask = r < 0.8
+    reg = RigidRegistration(ref, aff, mask=mask)
+    assert reg.levels[-1] == 1 and 4 not in reg.levels
+    p = np.array([0.5, -0.3, 0.2, 1.0, -0.5, 0.5])
+    est = reg.estimate(move_volume(ref, aff, p))
+    np.testing.assert_allclose(est.params, p, atol=0.1)
+    with pytest.raises(ConfigError, match="pyramid level 4"):
+        RigidRegistration(ref, aff, mask=mask, levels=(4, 2, 1))

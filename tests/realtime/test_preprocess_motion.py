@@ -130,3 +130,14 @@ def test_bad_options_and_grids(tmp_path):
     meta = {"tr": 1.5, "n_volumes": 2, "shape": list(SHAPE), "affine": shifted.tolist()}
     with pytest.raises(ConfigError, match="another grid than the mask"):
         stage.handle(Message("run_start", run="r", meta=meta))
+
+
+def test_a_volume_whose_motion_cannot_be_measured_is_used_as_acquired():
+    stage = PreprocessStage(_roi(), motion="correct")
+    msgs = list(_messages())
+    bad = msgs[2].buffers["volume"].copy()
+    bad[0, 0, 0] = np.nan
+    msgs[2] = Message("volume", run="run-01", index=1, meta={}, buffers={"volume": bad})
+    trs = _trs(stage, msgs)
+    assert [t.index for t in trs] == [0, 1, 2, 3]  # nothing lost
+    assert "motion" not in trs[1].meta and "motion" in trs[2].meta
