@@ -40,7 +40,7 @@ def _top_ids(out) -> list[tuple[str, str, str]]:
 
 def _hits(out) -> int:
     with open(out / "retrievals.tsv", newline="") as f:
-        return sum(r["top1"] == "1" for r in csv.DictReader(f, delimiter="\t"))
+        return sum(r["rank"] == "1" for r in csv.DictReader(f, delimiter="\t"))
 
 
 @pytest.fixture(scope="module")
