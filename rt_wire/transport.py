@@ -70,8 +70,15 @@ def _attach(sock: zmq.Socket, addr: str, bind: bool) -> None:
 
 
 def send(sock: zmq.Socket, msg: Message, *, flags: int = 0) -> None:
-    """Send one message with zero-copy buffers."""
-    sock.send_multipart(encode(msg), flags=flags, copy=False)
+    """Send one message; libzmq copies the buffers.
+
+    Zero-copy sends (``copy=False``) crashed a source process with a segmentation fault in
+    libzmq's I/O thread when its downstream pushed back (full queue, retried sends) while the
+    same volumes were also published to telemetry; the root cause was not isolated.  A copy
+    costs well under a millisecond for an NSD-size volume (2.8 MB), and is what pyzmq advises
+    for frames below tens of kB anyway.
+    """
+    sock.send_multipart(encode(msg), flags=flags, copy=True)
 
 
 def try_publish(sock: zmq.Socket, msg: Message) -> bool:

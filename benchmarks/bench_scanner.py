@@ -1,0 +1,97 @@
+"""A live scanner session on this machine: scanner-sim writes DICOM/NIfTI files at the TR's pace
+while ``mindeye-rt stream --scanner`` watches the folder; prints the session's figures.
+
+    python benchmarks/bench_scanner.py --replay subj01-moving --format mosaic --runs run-01
+    python benchmarks/bench_scanner.py --format enhanced --speed 4      # a whole session, faster
+
+The stream starts first; the export starts once the stream's source is up (its log file
+appears, so every other stage is ready), as at a scanner where the pipeline waits for the first
+volume.  Acquisition -> retrieval runs from the moment the console finished writing a volume's
+file to the trial's top-k, so it includes finding and reading the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replay", default="subj01-moving")
+    ap.add_argument("--format", default="mosaic", choices=["mosaic", "enhanced", "nifti"])
+    ap.add_argument("--runs", nargs="+")
+    ap.add_argument("--speed", type=float, default=1.0, help="scanner-sim pace (1: real time)")
+    ap.add_argument("--motion", default="correct")
+    ap.add_argument("--recon", default="none")
+    ap.add_argument("--out", help="session folder (default: a temporary one)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))
+    out = Path(args.out) if args.out else work / "session"
+    export = work / "export"
+    export.mkdir()
+    runs = ["--runs", *args.runs] if args.runs else []
+    stream = [
+        sys.executable, "-m", "realtime.cli", "stream", "--scanner", str(export),
+        "--replay", args.replay, "--headless", "--quiet", "--out", str(out),
+        "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
+    ]  # fmt: skip
+    sim = [
+        sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,
+        "--to", str(export), "--format", args.format, "--speed", str(args.speed), *runs,
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(stream)
+    while not (out / "logs" / "source.log").exists():
+        if proc.poll() is not None:
+            sys.exit(f"stream ended before its source started (code {proc.returncode})")
+        time.sleep(0.2)
+    time.sleep(2.0)  # the source opens its watch
+    subprocess.run(sim, check=True)
+    code = proc.wait()
+    wall = time.perf_counter() - t0
+    s = json.loads((out / "summary.json").read_text())
+    print(f"\n=== scanner benchmark ({args.format}, scanner-sim speed {args.speed}) ===")
+    print(f"dataset {s['dataset']} (simulated={s['simulated']}), input {s['input']}, exit {code}")
+    print(f"volumes {s['volumes_received']} (lost {s['volumes_lost']}), trials {s['trials']}")
+    print(f"whole session incl. start-up: {wall:.1f} s; real-time factor {s['realtime_factor']}")
+    print(f"{'stage':<11s}{'p50 ms':>10s}{'p95 ms':>10s}{'max ms':>10s}{'n':>7s}")
+    for stage, p in s["latency_ms"].items():
+        print(f"{stage:<11s}{p['p50']:>10.2f}{p['p95']:>10.2f}{p['max']:>10.2f}{p['n']:>7d}")
+    if s["end_to_end_ms"]:
+        e = s["end_to_end_ms"]
+        print(f"{'acq->top-k':<11s}{e['p50']:>10.2f}{e['p95']:>10.2f}{e['max']:>10.2f}{e['n']:>7d}")
+    _first_trials(out)
+    print(
+        f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
+        f"({s['retrieval_ways']}-way)"
+    )
+    if s.get("motion"):
+        print(f"motion: {json.dumps(s['motion'].get('error_vs_truth') or {})}")
+        print(
+            f"        FD max {s['motion']['fd_max_mm']} mm, over: {s['motion']['fd_over_threshold']}"
+        )
+
+
+def _first_trials(out: Path) -> None:
+    """Acquisition -> retrieval of each run's first three trials (the warm-up's test)."""
+    import csv
+
+    with open(out / "retrievals.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    first: dict[str, list[str]] = {}
+    for r in rows:
+        first.setdefault(r["run"], [])
+        if len(first[r["run"]]) < 3:
+            first[r["run"]].append(f"{float(r['latency_ms']):.1f}")
+    for run, lat in first.items():
+        print(f"first trials of {run}: {', '.join(lat)} ms (acquisition -> top-k)")
+
+
+if __name__ == "__main__":
+    main()
