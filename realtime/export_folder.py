@@ -57,9 +57,9 @@ class FolderReport:
 
     Attributes
     ----------
-    volumes : (volume, completed) pairs: each new complete volume
-        (:class:`~replay_data.scanner_files.ScannerVolume`) and the wall-clock time its file
-        was last written (its mtime: when the console finished it).
+    volumes : (volume, completed, read) triples: each new complete volume
+        (:class:`~replay_data.scanner_files.ScannerVolume`), the wall-clock time its file was
+        last written (its mtime: when the console finished it) and when it had been read.
     broken : (path, reason) of files that stayed incomplete.
     rejected : (path, reason) of files that are not volumes.
     """
@@ -188,7 +188,7 @@ class ExportFolder:
                 report.rejected.append((path, str(err)))
                 self._finish(path)
                 continue
-            report.volumes.append((vol, st.st_mtime))
+            report.volumes.append((vol, st.st_mtime, time.time()))
             self._finish(path)
         return report
 

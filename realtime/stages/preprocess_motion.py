@@ -25,11 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmri_compute.rigid import FD_RADIUS_MM, reslice_points
+from fmri_compute.rigid import FD_RADIUS_MM
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
 MOTION_MODES = ("none", "estimate", "correct")
+#: mask points per pyramid level of the real-time fit, without the final all-points step:
+#: measured on subj01-moving (1 thread) 7.3 ms p50 per volume and 0.060 mm p95 error against
+#: the true motion, against 16.2 ms and 0.063 mm with the library's defaults (40,000 + polish)
+REALTIME_POINTS = 20_000
 
 
 def parse_reference(value: str | int) -> str | int:
@@ -130,7 +134,12 @@ class MotionCorrector:
                 f"{reference.shape}"
             )
         self.registration = RigidRegistration(
-            reference, self.affine, mask=self.brain_mask, device=self.device
+            reference,
+            self.affine,
+            mask=self.brain_mask,
+            device=self.device,
+            max_points=REALTIME_POINTS,
+            polish=False,
         )
         self.registration.warm_up()
 
@@ -157,7 +166,7 @@ class MotionCorrector:
             fd = float(d[:3].sum() + FD_RADIUS_MM * np.deg2rad(d[3:]).sum())
         self._fd_previous = params
         if self.mode == "correct":
-            raw = reslice_points(volume, self.affine, params, self.roi_points)
+            raw = self.registration.reslice_points(volume, params, self.roi_points)
         else:
             raw = volume[tuple(self.roi_points.T)].astype(np.float32)
         return raw, MotionResult(params, fd, int(est.iterations))

@@ -25,7 +25,8 @@ Record
     after they are sent on.
 Latency
     ``source.acquired`` is the time the console finished writing the volume's file (its mtime),
-    so the end-to-end latency includes finding and reading it.
+    so the end-to-end latency includes finding and reading it; ``source.read`` is when it had
+    been read.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class _Run:
     events: list = field(default_factory=list)
     next_index: int = 0  # 0-based index of the next volume to send (file instance - 1)
     next_event: int = 0
-    buffer: dict = field(default_factory=dict)  # index -> (volume, completed time)
+    buffer: dict = field(default_factory=dict)  # index -> (volume, (file written, read) times)
     hole_since: float | None = None  # monotonic time a later volume came while next was missing
     last_volume: float = field(default_factory=time.monotonic)
     recording: object = None
@@ -239,10 +240,10 @@ class ScannerSource(SourceStage):
                 "error",
                 f"file {path.name} stayed incomplete: skipped, its volume is lost ({reason})",
             )
-        for vol, completed in sorted(report.volumes, key=lambda vc: (vc[0].series, vc[0].index)):
-            yield from self._accept(vol, completed)
+        for vol, completed, read in sorted(report.volumes, key=lambda v: (v[0].series, v[0].index)):
+            yield from self._accept(vol, (completed, read))
 
-    def _accept(self, vol, completed: float) -> Iterator[Message]:
+    def _accept(self, vol, times: tuple[float, float]) -> Iterator[Message]:
         if vol.series in self.finished:
             self._ignore(vol, f"its series {vol.series} ({self.finished[vol.series]}) has ended")
             return
@@ -267,7 +268,7 @@ class ScannerSource(SourceStage):
         if index < run.next_index or index in run.buffer:
             self._ignore(vol, f"volume {vol.index} of series {vol.series} was already received")
             return
-        run.buffer[index] = (vol, completed)
+        run.buffer[index] = (vol, times)
         run.last_volume = time.monotonic()
 
     def _grid_ok(self, vol) -> bool:
@@ -353,8 +354,7 @@ class ScannerSource(SourceStage):
                 yield from self._end_run(None)
                 return
             if run.next_index in run.buffer:
-                vol, completed = run.buffer.pop(run.next_index)
-                yield from self._send_volume(vol, completed)
+                yield from self._send_volume(*run.buffer.pop(run.next_index))
                 run.hole_since = None
                 continue
             if run.buffer:  # later volumes are here, this one is not
@@ -378,7 +378,7 @@ class ScannerSource(SourceStage):
             f"complete: going on without it (files still incomplete: {pending})",
         )
 
-    def _send_volume(self, vol, completed: float) -> Iterator[Message]:
+    def _send_volume(self, vol, times: tuple[float, float]) -> Iterator[Message]:
         run = self.run
         k = run.next_index
         yield from self._send_events_until(k * run.tr)
@@ -395,7 +395,7 @@ class ScannerSource(SourceStage):
             run=run.name,
             index=k,
             meta=meta,
-            t={"source.acquired": completed},
+            t={"source.acquired": times[0], "source.read": times[1]},
             buffers={"volume": data},
         )
         if run.recording is not None:  # after sending: never on the latency path

@@ -294,3 +294,26 @@ def test_a_small_volume_drops_the_default_coarse_levels_it_cannot_fill():
     np.testing.assert_allclose(est.params, p, atol=0.1)
     with pytest.raises(ConfigError, match="pyramid level 4"):
         RigidRegistration(ref, aff, mask=mask, levels=(4, 2, 1))
+
+
+def test_reslice_points_is_reslice_at_those_points_and_polish_can_be_left_out():
+    rng = np.random.default_rng(5)
+    shape = (24, 28, 22)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    ref = ndimage.gaussian_filter(rng.normal(size=shape), 1.5).astype(np.float32) + 5
+    reg = RigidRegistration(ref, aff, mask=np.ones(shape, bool), max_points=500, polish=False)
+    assert reg._polish is None
+    assert RigidRegistration(ref, aff, mask=np.ones(shape, bool), max_points=500)._polish
+    p = np.array([0.7, -0.4, 0.3, 1.2, 0.4, -0.8])
+    pts = np.argwhere(rng.random(shape) < 0.1)
+    np.testing.assert_allclose(
+        reg.reslice_points(ref, p, pts), reg.reslice(ref, p)[tuple(pts.T)], atol=1e-4
+    )
+    inner = np.all((pts >= 4) & (pts < np.array(shape) - 4), axis=1)  # edges: padding rules
+    np.testing.assert_allclose(
+        reg.reslice_points(ref, p, pts)[inner],
+        rigid.reslice_points(ref, aff, p, pts[inner]),
+        atol=1e-3,
+    )
+    with pytest.raises(ConfigError, match="'points'"):
+        reg.reslice_points(ref, p, pts[:, :2])

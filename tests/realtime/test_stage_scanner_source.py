@@ -109,7 +109,7 @@ def test_other_series_wrong_matrix_and_non_volumes_are_skipped_by_name(tmp_path,
     (tmp_path / "notes.txt").write_text("not a volume")
     (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(0).bytes(3000))
     _write(tmp_path, 4, 2, shape=(12, 14, 9))  # wrong matrix: ignored, volume missing
-    live.wait_for(lambda m: len(_volumes(m)) == 1)
+    live.wait_for(lambda m: len(_volumes(m)) == 1 and live.source.counts["files_ignored"] == 1)
     _write(tmp_path, 4, 2)  # the console re-exports it right
     _write(tmp_path, 4, 3)
     msgs = live.wait_for(lambda m: any(x.kind == "run_end" for x in m))
