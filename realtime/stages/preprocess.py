@@ -7,7 +7,12 @@ import numpy as np
 
 from fmri_compute.normalize import RunningZScore
 from realtime.stages.base import Stage
-from realtime.stages.preprocess_motion import MOTION_MODES, MotionCorrector, parse_reference
+from realtime.stages.preprocess_motion import (
+    MOTION_MODES,
+    MotionCorrector,
+    parse_reference,
+    warm_up_registration,
+)
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError, MessageError
 from rt_wire.message import Message
@@ -79,6 +84,8 @@ class PreprocessStage(Stage):
         self.motion_device = motion_device
         self.fd_threshold = check_number(fd_threshold, "fd_threshold", minimum=0, unit="mm")
         self.corrector: MotionCorrector | None = None
+        if self.motion != "none":
+            warm_up_registration(self.mask.shape, self.mask_affine, motion_device)
         self.held: list[Message] = []  # volumes that wait for a volume-number reference
         self.n_runs = 0
         self.max_fd = 0.0
