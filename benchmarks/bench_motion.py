@@ -13,7 +13,8 @@ reslice time of ours is printed apart).  The peer is SimpleITK's Euler3DTransfor
 grid centre, mean squares in the mask, regular step gradient descent, shrink 4/2/1 with smoothing.
 Rows of ours: the defaults (40 000 points a level), ``all-pts`` (every mask point: slower, a
 little more accurate) and ``warm`` (a slowly drifting run, each volume started from the previous
-answer, as a real-time session runs).  Prints figures only: ms per volume (median, p95), absolute errors (max, median) in mm and
+answer, as a real-time session runs; ``warm 20k``: the preprocess stage's setting, 20 000 points
+a level and no final all-points step).  Prints figures only: ms per volume (median, p95), absolute errors (max, median) in mm and
 degrees, and the speed ratio peer / ours (of the median wall-clock times).  ``cpu p50`` is the
 process's CPU time per volume, all threads together: on a machine busy with other work it is
 the better guide to the wall-clock time the same run takes on idle cores.
@@ -123,6 +124,7 @@ def run_ours(
     device: str = "cpu",
     warm: bool = False,
     max_points: int | None = 40_000,
+    polish: bool = True,
 ) -> tuple[Result, float]:
     """Our estimates and times (each volume from zero motion, or ``warm`` from the previous
     volume's answer as :meth:`~fmri_compute.motion.RigidRegistration.correct` does) and the
@@ -130,7 +132,9 @@ def run_ours(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        reg = RigidRegistration(vols.reference, vols.affine, device=device, max_points=max_points)
+        reg = RigidRegistration(
+            vols.reference, vols.affine, device=device, max_points=max_points, polish=polish
+        )
         reg.warm_up()
         ms, cpu_ms, params, reslice_ms = [], [], [], []
         for volume in vols.moved:
@@ -148,6 +152,7 @@ def run_ours(
         torch.set_num_threads(previous)
     name = f"ours {device} {threads} thr" + (" warm" if warm else "")
     name += " all-pts" if max_points is None else ""
+    name += "" if polish else f" {max_points // 1000}k"
     result = Result(name, np.array(ms), np.array(cpu_ms), np.array(params))
     return result, statistics.median(reslice_ms)
 
@@ -254,6 +259,8 @@ def main(argv: list[str] | None = None) -> str:
         ours, reslice_ms = run_ours(vols, threads)
         results = [ours, run_ours(vols, threads, max_points=None)[0]]
         warm, _ = run_ours(run, threads, warm=True)
+        # the preprocess stage's setting (realtime.stages.preprocess_motion.REALTIME_POINTS)
+        warm_rt, _ = run_ours(run, threads, warm=True, max_points=20_000, polish=False)
         peer_name = None
         if not args.no_peer:
             try:
@@ -262,7 +269,7 @@ def main(argv: list[str] | None = None) -> str:
             except ImportError:
                 print("SimpleITK is not installed (pip install mindeye-rt[bench]): no peer")
         out.append(table(results, vols.truth, peer_name))
-        out.append(table([warm], run.truth).split("\n", 2)[2])
+        out.append(table([warm, warm_rt], run.truth).split("\n", 2)[2])
         out.append(f"ours {threads} thr: reslice onto the reference grid p50 {reslice_ms:.1f} ms\n")
     if args.device != "cpu":
         ours, reslice_ms = run_ours(vols, 1, device=args.device)
