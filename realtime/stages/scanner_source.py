@@ -33,33 +33,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from realtime.export_folder import ExportFolder
+from realtime.stages.scanner_runs import ScannerRun, plan_run
 from realtime.stages.source_control import SourceStage, run_start_message, trial_message
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
-
-
-@dataclass
-class _Run:
-    name: str
-    series: int
-    tr: float
-    shape: tuple[int, ...]
-    affine: np.ndarray
-    expected: int | None
-    events: list = field(default_factory=list)
-    next_index: int = 0  # 0-based index of the next volume to send (file instance - 1)
-    next_event: int = 0
-    buffer: dict = field(default_factory=dict)  # index -> (volume, (file written, read) times)
-    hole_since: float | None = None  # monotonic time a later volume came while next was missing
-    last_volume: float = field(default_factory=time.monotonic)
-    recording: object = None
 
 
 class ScannerSource(SourceStage):
@@ -144,7 +127,7 @@ class ScannerSource(SourceStage):
             idle_timeout_s, "idle_timeout", minimum=0.1, maximum=24 * 3600, unit="seconds"
         )
         self.record_dir = None if record_dir is None else Path(record_dir)
-        self.run: _Run | None = None
+        self.run: ScannerRun | None = None
         self.finished: dict[int, str] = {}  # series -> run name
         self.counts = dict.fromkeys(
             ("volumes", "files_broken", "files_rejected", "files_ignored", "volumes_missing"), 0
@@ -291,32 +274,23 @@ class ScannerSource(SourceStage):
         self.notice("warning", f"file {Path(vol.path).name} ignored: {why}")
 
     def _start_run(self, vol) -> Message:
-        n_done = len(self.finished)
-        tr = vol.tr
-        events, expected = [], self.run_volumes
-        if self.design is not None:
-            name = self.design_runs[n_done]
-            design_tr = float(self.design.meta.tr)
-            if tr is not None and abs(tr - design_tr) > 1e-3:
-                self.notice(
-                    "warning", f"the files' TR {tr:g} s is not the design's {design_tr:g} s"
-                )
-            tr = design_tr
-            expected = expected or self.design.n_volumes(name)
-            events = list(self.design.events(name))
-        else:
-            name = self.run_name if (self.run_name and n_done == 0) else f"series-{vol.series:03d}"
-        if tr is None:
-            raise ConfigError(f"file {Path(vol.path).name} has no TR and no design gives one")
-        if self.max_volumes is not None:
-            expected = min(expected or self.max_volumes, self.max_volumes)
-        if expected is not None:
-            events = [e for e in events if e.onset < expected * tr]
+        plan = plan_run(
+            vol,
+            self.design,
+            self.design_runs[len(self.finished)] if self.design is not None else None,
+            first=not self.finished,
+            run_name=self.run_name,
+            run_volumes=self.run_volumes,
+            max_volumes=self.max_volumes,
+        )
+        if plan.warning:
+            self.notice("warning", plan.warning)
+        name, tr, expected, events = plan.name, plan.tr, plan.expected, plan.events
         shape, affine = self._grid(vol)
-        self.run = _Run(
+        self.run = ScannerRun(
             name, int(vol.series), float(tr), tuple(shape), np.asarray(affine), expected
         )
-        self.run.events = sorted(events, key=lambda e: e.onset)
+        self.run.events = events
         if self.record_dir is not None:
             from replay_data.growing_nifti import GrowingNifti
 

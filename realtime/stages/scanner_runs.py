@@ -1,0 +1,77 @@
+"""A scanner run: what the scanner source keeps of the run it is streaming, and the plan of a
+new run (its name, TR, expected length and trial events) from the design dataset or the files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rt_base.errors import ConfigError
+
+
+@dataclass
+class ScannerRun:
+    """The run being streamed: its grid, its design, and the volumes waiting for their turn."""
+
+    name: str
+    series: int
+    tr: float
+    shape: tuple[int, ...]
+    affine: np.ndarray
+    expected: int | None
+    events: list = field(default_factory=list)
+    next_index: int = 0  # 0-based index of the next volume to send (file instance - 1)
+    next_event: int = 0
+    buffer: dict = field(default_factory=dict)  # index -> (volume, (file written, read) times)
+    hole_since: float | None = None  # monotonic time a later volume came while next was missing
+    last_volume: float = field(default_factory=time.monotonic)
+    recording: object = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A new run's name, TR (s), expected volumes (None: unknown), trial events sorted by
+    onset, and a warning for the operator (or "")."""
+
+    name: str
+    tr: float
+    expected: int | None
+    events: list
+    warning: str = ""
+
+
+def plan_run(
+    vol,
+    design,
+    design_run: str | None,
+    *,
+    first: bool,
+    run_name: str | None,
+    run_volumes: int | None,
+    max_volumes: int | None,
+) -> RunPlan:
+    """The plan of the run whose first volume is ``vol``: from ``design_run`` of the design
+    dataset (its TR wins over the files'), else named ``run_name`` (the first run) or
+    ``series-NNN`` with the files' TR."""
+    tr, warning = vol.tr, ""
+    events, expected = [], run_volumes
+    if design is not None:
+        name = design_run
+        design_tr = float(design.meta.tr)
+        if tr is not None and abs(tr - design_tr) > 1e-3:
+            warning = f"the files' TR {tr:g} s is not the design's {design_tr:g} s"
+        tr = design_tr
+        expected = expected or design.n_volumes(name)
+        events = list(design.events(name))
+    else:
+        name = run_name if (run_name and first) else f"series-{vol.series:03d}"
+    if tr is None:
+        raise ConfigError(f"file {Path(vol.path).name} has no TR and no design gives one")
+    if max_volumes is not None:
+        expected = min(expected or max_volumes, max_volumes)
+    if expected is not None:
+        events = [e for e in events if e.onset < expected * tr]
+    return RunPlan(name, float(tr), expected, sorted(events, key=lambda e: e.onset), warning)
