@@ -153,15 +153,17 @@ class ExportFolder:
             self._observer = None
 
     def wait(self, timeout: float) -> None:
-        """Sleep until a file event or ``timeout`` seconds."""
+        """Sleep until a file event has come since the last :meth:`check`, or ``timeout`` s."""
         self._wake.wait(timeout)
-        self._wake.clear()
 
     # -- reading -----------------------------------------------------------------------------
     def check(self) -> FolderReport:
         """Take the events since the last call and read every file that is now complete."""
         from replay_data.scanner_files import IncompleteFile, NotAVolume, read_volume
 
+        # cleared before the events are taken: one that comes while this look runs wakes the
+        # next wait at once (clearing after a wait could lose it and sleep a whole timeout)
+        self._wake.clear()
         now = time.monotonic()
         self._take_events(now)
         report = FolderReport([], [], [])
