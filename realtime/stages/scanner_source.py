@@ -243,7 +243,12 @@ class ScannerSource(SourceStage):
                 return
             if not self._grid_ok(vol):
                 return
-            yield self._start_run(vol)
+            try:
+                start = self._start_run(vol)
+            except ConfigError as err:  # e.g. no TR in the file and no design to give one
+                self._ignore(vol, str(err))
+                return
+            yield start
         elif not self._grid_ok(vol):
             return
         run = self.run
