@@ -275,8 +275,7 @@ class Stage(ABC):
         if state == "gap":
             self.counters["lost"] += missing
             text = f"{missing} message(s) lost before seq {msg.seq} on the link into {self.name}"
-            self.log.error(text)
-            self._publish_log("error", text)
+            self.report("error", text)
             return [
                 Message("gap", run=msg.run, meta={"stage": self.name, "lost_messages": missing})
             ]
@@ -341,6 +340,12 @@ class Stage(ABC):
             return
         meta = {"stage": self.name, "final": final, **self.status()}
         transport.try_publish(self._pub, Message("status", meta=meta, t={"sent": time.time()}))
+
+    def report(self, level: str, text: str) -> None:
+        """Log ``text`` at ``level`` (``info``, ``warning`` or ``error``) and show it on the
+        consoles (the telemetry log)."""
+        getattr(self.log, level)(text)
+        self._publish_log(level, text)
 
     def _publish_log(self, level: str, text: str) -> None:
         if self._pub is not None:

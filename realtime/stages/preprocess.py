@@ -222,8 +222,7 @@ class PreprocessStage(Stage):
             raw, motion = self.corrector.process(vol)
             if isinstance(motion, str):
                 text = f"{msg.run} TR {msg.index}: motion not measured, used as acquired ({motion})"
-                self.log.warning(text)
-                self._publish_log("warning", text)
+                self.report("warning", text)
             else:
                 meta["motion"] = motion.meta(self.motion)
                 self._count_fd(msg, motion.fd)
@@ -240,8 +239,7 @@ class PreprocessStage(Stage):
                 f"head motion: FD {fd:.2f} mm at {msg.run} TR {msg.index} > "
                 f"{self.fd_threshold:g} mm"
             )
-            self.log.warning(text)
-            self._publish_log("warning", text)
+            self.report("warning", text)
 
     def _run_end(self, msg: Message):
         outs: list[Message] = []
@@ -251,8 +249,7 @@ class PreprocessStage(Stage):
                 f"run {msg.run!r} ended before volume {self.motion_ref} (the motion reference) "
                 f"came: volume {first.index} is the reference instead"
             )
-            self.log.warning(text)
-            self._publish_log("warning", text)
+            self.report("warning", text)
             self.corrector.set_reference(first.buffers["volume"])
             held, self.held = self.held, []
             outs = [out for m in held for out in self._masked(m)]

@@ -178,8 +178,7 @@ class ReconstructStage(Stage):
                 f"reconstruction is falling behind: {backlog} trials waiting (about "
                 f"{work_s:.1f} s of work); every trial is still reconstructed"
             )
-            self.log.warning(text)
-            self._publish_log("warning", text)
+            self.report("warning", text)
         return ()
 
     def idle(self):

@@ -74,9 +74,7 @@ class SourceStage(Stage):
     def flush_notices(self) -> None:
         """Log and publish the queued notices (call on the producing thread)."""
         while self._notices:
-            level, text = self._notices.popleft()
-            getattr(self.log, "warning" if level == "warning" else level)(text)
-            self._publish_log(level, text)
+            self.report(*self._notices.popleft())
 
     # -- the control channel -----------------------------------------------------------------
     def start(self) -> SourceStage:
