@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fmri_compute.rigid import FD_RADIUS_MM
+from fmri_compute.rigid import framewise_displacement
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
@@ -123,6 +123,7 @@ class MotionCorrector:
         self.device = device
         self.registration = None
         self.previous: np.ndarray | None = None
+        self._fd_previous: np.ndarray | None = None  # the run's previous volume's parameters
         if isinstance(self.reference, str) and self.reference != "first":
             self._build(_load_reference(self.reference))
 
@@ -166,8 +167,6 @@ class MotionCorrector:
         parameters: the head rarely moves much between runs)."""
         self._fd_previous = None
 
-    _fd_previous: np.ndarray | None = None
-
     def process(self, volume: np.ndarray) -> tuple[np.ndarray, MotionResult | str]:
         """(V,) ROI values (corrected or as acquired, by mode) and the volume's motion, or why
         it could not be measured (a volume of NaNs, a head out of the field of view): then the
@@ -180,8 +179,7 @@ class MotionCorrector:
         self.previous = params
         fd = 0.0
         if self._fd_previous is not None:
-            d = np.abs(params - self._fd_previous)
-            fd = float(d[:3].sum() + FD_RADIUS_MM * np.deg2rad(d[3:]).sum())
+            fd = float(framewise_displacement(np.stack([self._fd_previous, params]))[1])
         self._fd_previous = params
         if self.mode == "correct":
             raw = self.registration.reslice_points(volume, params, self.roi_points)
