@@ -328,25 +328,30 @@ class ScannerSource(SourceStage):
         if run is None:
             return
         now = time.monotonic()
-        while True:
-            if run.expected is not None and run.next_index >= run.expected:
-                yield from self._end_run(None)
-                return
+        yield from self._send_in_order(now, self.gap_wait_s or 2 * run.tr)
+        if run.expected is not None and run.next_index >= run.expected:
+            yield from self._end_run(None)
+            return
+        timeout = self.run_timeout_s or max(10.0, 6 * run.tr)
+        if not run.buffer and now - run.last_volume > timeout:
+            yield from self._end_run(f"no volume for {timeout:g} s")
+
+    def _send_in_order(self, now: float, wait_s: float) -> Iterator[Message]:
+        """Send the buffered volumes in index order, up to the run's expected length; a volume
+        missing while later ones are here is given up once they have waited ``wait_s`` (0: at
+        once, when the series is over)."""
+        run = self.run
+        while run.buffer and (run.expected is None or run.next_index < run.expected):
             if run.next_index in run.buffer:
                 yield from self._send_volume(*run.buffer.pop(run.next_index))
                 run.hole_since = None
                 continue
-            if run.buffer:  # later volumes are here, this one is not
-                run.hole_since = run.hole_since or now
-                if now - run.hole_since >= (self.gap_wait_s or 2 * run.tr):
-                    self._missing(run.next_index)
-                    run.next_index += 1
-                    run.hole_since = now
-                    continue
-            break
-        timeout = self.run_timeout_s or max(10.0, 6 * run.tr)
-        if not run.buffer and now - run.last_volume > timeout:
-            yield from self._end_run(f"no volume for {timeout:g} s")
+            run.hole_since = run.hole_since or now
+            if now - run.hole_since < wait_s:
+                return
+            self._missing(run.next_index)
+            run.next_index += 1
+            run.hole_since = now
 
     def _missing(self, index: int) -> None:
         self.counts["volumes_missing"] += 1
@@ -388,14 +393,8 @@ class ScannerSource(SourceStage):
 
     def _end_run(self, why: str | None) -> Iterator[Message]:
         run = self.run
-        while run.buffer and not self.halted:  # the series is over: send what came, in order
-            if run.expected is not None and run.next_index >= run.expected:
-                break
-            if run.next_index in run.buffer:
-                yield from self._send_volume(*run.buffer.pop(run.next_index))
-            else:
-                self._missing(run.next_index)
-                run.next_index += 1
+        if not self.halted:  # the series is over: send what came, in order
+            yield from self._send_in_order(time.monotonic(), 0.0)
         if run.expected is not None:  # the design's trials of volumes never sent
             yield from self._send_events_until(run.expected * run.tr - 1e-9)
         meta = {"n_volumes": run.expected if run.expected is not None else run.next_index}
