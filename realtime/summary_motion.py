@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmri_compute.rigid import PARAM_NAMES, params_from_matrix, rigid_matrix
+from fmri_compute.rigid import PARAM_NAMES, grid_center, params_from_matrix, rigid_matrix
 
 
 def read_motion(out: Path, run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -36,6 +36,7 @@ def motion_figures(out: Path, session: dict) -> dict | None:
     """The ``motion`` section of the summary (None when motion was not estimated)."""
     threshold = float(session.get("fd_threshold", 0.5))
     runs, errors = {}, []
+    score = None
     for run in session.get("runs", []):
         rec = read_motion(out, run)
         if rec is None:
@@ -49,7 +50,9 @@ def motion_figures(out: Path, session: dict) -> dict | None:
             "max_translation_mm": round(float(np.abs(params[:, :3]).max()), 4),
             "max_rotation_deg": round(float(np.abs(params[:, 3:]).max()), 4),
         }
-        err = _errors_vs_truth(session, run, index, params)
+        if score is None:
+            score = _truth_scorer(session) or (lambda *_: None)
+        err = score(run, index, params)
         if err is not None:
             errors.append(err)
     if not runs:
@@ -79,26 +82,31 @@ def _spread(values: np.ndarray) -> dict:
     }
 
 
-def _errors_vs_truth(session, run, index, params) -> np.ndarray | None:
-    """(T, 6) estimated minus true parameters, both relative to the reference volume."""
+def _truth_scorer(session: dict):
+    """``score(run, index, params) -> (T, 6) | None``: estimated minus true parameters, both
+    relative to the reference volume; None when the dataset records no true motion (or the
+    reference's true position is unknown).  The dataset is opened once."""
     from replay_data.dataset_reader import ReplayDataset
 
     try:
         ds = ReplayDataset.open(session["dataset"])
-        truth = ds.true_motion(run)
         first = ds.true_motion(session["runs"][0])
     except Exception:  # noqa: BLE001 - no truth to score against: the figures go without
         return None
-    if truth is None or first is None:
-        return None
     ref = str(session.get("config", {}).get("motion_ref", "first"))
-    if ref != "first" and not ref.isdigit():
-        return None  # a reference image from a file: its true position is unknown
-    ref_params = first[int(ref) if ref.isdigit() else 0]
-    shape = ds.meta.shape
-    from fmri_compute.rigid import grid_center
+    if first is None or (ref != "first" and not ref.isdigit()):
+        return None  # a still or real subject; or a reference image from a file
+    c = grid_center(ds.meta.shape, ds.affine)
+    ref_inv = np.linalg.inv(rigid_matrix(first[int(ref) if ref.isdigit() else 0], c))
 
-    c = grid_center(shape, ds.affine)
-    ref_inv = np.linalg.inv(rigid_matrix(ref_params, c))
-    rel = np.array([params_from_matrix(rigid_matrix(truth[i], c) @ ref_inv, c) for i in index])
-    return params - rel
+    def score(run: str, index: np.ndarray, params: np.ndarray) -> np.ndarray | None:
+        try:
+            truth = ds.true_motion(run)
+        except Exception:  # noqa: BLE001 - as above
+            return None
+        if truth is None:
+            return None
+        rel = [params_from_matrix(rigid_matrix(truth[i], c) @ ref_inv, c) for i in index]
+        return params - np.array(rel)
+
+    return score
