@@ -58,16 +58,21 @@ def main() -> None:
             f"real-time factor {s['realtime_factor']:.2f}x "
             f"(data time / time from first acquisition to last volume recorded)"
         )
+    print_latency(s)
+    print(
+        f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
+        f"({s['retrieval_ways']}-way)"
+    )
+
+
+def print_latency(s: dict) -> None:
+    """The latency table of a session's summary ``s``: per stage, and acquisition -> top-k."""
     print(f"{'stage':<11s}{'p50 ms':>10s}{'p95 ms':>10s}{'max ms':>10s}{'n':>7s}")
     for stage, p in s["latency_ms"].items():
         print(f"{stage:<11s}{p['p50']:>10.2f}{p['p95']:>10.2f}{p['max']:>10.2f}{p['n']:>7d}")
     if s["end_to_end_ms"]:
         e = s["end_to_end_ms"]
         print(f"{'acq->top-k':<11s}{e['p50']:>10.2f}{e['p95']:>10.2f}{e['max']:>10.2f}{e['n']:>7d}")
-    print(
-        f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
-        f"({s['retrieval_ways']}-way)"
-    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_pipeline import print_latency  # a sibling script (benchmarks/ is on the path)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,12 +62,7 @@ def main() -> None:
     print(f"dataset {s['dataset']} (simulated={s['simulated']}), input {s['input']}, exit {code}")
     print(f"volumes {s['volumes_received']} (lost {s['volumes_lost']}), trials {s['trials']}")
     print(f"whole session incl. start-up: {wall:.1f} s; real-time factor {s['realtime_factor']}")
-    print(f"{'stage':<11s}{'p50 ms':>10s}{'p95 ms':>10s}{'max ms':>10s}{'n':>7s}")
-    for stage, p in s["latency_ms"].items():
-        print(f"{stage:<11s}{p['p50']:>10.2f}{p['p95']:>10.2f}{p['max']:>10.2f}{p['n']:>7d}")
-    if s["end_to_end_ms"]:
-        e = s["end_to_end_ms"]
-        print(f"{'acq->top-k':<11s}{e['p50']:>10.2f}{e['p95']:>10.2f}{e['max']:>10.2f}{e['n']:>7d}")
+    print_latency(s)
     _first_trials(out)
     print(
         f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
