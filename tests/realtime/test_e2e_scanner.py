@@ -15,22 +15,13 @@ import pytest
 from realtime.config import StreamConfig
 from realtime.pipeline import run_stream
 from realtime.scanner_sim import export_session
+from tests.realtime.test_e2e import _thread_config
 
 
 def _config(dataset, model, out, base_port, **changes) -> StreamConfig:
-    cfg = StreamConfig(
-        replay=str(dataset.root),
-        out=str(out),
-        speed=0,
-        headless=True,
-        checkpoint=str(model),
-        launcher="thread",
-        base_port=base_port,
-        quiet=True,
-        recon="none",
-        motion="none",
-    )
-    return dataclasses.replace(cfg, **changes)
+    """test_e2e's quiet headless thread session, in folder ``out``, motion off unless changed."""
+    cfg = _thread_config(dataset, model, out.parent, base_port)
+    return dataclasses.replace(cfg, out=str(out), **{"motion": "none", **changes})
 
 
 def _top_ids(out) -> list[tuple[str, str, str]]:
