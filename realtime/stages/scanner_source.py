@@ -31,6 +31,7 @@ Latency
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,11 +142,10 @@ class ScannerSource(SourceStage):
         """Build from a spec: ``folder`` and the options of the class (JSON values)."""
         return cls(folder, **options, **links)
 
-    extra_spec_options = (
-        "dataset", "runs", "run_name", "run_volumes", "max_volumes", "poll", "poll_interval_s",
-        "settle_s", "broken_after_s", "include_existing", "gap_wait_s", "run_timeout_s",
-        "idle_timeout_s", "record_dir", "control_addr",
-    )  # fmt: skip
+    #: what ``**options`` takes: the constructor's keyword options, read from its signature
+    extra_spec_options = tuple(
+        p.name for p in inspect.signature(__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
+    )
 
     # -- status and control ------------------------------------------------------------------
     def status(self) -> dict:

@@ -37,6 +37,16 @@ def test_spec_options_are_the_builders_parameters(name):
     assert len(set(cls.spec_options())) == len(cls.spec_options())
 
 
+def test_the_scanner_source_takes_its_folder_and_every_constructor_option():
+    from realtime.stages.scanner_source import ScannerSource
+
+    params = inspect.signature(ScannerSource.__init__).parameters.values()
+    keyword_only = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    assert ScannerSource.spec_options() == ("folder", *keyword_only)
+    assert stage_class("source", {"folder": "x"}) is ScannerSource
+    assert not set(ScannerSource.spec_options()) & set(LINK_KEYS)
+
+
 def test_the_reconstruct_stage_takes_every_recon_option():
     from mindeye_models.recon_options import ReconOptions
 
