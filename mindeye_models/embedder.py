@@ -1,8 +1,10 @@
 """Image embedders: CLIP image tokens through open_clip.
 
-MindEye regresses voxels onto the CLIP ViT-L/14 image tokens of the last layer (the 257 tokens,
-class token first, after the post-layernorm and the visual projection: 257 x 768).  With a
-local ViT-L/14 weights file the real model is used.  With none (no model hub is reachable at a
+MindEye1 regresses voxels onto the CLIP ViT-L/14 image tokens of the last layer (the 257 tokens,
+class token first, after the post-layernorm and the visual projection: 257 x 768).  MindEye2
+uses OpenCLIP ViT-bigG/14's 256 patch tokens after the post-layernorm, class token dropped and
+not projected (256 x 1664: ``tokens="patches"``).  With a local weights file the real model is
+used (built with the geometry below, then ``load_state_dict``; nothing is downloaded).  With none (no model hub is reachable at a
 scanner console, nor here) a small open_clip ViT with deterministic random weights stands in:
 same code path, fewer and narrower tokens.
 """
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rt_base.checks import check_choice
 from rt_base.errors import ConfigError, WeightsError
 from rt_base.hashing import array_sha256, cache_key
 
@@ -25,7 +28,12 @@ _STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    """Geometry of an open_clip vision tower; tokens = (image_size // patch_size) ** 2 + 1."""
+    """Geometry of an open_clip vision tower and which of its tokens are the targets.
+
+    ``tokens="all"``: every token (class first) after ``ln_post`` and the projection,
+    ``(patches + 1, output_dim)``; ``tokens="patches"``: the patch tokens after ``ln_post``,
+    not projected, ``(patches, width)``.
+    """
 
     name: str
     image_size: int
@@ -35,19 +43,29 @@ class EmbedderConfig:
     heads: int
     output_dim: int
     seed: int = 0
+    mlp_ratio: float = 4.0
+    tokens: str = "all"
+
+    def __post_init__(self) -> None:
+        check_choice(self.tokens, "tokens", ["all", "patches"])
 
     @property
     def n_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 + 1
+        patches = (self.image_size // self.patch_size) ** 2
+        return patches + 1 if self.tokens == "all" else patches
 
     @property
     def token_shape(self) -> tuple[int, int]:
-        return (self.n_tokens, self.output_dim)
+        return (self.n_tokens, self.output_dim if self.tokens == "all" else self.width)
 
 
 EMBEDDERS: dict[str, EmbedderConfig] = {
     # The paper's target space: 257 x 768.
     "ViT-L-14": EmbedderConfig("ViT-L-14", 224, 14, 1024, 24, 16, 768),
+    # MindEye2's target space: 256 x 1664 (open_clip's ViT-bigG-14: heads of 104, MLP 8192).
+    "ViT-bigG-14": EmbedderConfig(
+        "ViT-bigG-14", 224, 14, 1664, 48, 16, 1280, mlp_ratio=8192 / 1664, tokens="patches"
+    ),
     # Offline stand-in: 17 x 128 tokens, deterministic random weights, fast on 2 cores.
     "tiny-random": EmbedderConfig("tiny-random", 64, 16, 128, 2, 4, 128),
 }
@@ -59,8 +77,10 @@ class ImageEmbedder:
     Parameters
     ----------
     config : EmbedderConfig
-    weights : path to an open_clip / OpenAI ViT-L/14 state dict (``.bin``, ``.pt`` or
-        ``.safetensors``), or None for deterministic random weights (only for ``tiny-random``).
+    weights : path to an open_clip / OpenAI CLIP state dict of this architecture (``.bin``,
+        ``.pt`` or ``.safetensors``, e.g. ``open_clip_pytorch_model.bin`` of
+        laion/CLIP-ViT-bigG-14-laion2B-39B-b160k), or None for deterministic random weights
+        (only for ``tiny-random``).
     device : torch device string.
     """
 
@@ -80,7 +100,7 @@ class ImageEmbedder:
                 width=config.width,
                 layers=config.layers,
                 heads=config.heads,
-                mlp_ratio=4.0,
+                mlp_ratio=config.mlp_ratio,
                 output_dim=config.output_dim,
             )
         finally:
@@ -90,34 +110,32 @@ class ImageEmbedder:
         elif config.name != "tiny-random":
             raise WeightsError(
                 f"embedder {config.name!r} needs its weights: pass --clip-weights PATH to a local "
-                "open_clip ViT-L/14 checkpoint (e.g. open_clip_pytorch_model.bin of "
-                "laion/CLIP-ViT-L-14 or OpenAI's ViT-L-14.pt state dict); nothing is downloaded"
+                f"open_clip {config.name} checkpoint (e.g. open_clip_pytorch_model.bin of "
+                "laion/CLIP-ViT-L-14 or laion/CLIP-ViT-bigG-14-laion2B-39B-b160k, or OpenAI's "
+                "ViT-L-14.pt state dict); nothing is downloaded"
             )
         self.weights = None if weights is None else str(weights)
         self.visual.eval().to(self.device)
         self.identity = self._identity()
 
     def _load(self, path: Path) -> None:
+        from mindeye_models.state_dicts import load_exactly, read_state_dict
+
         if not path.is_file():
             raise WeightsError(f"CLIP weights file {str(path)!r} does not exist")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        state = read_state_dict(path)
         visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
         if not visual:
             raise WeightsError(
                 f"{str(path)!r} holds no 'visual.*' tensors: expected an open_clip CLIP state dict"
             )
-        missing, unexpected = self.visual.load_state_dict(visual, strict=False)
-        if missing:
-            raise WeightsError(
-                f"{str(path)!r} does not fit {self.config.name}: missing {sorted(missing)[:5]}..."
-            )
+        load_exactly(
+            self.visual,
+            visual,
+            f"the 'visual.*' tensors of {str(path)!r}",
+            f"pass the weights of open_clip's {self.config.name}, or pick the embedder that "
+            "matches the file",
+        )
 
     def _identity(self) -> str:
         """A short hash that changes when the weights change (for caches)."""
@@ -126,7 +144,11 @@ class ImageEmbedder:
                 p.detach().float().cpu().numpy().reshape(-1)[:1024]  # 4 KiB of each
                 for p in list(self.visual.parameters())[:4]
             ]
-        return cache_key(asdict(self.config), array_sha256(*heads))
+        geometry = asdict(self.config)
+        for key, default in (("mlp_ratio", 4.0), ("tokens", "all")):  # keys of older caches
+            if geometry[key] == default:
+                del geometry[key]
+        return cache_key(geometry, array_sha256(*heads))
 
     @property
     def token_shape(self) -> tuple[int, int]:
@@ -160,9 +182,10 @@ class ImageEmbedder:
         for i in range(0, len(images), batch_size):
             x = self.preprocess(images[i : i + batch_size])
             v = self.visual
-            h = v.transformer(v._embeds(x))
-            h = v.ln_post(h)
-            if v.proj is not None:
+            h = v.ln_post(v.transformer(v._embeds(x)))
+            if self.config.tokens == "patches":
+                h = h[:, 1:]
+            elif v.proj is not None:
                 h = h @ v.proj
             out.append(h.float().cpu().numpy())
         if not out:

@@ -1,4 +1,4 @@
-"""MindEye network sizes: the paper's subject-1 model and small ones that train on a laptop.
+"""MindEye network sizes: the papers' subject-1 models and small ones that train on a laptop.
 
 The MindEye1 voxel-to-CLIP network (Scotti et al. 2023, arXiv 2305.18274) is a residual MLP
 "backbone" (voxels -> ``hidden`` -> ``n_blocks`` residual blocks -> ``n_tokens * clip_dim``)
@@ -133,6 +133,107 @@ PRESETS: dict[str, MindEyeConfig] = {
         name="tiny",
     ),
 }
+
+
+@dataclass(frozen=True)
+class MindEye2Config:
+    """Sizes of a MindEye2 network (Scotti et al. 2024, arXiv 2403.11207).
+
+    A linear "ridge" per subject maps that subject's voxels into one shared ``hidden``-wide
+    space; a residual MLP-mixer backbone then predicts ``n_tokens x clip_dim`` CLIP tokens
+    (OpenCLIP ViT-bigG/14 patch tokens, 256 x 1664, in the paper), a per-token projector gives
+    the retrieval space, and an optional "blurry" head predicts 4 x 28 x 28 autoencoder latents.
+
+    Parameters
+    ----------
+    n_voxels : voxels of each subject, in ridge order (one entry per subject).
+    hidden : width of the shared space and of the backbone (paper: 4096; 1024 for the
+        lighter released model).
+    n_blocks : residual mixer blocks.
+    seq_len : length of the shared-space sequence (1 in the paper).
+    n_tokens, clip_dim : token shape of ``embedder``.
+    dropout : dropout inside the mixer blocks.
+    blurry : build the low-level ("blurry") head.
+    embedder : name of the image embedder whose tokens are the targets.
+    name : preset name.
+    """
+
+    n_voxels: tuple[int, ...]
+    hidden: int = 4096
+    n_blocks: int = 4
+    seq_len: int = 1
+    n_tokens: int = 256
+    clip_dim: int = 1664
+    dropout: float = 0.15
+    blurry: bool = True
+    embedder: str = "ViT-bigG-14"
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        voxels = self.n_voxels
+        if isinstance(voxels, int) or not voxels:
+            raise ConfigError(
+                f"'n_voxels' must be a non-empty sequence of voxel counts, one per subject, got "
+                f"{voxels!r}: pass e.g. (15724,) for one subject"
+            )
+        object.__setattr__(
+            self,
+            "n_voxels",
+            tuple(check_number(v, "n_voxels", minimum=1, integer=True) for v in voxels),
+        )
+        for key in ("hidden", "n_blocks", "seq_len", "n_tokens", "clip_dim"):
+            check_number(getattr(self, key), key, minimum=1, integer=True)
+        value = check_number(self.dropout, "dropout", minimum=0, maximum=0.99)
+        object.__setattr__(self, "dropout", float(value))
+        check_choice(self.embedder, "embedder", sorted(EMBEDDERS))
+        expected = EMBEDDERS[self.embedder].token_shape
+        if (self.n_tokens, self.clip_dim) != expected:
+            raise ConfigError(
+                f"'n_tokens' x 'clip_dim' must match the token shape of embedder "
+                f"{self.embedder!r} ({expected[0]} x {expected[1]}), got "
+                f"{self.n_tokens} x {self.clip_dim}"
+            )
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        """``(n_tokens, clip_dim)``."""
+        return (self.n_tokens, self.clip_dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        data = asdict(self)
+        data["n_voxels"] = list(self.n_voxels)
+        return data
+
+
+MINDEYE2_PRESETS: dict[str, MindEye2Config] = {
+    # The paper's subject-1 model after fine-tuning (final_subj01_pretrained_40sess_24bs):
+    # one ridge (subject 1), hidden 4096, 4 blocks, ViT-bigG/14 tokens, blurry head.
+    "mindeye2-subj01": MindEye2Config(n_voxels=(NSD_SUBJ01_VOXELS,), name="mindeye2-subj01"),
+    # The lighter released variant (multisubject_subj01_1024hid_nolow_300ep): hidden 1024, no
+    # blurry head; its ridges are those of NSD subjects 2-8 (pass n_voxels from the data).
+    "mindeye2-1024-nolow": MindEye2Config(
+        n_voxels=(NSD_SUBJ01_VOXELS,), hidden=1024, blurry=False, name="mindeye2-1024-nolow"
+    ),
+    # For unit tests: "tiny-random" tokens, two subjects.
+    "mindeye2-tiny": MindEye2Config(
+        n_voxels=(40, 30),
+        hidden=32,
+        n_blocks=2,
+        n_tokens=17,
+        clip_dim=128,
+        embedder="tiny-random",
+        name="mindeye2-tiny",
+    ),
+}
+
+
+def get_mindeye2_preset(name: str, n_voxels: tuple[int, ...] | None = None) -> MindEye2Config:
+    """The MindEye2 preset ``name`` (see :data:`MINDEYE2_PRESETS`), with ``n_voxels`` (one
+    count per subject) replaced when given."""
+    check_choice(name, "preset", list(MINDEYE2_PRESETS))
+    config = MINDEYE2_PRESETS[name]
+    return config if n_voxels is None else replace(config, n_voxels=tuple(n_voxels))
 
 
 def get_preset(name: str, n_voxels: int | None = None) -> MindEyeConfig:
