@@ -7,6 +7,7 @@ Every file goes through :mod:`rt_base.atomic` (a temporary sibling renamed into 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -141,6 +142,42 @@ class DatasetWriter:
         self._shape = shape
         self._finalized = False
         write_json(self.path / "dataset.json", self._info)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike) -> DatasetWriter:
+        """Continue writing the interrupted dataset at ``path`` (``"complete": false``).
+
+        The runs that ``dataset.json`` lists were written whole (it is rewritten after each
+        run), so they are kept; anything else (masks, stimuli, training) is written again by
+        the caller.  A long conversion (``prepare-nsd``) resumes so instead of starting over.
+
+        Raises
+        ------
+        DatasetError
+            ``path`` holds no dataset of this format, or a complete one.
+        """
+        path = Path(path).expanduser()
+        try:
+            info = json.loads((path / "dataset.json").read_text())
+        except (OSError, ValueError) as e:
+            raise DatasetError(
+                f"cannot resume {str(path)!r}: no readable dataset.json ({e})"
+            ) from None
+        if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
+            raise DatasetError(f"cannot resume {str(path)!r}: not a {FORMAT!r} dataset")
+        if info.get("complete") is not False:
+            raise DatasetError(f"cannot resume {str(path)!r}: the dataset is already complete")
+        self = cls.__new__(cls)
+        self.path = path
+        self._info = info
+        self._shape = tuple(int(s) for s in info["shape"])
+        self._finalized = False
+        return self
+
+    @property
+    def written_runs(self) -> list[str]:
+        """The runs written so far, in order."""
+        return list(self._info["runs"])
 
     @property
     def affine(self) -> np.ndarray:

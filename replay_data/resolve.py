@@ -32,7 +32,7 @@ from replay_data.simulation_config import PRESETS, SIMULATOR_VERSION, Simulation
 from rt_base.atomic import temp_path
 from rt_base.errors import ConfigError, DatasetError
 
-__all__ = ["list_datasets", "resolve_replay", "simulation_presets"]
+__all__ = ["is_builtin_simulation", "list_datasets", "resolve_replay", "simulation_presets"]
 
 
 def simulation_presets() -> list[str]:
@@ -60,6 +60,12 @@ def list_datasets(home: str | os.PathLike | None = None) -> list[str]:
 
 
 _BUILTIN_MARK = ".builtin-preset"
+
+
+def is_builtin_simulation(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a simulated subject that :func:`resolve_replay` generated itself
+    (regenerable from its preset, so a real dataset may replace it)."""
+    return (Path(path) / _BUILTIN_MARK).is_file()
 
 
 def _stale_builtin(path: Path, name: str) -> str | None:
@@ -94,6 +100,9 @@ def _notice(ds: ReplayDataset, log: Callable[[str], object]) -> ReplayDataset:
             f"replay dataset {ds.meta.name!r} is SIMULATED (made by mindeye-rt's simulator, "
             f"not recorded from a person): {ds.path}"
         )
+    else:
+        what = ds.meta.params.get("description") or f"subject {ds.meta.subject!r}"
+        log(f"replay dataset {ds.meta.name!r} is RECORDED fMRI, not simulated ({what}): {ds.path}")
     return ds
 
 
@@ -169,7 +178,8 @@ def _generate_builtin(
     path = root / name
     config = PRESETS[name]()
     log(
-        f"no real NSD {name} prepared in {root}; using the built-in SIMULATED subject "
+        f"no real NSD {name} prepared in {root} (`mindeye-rt prepare-nsd` makes one); using "
+        f"the built-in SIMULATED subject "
         f"'{name}' (seed {config.seed}, simulated fMRI, not a real person's data"
         f"{'; its head moves in the test runs' if config.motion != 'none' else ''}); "
         f"generating it once into {path} ..."
