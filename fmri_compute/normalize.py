@@ -115,7 +115,9 @@ class RunningZScore:
     ``update(y)`` first adds ``y`` to the running mean and variance, then returns
     ``(y - mean) / std``: it uses volumes up to and including the current one, never later
     ones.  While fewer than ``warmup`` volumes were seen the spread is not known, and the
-    output is zeros; voxels with zero spread also give 0, never NaN.
+    output is zeros; voxels with zero spread also give 0, never NaN.  A volume with NaN or Inf
+    values is refused (``ConfigError``): a censored volume goes to :meth:`score` instead, which
+    z-scores it without adding it to the statistics.
 
     Parameters
     ----------
@@ -170,6 +172,11 @@ class RunningZScore:
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (self.n_voxels,):
             raise ConfigError(f"'y' must have shape ({self.n_voxels},), got {y.shape}")
+        if not np.isfinite(y).all():  # one NaN would poison every later z-score of its voxel
+            raise ConfigError(
+                f"'y' has {int(np.count_nonzero(~np.isfinite(y)))} non-finite values (NaN or "
+                "Inf): censor the volume (score() shows it without adding it), never add it"
+            )
         self.count += 1
         delta = y - self._mean
         self._mean += delta / self.count
@@ -177,6 +184,31 @@ class RunningZScore:
         if not self.ready:
             return np.zeros(self.n_voxels, dtype=np.float32)
         return _safe_z(y, self._mean, self._m2 / self.count).astype(np.float32)
+
+    def score(self, y: ArrayLike) -> np.ndarray:
+        """The z-score of ``y`` against the volumes added so far, *without* adding it.
+
+        For a censored volume (see :mod:`fmri_compute.volume_checks`): it is shown, but its
+        values never enter the running mean and variance.  Non-finite values give 0, as does
+        every voxel before the warm-up.
+
+        Parameters
+        ----------
+        y : (V,) array
+
+        Returns
+        -------
+        z : (V,) float32 array
+        """
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (self.n_voxels,):
+            raise ConfigError(f"'y' must have shape ({self.n_voxels},), got {y.shape}")
+        if not self.ready:
+            return np.zeros(self.n_voxels, dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            z = _safe_z(y, self._mean, self._m2 / self.count)
+        z[~np.isfinite(z)] = 0.0
+        return z.astype(np.float32)
 
 
 def zscore_run(Y: ArrayLike) -> np.ndarray:

@@ -49,6 +49,15 @@ class OnlineTrialBetas:
     :meth:`estimate` is called, so the result never depends on later volumes.  A volume that
     never arrived is simply a missing row.
 
+    Censoring: a volume added with ``censored=True`` (a bad volume, see
+    :mod:`fmri_compute.volume_checks`) keeps its TR slot but is a missing row too: it is left
+    out of every window's least-squares fit (the frame is omitted, which is the same as a
+    censoring regressor that absorbs it), it never enters the running statistics of
+    ``standardize``, and its values are not even stored, so NaN or Inf in it cannot reach a
+    beta.  A trial whose window has censored frames is still estimated from the rest
+    (:meth:`censored_frames` lists them); only when every volume after its onset is missing or
+    censored does :meth:`estimate` refuse it.
+
     Volumes sit in a ring buffer of ``L + ceil(max_lag_s / tr)`` rows and trials whose responses
     ended before the oldest buffered volume are forgotten (only their ids are kept, to refuse
     reuse), so memory and the cost of an estimate (at most ``L`` rows; columns: the trials
@@ -139,6 +148,7 @@ class OnlineTrialBetas:
         self.capacity = self.window_volumes + int(math.ceil(self.max_lag_s / self.tr - _EPS))
         self._buffer = np.zeros((self.capacity, self.n_voxels), dtype=np.float32)
         self._slot_index = np.full(self.capacity, -1, dtype=np.int64)
+        self._censored = np.zeros(self.capacity, dtype=bool)
         self.standardize = bool(standardize)
         if self.standardize:
             self._stats = RunningZScore(self.n_voxels, warmup=2)
@@ -154,6 +164,8 @@ class OnlineTrialBetas:
         self.missed: list[Hashable] = []
         self.latest_index = -1
         self.n_missing = 0
+        self.n_censored = 0
+        self._censored[:] = False
         if self.standardize:
             self._stats.reset()
 
@@ -168,7 +180,7 @@ class OnlineTrialBetas:
         decode_index = max(0, math.ceil((onset + self.decode_delay_s) / self.tr - _EPS))
         self._trials[trial_id] = _Trial(onset, duration, decode_index)
 
-    def add_volume(self, index: int, y: ArrayLike) -> None:
+    def add_volume(self, index: int, y: ArrayLike, *, censored: bool = False) -> None:
         """Buffer the normalised, masked volume with TR index ``index``.
 
         Parameters
@@ -177,7 +189,11 @@ class OnlineTrialBetas:
             TR index within the run; must exceed the previous one.  Skipped indices are
             missing volumes (counted in :attr:`n_missing`).
         y : (V,) float32 array
-            Normalised, or in scanner units with ``standardize=True``.
+            Normalised, or in scanner units with ``standardize=True``.  Must be finite unless
+            ``censored``.
+        censored : bool
+            A bad volume: it takes its TR slot but never enters a fit or the statistics
+            (counted in :attr:`n_censored`; see the class).
         """
         index = int(check_number(index, "index", minimum=0, integer=True))
         if index <= self.latest_index:
@@ -188,12 +204,23 @@ class OnlineTrialBetas:
         y = np.asarray(y)
         if y.shape != (self.n_voxels,):
             raise ConfigError(f"'y' must have shape ({self.n_voxels},), got {y.shape}")
+        if not censored and not np.isfinite(y).all():
+            raise ConfigError(
+                f"volume {index} has non-finite values (NaN or Inf): add it with censored=True"
+            )
         self.n_missing += index - self.latest_index - 1
         slot = index % self.capacity
-        self._buffer[slot] = y
-        if self.standardize:
-            self._stats.update(y)
-            self._scale[slot] = self._stats.std
+        self._censored[slot] = censored
+        if censored:
+            self.n_censored += 1
+            self._buffer[slot] = 0.0  # never read (no weight), and never NaN
+            if self.standardize:
+                self._scale[slot] = self._stats.std
+        else:
+            self._buffer[slot] = y
+            if self.standardize:
+                self._stats.update(y)
+                self._scale[slot] = self._stats.std
         self._slot_index[slot] = index
         self.latest_index = index
         self._expire()
@@ -300,7 +327,8 @@ class OnlineTrialBetas:
         if first < self.latest_index - self.capacity + 1:
             raise StageError(f"trial {trial_id!r} is too old: its volumes left the buffer")
         wanted = np.arange(first, last + 1)
-        indices = wanted[self._slot_index[wanted % self.capacity] == wanted]
+        slots = wanted % self.capacity
+        indices = wanted[(self._slot_index[slots] == wanted) & ~self._censored[slots]]
         times = indices * self.tr
         t_start, t_stop = first * self.tr, last * self.tr
         others = [
@@ -323,6 +351,15 @@ class OnlineTrialBetas:
         D = drift_basis(times, order, span=(t_start, t_stop))
         X = np.column_stack([*columns, D]) if len(indices) else np.zeros((0, len(columns) + 1))
         return indices, X, len(columns)
+
+    def censored_frames(self, trial_id: Hashable) -> list[int]:
+        """TR indices of the censored volumes in ``trial_id``'s window (left out of its fit),
+        among those still buffered."""
+        trial = self._trial(trial_id)
+        first = max(0, trial.decode_index - self.window_volumes + 1)
+        wanted = np.arange(first, min(trial.decode_index, self.latest_index) + 1)
+        slots = wanted % self.capacity
+        return wanted[(self._slot_index[slots] == wanted) & self._censored[slots]].tolist()
 
     def estimate(self, trial_id: Hashable, *, partial: bool = False) -> np.ndarray:
         """Estimate the response of a due trial and mark it done.
@@ -352,7 +389,8 @@ class OnlineTrialBetas:
             self.missed.append(trial_id)
             raise StageError(
                 f"trial {trial_id!r} cannot be estimated: no volume of its window after onset "
-                f"arrived ({self.n_missing} missing volumes in this run)"
+                f"arrived or passed the checks ({self.n_missing} missing and {self.n_censored} "
+                "censored volumes in this run)"
             )
         # One weight per buffer slot (0 outside the window): no copy of the rows.  einsum,
         # not BLAS: a threaded sgemv stalls for milliseconds when the cores are contended.
