@@ -22,9 +22,11 @@ from pathlib import Path
 from gui.cli_viewer import add_viewer_parser, cmd_viewer
 from gui.state import FD_THRESHOLD_MM
 from realtime.cli import run_commands
+from realtime.cli_keys import add_key_options, key_arguments, security_from_args
 from realtime.config import StreamConfig
 from rt_base.checks import check_address, check_number
 from rt_base.errors import ConfigError, MindEyeRTError
+from rt_wire.curve_auth import set_security
 
 FD_LIMIT_MM = 20.0  # an FD threshold above this would never warn: surely a mistake
 STOP_WAIT_S = 120.0  # how long a stopped background session may take to flush and summarize
@@ -72,6 +74,7 @@ def add_console_parser(subparsers) -> argparse.ArgumentParser:
         help="with --replay: first of the session's TCP ports (default 5550)",
     )
     _add_display_options(p)
+    add_key_options(p)
     return p
 
 
@@ -127,6 +130,7 @@ def cmd_console(args) -> int:
     telemetry = check_address(telemetry, "connect")
     if control:
         control = check_address(control, "control")
+    set_security(security_from_args(args, [telemetry, control]))
     try:
         return _run_console(args, telemetry, control, size, proc)
     finally:
@@ -251,6 +255,7 @@ def _start_session(args):
     cmd = [
         sys.executable, "-m", "realtime.cli", "stream", "--replay", args.replay, "--headless",
         "--speed", str(speed), "--base-port", str(cfg.base_port),
+        *key_arguments(security_from_args(args, addresses.values())),
     ]  # fmt: skip
     print(f"starting the session: {' '.join(cmd[2:])}")
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -315,11 +320,13 @@ def launch_console(
     *,
     dataset: str | None = None,
     fd_threshold: float | None = None,
+    key_args: list[str] | None = None,
 ) -> subprocess.Popen:
     """Open the operator console in a child process attached to ``telemetry_addr``.
 
     For ``mindeye-rt stream`` without ``--headless``: the console is a separate process, so
     the pipeline never waits on the GUI, and closing the console does not end the session.
+    ``key_args`` are its CURVE options (:func:`realtime.cli_keys.key_arguments`).
 
     Returns
     -------
@@ -339,7 +346,7 @@ def launch_console(
         cmd += ["--dataset", str(dataset)]
     if fd_threshold is not None:
         cmd += ["--fd-threshold", f"{float(fd_threshold):g}"]
-    return subprocess.Popen(cmd)
+    return subprocess.Popen(cmd + list(key_args or ()))
 
 
 # -- commands --------------------------------------------------------------------------------

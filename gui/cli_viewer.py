@@ -6,7 +6,9 @@ import argparse
 import signal
 from pathlib import Path
 
+from realtime.cli_keys import add_key_options, security_from_args
 from rt_base.checks import check_address
+from rt_wire.curve_auth import set_security
 
 
 def add_viewer_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,6 +34,7 @@ def add_viewer_parser(subparsers) -> argparse.ArgumentParser:
         metavar="PATH",
         help="dataset folder with the stimulus images (default: announced by the session)",
     )
+    add_key_options(p)
     return p
 
 
@@ -45,6 +48,7 @@ def cmd_viewer(args) -> int:
     from gui.viewer import VIEWER_TOPICS, ViewerWindow
 
     telemetry = check_address(args.connect, "connect")
+    set_security(security_from_args(args, [telemetry]))
     app = ensure_app()
     model = SessionModel()
     if args.dataset:

@@ -16,6 +16,7 @@ import zmq
 
 from rt_base.checks import check_address, check_number
 from rt_base.errors import ConfigError, StageError
+from rt_wire import transport
 
 COMMANDS = ("pause", "resume", "speed", "stop", "state")
 
@@ -43,13 +44,9 @@ class ControlClient:
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
-            sock = self._ctx.socket(zmq.REQ)
-            sock.setsockopt(zmq.LINGER, 0)
             ms = max(1, int(1000 * self.timeout_s))
-            sock.setsockopt(zmq.RCVTIMEO, ms)
-            sock.setsockopt(zmq.SNDTIMEO, ms)
-            sock.connect(self.addr)
-            self._sock = sock
+            # a CURVE client when the process has security (rt_wire.curve_auth.use_security)
+            self._sock = transport.control_client(self._ctx, self.addr, timeout_ms=ms)
         return self._sock
 
     def send(self, cmd: str, value: float | None = None) -> dict[str, Any]:

@@ -29,7 +29,8 @@ import zmq
 from gui.model import SessionModel
 from rt_base.checks import check_address
 from rt_base.debug import reraise_background_errors
-from rt_base.errors import StageError, WireError
+from rt_base.errors import MindEyeRTError, StageError, WireError
+from rt_wire import transport
 from rt_wire.message import KINDS, Message, decode
 
 log = logging.getLogger("mindeye_rt.console")
@@ -53,14 +54,9 @@ def channels(topics: tuple[str, ...]) -> list[tuple[tuple[str, ...], int]]:
 
 
 def subscriber(ctx: zmq.Context, addr: str, topics: tuple[str, ...], hwm: int) -> zmq.Socket:
-    """A SUB socket on ``addr`` for ``topics`` with receive high-water mark ``hwm``."""
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.RCVHWM, hwm)
-    sock.setsockopt(zmq.LINGER, 0)
-    for topic in topics:
-        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-    sock.connect(addr)
-    return sock
+    """A SUB socket on ``addr`` for ``topics`` with receive high-water mark ``hwm`` (a CURVE
+    client when the process has security: :func:`rt_wire.curve_auth.use_security`)."""
+    return transport.display_subscriber(ctx, addr, topics, hwm=hwm)
 
 
 class Receiver:
@@ -132,7 +128,7 @@ class Receiver:
         try:
             for topics, hwm in channels(self.topics):
                 socks.append(subscriber(self._ctx, self.addr, topics, hwm))
-        except zmq.ZMQError as err:
+        except (zmq.ZMQError, MindEyeRTError) as err:
             for sock in socks:
                 sock.close(0)
             self._error = err

@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from realtime.cli_keys import add_key_options, add_keys_parser, cmd_keys
 from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
 from replay_data.simulation_config import MOTION_KINDS, PRESETS
@@ -75,6 +76,18 @@ def _add_stream_run_options(p) -> None:
     p.add_argument("--host", help="interface the stages bind (default 127.0.0.1, loopback only)")
     p.add_argument(
         "--base-port", type=int, dest="base_port", help="first of 8 TCP ports (default 5550)"
+    )
+    p.add_argument(
+        "--keys",
+        metavar="DIR",
+        help="this machine's CURVE key directory (`mindeye-rt keys DIR`): every link "
+        "authenticated and encrypted; needed when --host is not loopback",
+    )
+    p.add_argument(
+        "--key-name", dest="key_name", help="which key pair of --keys (default: its only one)"
+    )
+    p.add_argument(
+        "--curve", action="store_true", default=None, help="CURVE even on loopback (needs --keys)"
     )
     p.add_argument(
         "--launcher", choices=["process", "thread"], help="stages as processes (default) or threads"
@@ -278,10 +291,15 @@ def _add_stage(sub) -> None:
         help="a stage option (JSON value or string), e.g. --set speed=0",
     )
     p.add_argument("--keep-running", action="store_true", help="do not exit at the session's end")
+    add_key_options(p)
 
 
 def cmd_stage(args) -> int:
+    import zmq
+
+    from realtime.cli_keys import report_refusals_to_telemetry, security_from_args
     from realtime.stages import build_stage
+    from rt_wire.curve_auth import set_security
 
     spec: dict = json.loads(Path(args.spec).read_text()) if args.spec else {}
     for key in ("in_addr", "out_addr", "telemetry_addr"):
@@ -297,7 +315,14 @@ def cmd_stage(args) -> int:
             spec[key] = value
     if args.keep_running:
         spec["exit_on_end"] = False
+    addresses = [v for k, v in spec.items() if k.endswith("_addr") and isinstance(v, str)]
+    security = security_from_args(args, addresses)
+    set_security(security)  # every socket of this process: CURVE or none
     stage = build_stage(args.name, spec)
+    if security is not None and spec.get("telemetry_addr"):
+        report_refusals_to_telemetry(
+            zmq.Context.instance(), spec["telemetry_addr"], args.name, security
+        )
     stopping = []
     handler = lambda signum, frame: stopping.append(signum)  # noqa: E731
     signal.signal(signal.SIGTERM, handler)
@@ -348,6 +373,7 @@ COMMANDS = {
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
     "scanner-sim": (add_scanner_sim, cmd_scanner_sim),
+    "keys": (add_keys_parser, cmd_keys),
 }
 
 

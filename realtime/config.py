@@ -11,6 +11,8 @@ from typing import Any
 from mindeye_models.recon_options import check_recon_options, resolve_mode
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
+from rt_wire.curve_auth import CurveSecurity, remote_addresses
+from rt_wire.curve_keys import check_key_name
 
 LAUNCHERS = ("process", "thread")
 #: ``--motion``: ``auto`` corrects wherever volumes can move (a scanner, real or moving data)
@@ -64,6 +66,9 @@ class StreamConfig:
     motion: str = "auto"
     motion_ref: str = "first"
     fd_threshold: float = 0.5
+    keys: str | None = None
+    key_name: str | None = None
+    curve: bool = False
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -95,6 +100,42 @@ class StreamConfig:
         self._check_scanner()
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
+        self._check_keys()
+
+    def _check_keys(self) -> None:
+        """Links that leave loopback (or ``curve``) need a key directory: say so before any
+        work."""
+        if self.keys is not None and (not isinstance(self.keys, str) or not self.keys):
+            raise ConfigError(f"'keys' must be a key directory path, got {self.keys!r}")
+        if self.key_name is not None:
+            check_key_name(self.key_name, "key_name")
+        if not isinstance(self.curve, bool):
+            raise ConfigError(f"'curve' must be true or false, got {self.curve!r}")
+        if self.keys is None and self.curve_required:
+            why = (
+                "'curve' is on"
+                if self.curve
+                else f"links leave loopback ({remote_addresses(self.addresses().values())[0]})"
+            )
+            raise ConfigError(
+                f"{why}, so every link must be authenticated with CURVE keys and none are "
+                "given: make this machine's key pair with `mindeye-rt keys DIR`, then pass "
+                "--keys DIR (or bind loopback only: --host 127.0.0.1)"
+            )
+
+    @property
+    def curve_required(self) -> bool:
+        """True when the session's sockets use CURVE: forced (``curve``, or ``keys`` given), or
+        a link leaves loopback."""
+        forced = self.curve or self.keys is not None
+        return forced or bool(remote_addresses(self.addresses().values()))
+
+    def security(self) -> CurveSecurity | None:
+        """This machine's CURVE settings when :attr:`curve_required` (keys read and checked
+        now), else None: loopback sessions need no keys."""
+        if not self.curve_required:
+            return None
+        return CurveSecurity.load(self.keys, self.key_name)
 
     def _check_recon(self) -> None:
         resolve_mode(self.recon, self.generator)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import zmq
 
+from realtime.cli_keys import key_arguments
 from realtime.config import StreamConfig
 from realtime.preparation import prepare
 from realtime.stages import build_stage
 from rt_base.errors import StageError
 from rt_wire import transport
+from rt_wire.curve_auth import add_refusal_reporter, use_security
 from rt_wire.message import WireError
 from rt_wire.telemetry import TelemetryHub
 
@@ -36,15 +38,30 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
 
     ``open_console(telemetry, control, dataset=, fd_threshold=)`` opens the operator console as a child
     process (``gui.cli.launch_console``, handed in by the ``mindeye-rt`` program, the floor
-    above); without one, or with ``cfg.headless``, the session runs without a console.
+    above); without one, or with ``cfg.headless``, the session runs without a console.  With
+    CURVE on (:attr:`StreamConfig.curve_required`) it also gets ``key_args``, the key options.
     """
+    security = cfg.security()  # missing or unsafe keys fail here, before any work
+    if security is not None:
+        log(
+            f"CURVE on every link: this machine's key {security.identity.name!r} "
+            f"({security.identity.path}); a machine connecting to this one needs "
+            f"{security.identity.name}.key and its own key in {security.key_dir / 'allowed'}"
+        )
+    report = lambda text: log(f"[auth] {text}")  # noqa: E731 - called on the auth thread
+    remove = add_refusal_reporter(zmq.Context.instance(), report)
+    try:
+        with use_security(security):
+            return _run_session(cfg, security, log, open_console)
+    finally:
+        remove()
+
+
+def _run_session(cfg: StreamConfig, security, log, open_console) -> dict:
+    """:func:`run_stream` once the process's CURVE security (or none) is set."""
+    from realtime.lsl_results import start_results_outlet
     from realtime.summary import summarize
 
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        log(
-            f"WARNING: stages bind {cfg.host}, reachable from other machines; the links are not "
-            "authenticated or encrypted in this version (use a trusted scanner network)"
-        )
     prep = prepare(cfg, log=log)
     console = None
     has_display = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
@@ -58,11 +75,13 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
         log("no console available to this entry point (run `mindeye-rt stream` for one)")
     elif not cfg.headless:
         addr = cfg.addresses()
+        keys = {} if security is None else {"key_args": key_arguments(security)}
         console = open_console(
             addr["telemetry"],
             addr["control"],
             dataset=str(prep.dataset.root),
             fd_threshold=cfg.fd_threshold,
+            **keys,
         )
         log("operator console opened (closing it does not stop the session; --headless for none)")
     out, session = prep.out, prep.session
@@ -83,6 +102,7 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
         )
     log(f"session folder: {out}")
     hub = TelemetryHub(cfg.addresses()["telemetry_in"], cfg.addresses()["telemetry"]).start()
+    results = start_results_outlet(cfg, out, log)  # LSL results for the stimulus program
     t0 = time.time()
     try:
         if cfg.launcher == "thread":
@@ -91,8 +111,10 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
             torch.set_num_threads(1)  # as each stage process does (see _run_processes)
             _run_threads(prep.specs)
         else:
-            _run_processes(prep.specs, out, cfg.addresses()["telemetry"], log)
+            _run_processes(prep.specs, out, cfg.addresses()["telemetry"], log, security)
     finally:
+        if results is not None:
+            results.stop()
         hub.stop()
     wall = time.time() - t0
     if console is not None and console.poll() is None:
@@ -116,7 +138,9 @@ def _run_threads(specs: dict) -> None:
                 stage.stop()
 
 
-def _run_processes(specs: dict, out: Path, telemetry: str, log, threads_per_stage: int = 1) -> None:
+def _run_processes(
+    specs: dict, out: Path, telemetry: str, log, security=None, threads_per_stage: int = 1
+) -> None:
     procs: dict[str, subprocess.Popen] = {}
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -133,6 +157,7 @@ def _run_processes(specs: dict, out: Path, telemetry: str, log, threads_per_stag
             name,
             "--spec",
             str(out / "stages" / f"{name}.json"),
+            *key_arguments(security),
         ]
         err = open(logs / f"{name}.log", "w")
         stage_env = dict(env)

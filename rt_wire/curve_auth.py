@@ -238,11 +238,19 @@ def ensure_authenticator(ctx: zmq.Context, security: CurveSecurity) -> _AllowLis
         return auth.allow_list
 
 
-def add_refusal_reporter(ctx: zmq.Context, report: Callable[[str], None]) -> None:
+def add_refusal_reporter(ctx: zmq.Context, report: Callable[[str], None]) -> Callable[[], None]:
     """Call ``report(text)`` for each logged refusal by ``ctx``'s authenticator (called on the
-    authenticator's thread)."""
+    authenticator's thread); returns the function that removes it again."""
     with _lock:
-        _reporters.setdefault(id(ctx), []).append(report)
+        reporters = _reporters.setdefault(id(ctx), [])
+        reporters.append(report)
+
+    def remove() -> None:
+        with _lock:
+            if report in reporters:
+                reporters.remove(report)
+
+    return remove
 
 
 def stop_authenticator(ctx: zmq.Context) -> None:

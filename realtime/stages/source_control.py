@@ -28,11 +28,11 @@ import time
 from collections import deque
 
 import numpy as np
-import zmq
 
 from realtime.stages.base import Stage
 from rt_base.checks import check_address, check_number
-from rt_base.errors import ConfigError, StageError
+from rt_base.errors import ConfigError, MindEyeRTError, StageError
+from rt_wire import transport
 from rt_wire.message import Message
 
 COMMANDS = ("pause", "resume", "speed", "stop", "state")
@@ -102,16 +102,10 @@ class SourceStage(Stage):
                 self._control_thread.join(timeout)
 
     def _control_main(self) -> None:
-        sock = self._ctx.socket(zmq.REP)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.bind(self.control_addr)
-        except zmq.ZMQError as err:  # reported through start()
-            sock.close(0)
-            self._control_error = StageError(
-                f"cannot bind 'control_addr' {self.control_addr!r}: {err} (is another session "
-                "using this port? pick another address)"
-            )
+        try:  # a CURVE server when the process has security (rt_wire.curve_auth)
+            sock = transport.control_server(self._ctx, self.control_addr)
+        except MindEyeRTError as err:  # reported through start()
+            self._control_error = StageError(f"cannot bind 'control_addr': {err}")
             self._control_ready.set()
             return
         self._control_ready.set()
