@@ -28,7 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fmri_compute.motion_pyramid import Level, auto_mask, build_level, normalizer, pyramid
+from fmri_compute.motion_pyramid import (
+    Level,
+    auto_mask,
+    build_level,
+    downsample,
+    normalizer,
+    pyramid,
+)
 from fmri_compute.rigid import FD_RADIUS_MM, grid_center, params_from_matrix, rigid_matrix
 from rt_base.checks import check_number, check_torch_device
 from rt_base.errors import ConfigError
@@ -180,35 +187,74 @@ class RigidRegistration:
         if start.shape != (6,) or not np.all(np.isfinite(start)):
             raise ConfigError(f"'init' must be 6 finite numbers, got {init!r}")
         matrix = rigid_matrix(start, self.center)
-        gain = 1.0
-        iterations, converged, cost = 0, False, float("nan")
-        moved_levels = pyramid(moved, self.levels)
-        for level in self._levels:
-            moved_l = moved_levels[level.factor]
-            to_grid = normalizer(level.shape) @ np.linalg.inv(level.affine)
-            converged = False
-            finest = level is self._levels[-1]
-            for step in range(self.max_iterations):
-                delta, cost = self._gauss_newton_step(level, moved_l, to_grid @ matrix, gain)
-                iterations += 1
-                if step == 0 and not finest and _displacement(delta) < self._reach:
-                    # the start is already within the finer levels' reach, and a coarse
-                    # level's optimum is no closer than that (warm starts stop here)
-                    break
-                matrix = matrix @ np.linalg.inv(rigid_matrix(_update_params(delta), self.center))
-                gain /= 1.0 + delta[6]
-                if _small(delta, level.tolerance):
-                    converged = True
-                    break
+        fit = _Fit(matrix)
+        levels = self._levels
+        moved_levels: dict[int, torch.Tensor] = {}
+        first = None
+        if init is not None and len(levels) > 1:
+            # a warm start is usually within the finest level's reach already: try its first
+            # step, and only when it moves the head more than that, go coarse to fine
+            finest = levels[-1]
+            moved_levels = {finest.factor: downsample(moved, finest.factor)}
+            first = self._gauss_newton_step(
+                finest, moved_levels[finest.factor], _to_grid(finest) @ fit.matrix, fit.gain
+            )
+            if _displacement(first[0]) < self._reach:
+                levels = levels[-1:]
+            else:
+                fit.iterations, first = 1, None  # spent, and not used
+        if len(levels) > 1:
+            moved_levels = pyramid(moved, self.levels)
+        for level in levels:
+            self._fit_level(level, moved_levels[level.factor], fit, first)
+            first = None
         if self._polish is not None:  # one step over every mask point, beyond the budget
             level = self._polish
-            to_grid = normalizer(level.shape) @ np.linalg.inv(level.affine)
             moved_l = moved_levels[level.factor]
-            delta, cost = self._gauss_newton_step(level, moved_l, to_grid @ matrix, gain)
-            iterations += 1
-            matrix = matrix @ np.linalg.inv(rigid_matrix(_update_params(delta), self.center))
-        params = params_from_matrix(matrix, self.center)
-        return MotionEstimate(params=params, iterations=iterations, converged=converged, cost=cost)
+            delta, fit.cost = self._gauss_newton_step(
+                level, moved_l, _to_grid(level) @ fit.matrix, fit.gain
+            )
+            fit.iterations += 1
+            fit.matrix = fit.matrix @ np.linalg.inv(
+                rigid_matrix(_update_params(delta), self.center)
+            )
+        return MotionEstimate(
+            params=params_from_matrix(fit.matrix, self.center),
+            iterations=fit.iterations,
+            converged=fit.converged,
+            cost=fit.cost,
+        )
+
+    def _fit_level(
+        self,
+        level: Level,
+        moved: torch.Tensor,
+        fit: _Fit,
+        first: tuple[np.ndarray, float] | None = None,
+    ) -> None:
+        """Gauss-Newton steps at one pyramid level, updating ``fit`` (``first``: the level's
+        first step, already computed at ``fit``'s parameters)."""
+        finest = level is self._levels[-1]
+        fit.converged = False
+        for step in range(self.max_iterations):
+            if step == 0 and first is not None:
+                delta, fit.cost = first
+            else:
+                delta, fit.cost = self._gauss_newton_step(
+                    level, moved, _to_grid(level) @ fit.matrix, fit.gain
+                )
+            fit.iterations += 1
+            if step == 0 and not finest and _displacement(delta) < self._reach:
+                # the start is already within the finer levels' reach, and a coarse level's
+                # optimum is no closer than that (warm starts stop here)
+                return
+            fit.matrix = fit.matrix @ np.linalg.inv(
+                rigid_matrix(_update_params(delta), self.center)
+            )
+            fit.gain /= 1.0 + delta[6]
+            if _small(delta, level.tolerance):
+                fit.converged = True
+                return
 
     def _gauss_newton_step(
         self, level: Level, moved: torch.Tensor, world_to_grid: np.ndarray, gain: float
@@ -328,6 +374,22 @@ def default_levels(affine: np.ndarray, coarsest_mm: float = COARSEST_VOXEL_MM) -
     while voxel_mm * factors[-1] * 2 <= coarsest_mm:
         factors.append(factors[-1] * 2)
     return tuple(reversed(factors))
+
+
+@dataclass
+class _Fit:
+    """The state of one estimate as it goes through the levels."""
+
+    matrix: np.ndarray
+    gain: float = 1.0
+    iterations: int = 0
+    converged: bool = False
+    cost: float = float("nan")
+
+
+def _to_grid(level: Level) -> np.ndarray:
+    """(4, 4) world mm -> ``grid_sample`` coordinates of ``level``'s grid."""
+    return normalizer(level.shape) @ np.linalg.inv(level.affine)
 
 
 def _update_params(delta: np.ndarray) -> np.ndarray:

@@ -276,6 +276,7 @@ def _stage_specs(cfg: StreamConfig, ds, checkpoint: Path, runs, bank_ids, out: P
             "bank_ids": bank_ids,
             "device": cfg.device,
             "top_k": cfg.top_k,
+            "precision": cfg.decode_precision,
             "clip_weights": cfg.clip_weights,
             "cache_dir": str(data_home() / "cache"),
             "emit_latents": False,

@@ -24,6 +24,8 @@ class DecodeStage(Stage):
     device : torch device for the forward pass.
     emit_latents : also send a ``latent`` message (backbone tokens and the response) after each
         retrieval, for a reconstruct stage downstream.
+    precision : the forward pass's arithmetic, ``fp32`` or ``int8`` (CPU; see
+        :mod:`mindeye_models.decode_precision`).  The bank search is float32 either way.
     """
 
     name = "decode"
@@ -37,11 +39,15 @@ class DecodeStage(Stage):
         top_k: int = 5,
         device: str = "cpu",
         emit_latents: bool = False,
+        precision: str = "fp32",
         **kwargs,
     ) -> None:
+        from mindeye_models.decode_precision import for_inference
+
         super().__init__(**kwargs)
         self.emit_latents = bool(emit_latents)
-        self.model = model
+        self.precision = precision
+        self.model = for_inference(model, precision, device)
         self.bank = bank
         self.top_k = check_number(top_k, "top_k", minimum=1, integer=True)
         self.device = device
@@ -61,6 +67,7 @@ class DecodeStage(Stage):
         cache_dir: str | None = None,
         top_k: int = 5,
         emit_latents: bool = False,
+        precision: str = "fp32",
     ) -> DecodeStage:
         """Build from a spec: loads the MindEye ``checkpoint`` and builds the bank of
         ``bank_ids`` (images of ``dataset``) before the stage starts."""
@@ -75,7 +82,15 @@ class DecodeStage(Stage):
             cache_dir=cache_dir,
         )
         device = str(next(model.parameters()).device)
-        stage = cls(model, bank, top_k=top_k, device=device, emit_latents=emit_latents, **links)
+        stage = cls(
+            model,
+            bank,
+            top_k=top_k,
+            device=device,
+            emit_latents=emit_latents,
+            precision=precision,
+            **links,
+        )
         stage.warm_up()
         return stage
 
@@ -98,6 +113,7 @@ class DecodeStage(Stage):
         return {
             **self.counters,
             "decoded": self.decoded,
+            "precision": self.precision,
             "forward_ms": float(np.median(recent)) if recent else None,
         }
 

@@ -113,6 +113,35 @@ def test_warm_start_from_the_answer_needs_fewer_iterations(brain, registration):
     np.testing.assert_allclose(warm.params, cold.params, atol=0.01)
 
 
+def test_a_close_warm_start_fits_at_the_finest_level_only(brain, registration, monkeypatch):
+    """A warm start within half a voxel of the answer skips the coarse levels and their
+    pyramid; one far from it (a jump) goes coarse to fine and still lands on the answer."""
+    import fmri_compute.motion as motion
+
+    ref, aff = brain
+    truth = np.asarray(MOTIONS[2])
+    moved = rigid.move_volume(ref, aff, truth)
+    seen: list[tuple[int, ...]] = []
+    real_step = registration._gauss_newton_step
+
+    def step(level, *args):
+        seen.append(level.shape)
+        return real_step(level, *args)
+
+    monkeypatch.setattr(registration, "_gauss_newton_step", step)
+    pyramids: list[int] = []
+    real_pyramid = motion.pyramid
+    monkeypatch.setattr(motion, "pyramid", lambda *a: pyramids.append(1) or real_pyramid(*a))
+    near = registration.estimate(moved, init=truth + [0.1, -0.1, 0.05, 0.05, 0, -0.05])
+    finest = registration._levels[-1].shape
+    assert set(seen) == {finest} and not pyramids
+    assert_recovered(near, truth)
+    seen.clear()
+    far = registration.estimate(moved, init=np.zeros(6))  # the answer is 3 mm / 3 deg away
+    assert len(set(seen)) == len(registration.levels) and pyramids
+    assert_recovered(far, truth)
+
+
 def test_correct_warm_starts_and_reslices_like_rigid_reslice(brain):
     ref, aff = brain
     reg = RigidRegistration(ref, aff)

@@ -21,11 +21,17 @@ from rt_base.errors import ConfigError
         ("device", "tpu", "'device'"),
         ("replay", "", "'replay'"),
         ("max_volumes", 0, "'max_volumes'"),
+        ("decode_precision", "fp16", "'decode_precision' must be one of"),
     ],
 )
 def test_bad_values_are_named(field, value, match):
     with pytest.raises(ConfigError, match=match):
         StreamConfig(**{field: value})
+
+
+def test_int8_decoding_is_refused_on_a_gpu():
+    with pytest.raises(ConfigError, match="int8 runs on the CPU only"):
+        StreamConfig(decode_precision="int8", device="cuda")
 
 
 def test_defaults_bind_loopback_only():

@@ -98,3 +98,12 @@ def test_a_response_that_does_not_fit_the_model_is_a_bad_message(model, buffers,
     msg = Message("response", run="run-01", index=7, buffers=buffers)
     with pytest.raises(MessageError, match=rf"run 'run-01' trial 7 .*shape \(12,\).*{got}"):
         stage.handle(msg)
+
+
+def test_int8_decoding_ranks_the_prediction_first_and_says_so(model):
+    response = _response(3)
+    stage = DecodeStage(model, _bank(model, 21, response), top_k=2, precision="int8")
+    out = list(stage.handle(_msg(response, 21)))[1]
+    assert out.buffers["ids"][0] == 21 and out.meta["rank"] == 1
+    assert stage.status()["precision"] == "int8"
+    assert stage.model is not model  # a quantised copy; the caller's model is left alone
