@@ -48,6 +48,8 @@ class StreamConfig:
     launcher: str = "process"
     train_epochs: int | None = None
     quiet: bool = False
+    markers: str | None = None
+    lsl_results: str | None = None
     recon: str = "auto"
     recon_models: str | None = None
     generator: str | None = None
@@ -96,6 +98,7 @@ class StreamConfig:
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         _check_device(self.device, "device")
+        self._check_lsl()
         self._check_recon()
         self._check_scanner()
         if not isinstance(self.host, str) or not self.host:
@@ -136,6 +139,18 @@ class StreamConfig:
         if not self.curve_required:
             return None
         return CurveSecurity.load(self.keys, self.key_name)
+
+    def _check_lsl(self) -> None:
+        """``markers`` is ``lsl[:NAME]``; ``lsl_results`` a stream name prefix (on with
+        ``markers`` unless given)."""
+        from realtime.lsl_results import check_results_prefix
+
+        if self.markers is not None:
+            from realtime.lsl_markers import parse_markers_option
+
+            parse_markers_option(self.markers)
+        if self.lsl_results is not None:
+            check_results_prefix(self.lsl_results)
 
     def _check_recon(self) -> None:
         resolve_mode(self.recon, self.generator)

@@ -236,6 +236,8 @@ def _source_spec(cfg: StreamConfig, ds, runs, out: Path) -> dict:
         "out_addr": addr["preprocess"],
         "control_addr": addr["control"],
     }
+    if cfg.markers:  # trial events from the stimulus program (realtime.stages.marker_events)
+        common.update(markers=cfg.markers, record_dir=str(out))
     if not cfg.scanner:
         return {**common, "speed": cfg.speed}
     return {

@@ -14,6 +14,7 @@ import numpy as np
 from fmri_compute.normalize import zscore_run
 from fmri_compute.offline_glm import trial_betas
 from mindeye_models.ranks import top_k_accuracy, true_ranks
+from realtime.summary_markers import marker_figures, marker_lines
 from realtime.summary_motion import motion_figures
 from realtime.summary_recon_metrics import RECON_METRICS_SIZE, reconstruction_metrics
 from rt_base.atomic import write_json
@@ -180,6 +181,7 @@ def summarize(
         **_recon_figures(recons),
         "input": session.get("input", "replay"),
         "motion": motion_figures(out, session),
+        "markers": marker_figures(out),
         "decode_delay_s": session["config"]["decode_delay"],
         "speed": session["config"]["speed"],
         "wall_s": round(wall_s, 2) if wall_s is not None else None,
@@ -300,5 +302,7 @@ def _print_summary(s: dict, out: Path, log) -> None:
         if "error_vs_truth" in m:
             t, r = m["error_vs_truth"]["translation_mm"], m["error_vs_truth"]["rotation_deg"]
             line += f"; error vs truth p95 {t['p95']:.3f} mm, {r['p95']:.3f} deg"
+        log(line)
+    for line in marker_lines(s.get("markers")):
         log(line)
     log(f"real-time factor {s['realtime_factor']}; summary: {out / 'summary.json'}")

@@ -13,12 +13,13 @@ import numpy as np
 
 from realtime.pacing import Pacer
 from realtime.stages.source_control import SourceStage, run_start_message, trial_message
+from realtime.stages.source_markers import MarkerReplayMixin
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
 
 
-class ReplaySource(SourceStage):
+class ReplaySource(MarkerReplayMixin, SourceStage):
     """Replays runs of a :class:`~replay_data.dataset_reader.ReplayDataset`.
 
     Emits, per run: ``run_start``; then ``trial`` events and ``volume`` messages merged in data
@@ -35,6 +36,10 @@ class ReplaySource(SourceStage):
         that a lost volume is reported downstream.
     control_addr : ZMQ endpoint the source binds (REP) for operator commands; None: no
         control channel.  See :mod:`realtime.stages.source_control` for the commands.
+    markers : ``lsl`` or ``lsl:NAME``: trial events from the stimulus program's LSL markers
+        instead of ``events.tsv`` (:mod:`realtime.stages.source_markers`); None: the dataset's.
+    markers_wait_s : how long the source looks for the marker stream when it starts.
+    record_dir : the session folder, where the markers are recorded as received.
     """
 
     def __init__(
@@ -46,6 +51,9 @@ class ReplaySource(SourceStage):
         max_volumes: int | None = None,
         drop_volumes: list[tuple[str, int]] | None = None,
         control_addr: str | None = None,
+        markers: str | None = None,
+        markers_wait_s: float = 120.0,
+        record_dir: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(control_addr=control_addr, **kwargs)
@@ -66,6 +74,14 @@ class ReplaySource(SourceStage):
         self.pacer = Pacer(self.speed, self._stop, on_wait=self._while_waiting)
         self.sent_volumes = 0
         self.current_run: str | None = None
+        self.markers = None
+        self._marker_options = None
+        if markers is not None:
+            from realtime.lsl_markers import parse_markers_option
+
+            name = parse_markers_option(markers)
+            wait = check_number(markers_wait_s, "markers_wait", minimum=0.1, unit="seconds")
+            self._marker_options = (name, wait, record_dir)
 
     @classmethod
     def from_options(
@@ -78,6 +94,9 @@ class ReplaySource(SourceStage):
         max_volumes: int | None = None,
         drop_volumes: list | tuple = (),
         control_addr: str | None = None,
+        markers: str | None = None,
+        markers_wait_s: float = 120.0,
+        record_dir: str | None = None,
     ) -> ReplaySource:
         """Build from a spec (JSON values: ``drop_volumes`` is a list of ``[run, index]``)."""
         return cls(
@@ -87,13 +106,18 @@ class ReplaySource(SourceStage):
             max_volumes=max_volumes,
             drop_volumes=[tuple(x) for x in drop_volumes],
             control_addr=control_addr,
+            markers=markers,
+            markers_wait_s=markers_wait_s,
+            record_dir=record_dir,
             **links,
         )
 
     def status(self) -> dict:
         lateness = self.pacer.lateness[-50:]
+        marker_counts = {} if self.markers is None else {"markers": dict(self.markers.counts)}
         return {
             **self.counters,
+            **marker_counts,
             "volumes": self.sent_volumes,
             "pacing_lateness_ms": 1e3 * float(np.max(lateness)) if lateness else 0.0,
             **self.control_state(),
@@ -116,6 +140,8 @@ class ReplaySource(SourceStage):
         elif cmd == "resume":
             self.pacer.resume()
         elif cmd == "speed":
+            if self.markers is not None:
+                raise ConfigError("the stimulus program sets the pace of a replay with markers")
             self.speed = self.pacer.set_speed(value)
         elif cmd == "stop":
             self.pacer.halt()
@@ -129,17 +155,45 @@ class ReplaySource(SourceStage):
         return ()
 
     def produce(self) -> Iterator[Message]:
-        for run in self.runs:
-            if self.pacer.halted:
-                break
-            yield from self._replay_run(run)
-            if self._stop.is_set():
-                return  # stop(): no end message (the stages are being stopped too)
+        if self._marker_options is not None:
+            self._open_markers()
+        try:
+            for run in self.runs:
+                if self.pacer.halted:
+                    break
+                if self.markers is not None:
+                    yield from self._replay_run_markers(run)
+                else:
+                    yield from self._replay_run(run)
+                if self._stop.is_set():
+                    return  # stop(): no end message (the stages are being stopped too)
+        finally:
+            if self.markers is not None:
+                self.markers.close()
+                self.markers.inlet.close()
         self.flush_notices()
         meta = {"runs": self.runs}
         if self.pacer.halted:
             meta["stopped"] = True
         yield Message("end", meta=meta, t={"source.sent": time.time()})
+
+    def _open_markers(self) -> None:
+        """Find the program's marker stream (on the producing thread: it may take a while)."""
+        from realtime.lsl_markers import MarkerInlet
+        from realtime.stages.marker_events import MarkerEvents
+
+        name, wait, record_dir = self._marker_options
+        inlet = MarkerInlet(name, wait_s=wait)
+        self.report("info", f"looking for the {inlet.describe()} (up to {wait:g} s)")
+        inlet.open(self._stop)
+        self.report("info", f"trial events from the {inlet.describe()}")
+        self.markers = MarkerEvents(
+            inlet,
+            speed=self.speed,
+            design=self.dataset,
+            notice=self.notice,
+            record_dir=record_dir,
+        )
 
     def _replay_run(self, run: str) -> Iterator[Message]:
         """``run_start``, the run's trials and volumes paced in data time, ``run_end``."""
