@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from realtime.cli_keys import add_key_options, add_keys_parser, cmd_keys
+from realtime.cli_lsl import add_stim_sim, add_stream_lsl_options, cmd_stim_sim
 from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
 from replay_data.simulation_config import MOTION_KINDS, PRESETS
@@ -41,6 +42,7 @@ def _add_stream(sub) -> None:
     _add_stream_model_options(p)
     _add_stream_run_options(p)
     add_stream_scanner_options(p)
+    add_stream_lsl_options(p)
     _add_stream_recon_options(p.add_argument_group("reconstruction"))
 
 
@@ -373,6 +375,7 @@ COMMANDS = {
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
     "scanner-sim": (add_scanner_sim, cmd_scanner_sim),
+    "stim-sim": (add_stim_sim, cmd_stim_sim),
     "keys": (add_keys_parser, cmd_keys),
 }
 
