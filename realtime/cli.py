@@ -1,5 +1,5 @@
 """The streaming application's commands (stream, simulate, train, model-info, stage, summarize,
-scanner-sim).
+scanner-sim, prepare-nsd).
 
 Each command imports what it runs when it runs (torch, the models, the datasets), so that
 ``mindeye-rt --help`` and a stage process that does not need them start light.  The program
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from realtime.cli_keys import add_key_options, add_keys_parser, cmd_keys
 from realtime.cli_lsl import add_stim_sim, add_stream_lsl_options, cmd_stim_sim
+from realtime.cli_nsd import add_prepare_nsd, cmd_prepare_nsd
 from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
 from replay_data.simulation_config import MOTION_KINDS, PRESETS
@@ -377,6 +378,7 @@ COMMANDS = {
     "scanner-sim": (add_scanner_sim, cmd_scanner_sim),
     "stim-sim": (add_stim_sim, cmd_stim_sim),
     "keys": (add_keys_parser, cmd_keys),
+    "prepare-nsd": (add_prepare_nsd, cmd_prepare_nsd),
 }
 
 
