@@ -83,7 +83,7 @@ class ExpDesign:
         path = Path(path)
         try:
             mat = scipy.io.loadmat(path, variable_names=["masterordering", "subjectim", "sharedix"])
-        except (OSError, ValueError, NotImplementedError) as e:
+        except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
             raise DatasetError(f"cannot read {str(path)!r} as a MATLAB file ({e})") from None
         subjectim = _ids(mat, "subjectim", path, NSD_IMAGES)
         if subjectim.ndim != 2 or subjectim.shape[0] != 8:
