@@ -2,13 +2,16 @@
 
 ``header`` is UTF-8 JSON::
 
-    {"schema": 1, "kind": "tr", "seq": 17, "run": "run-01", "index": 16,
+    {"schema": 2, "kind": "tr", "seq": 17, "run": "run-01", "index": 16,
+     "sender": {"stage": "preprocess", "id": "4711-9f3c2a7e01b4"},
      "meta": {...}, "t": {"source.acquired": 1732262400.1, ...},
      "buffers": [{"name": "raw", "dtype": "float32", "shape": [15724]}]}
 
 and each buffer frame holds the raw C-contiguous bytes of one array, in header order.  Nothing
-is ever pickled.  :func:`decode` validates everything and raises :class:`WireError` with what
-was wrong; a stage logs it, drops the frame and goes on.
+is ever pickled.  :func:`decode` validates everything within the bounds of
+:mod:`rt_wire.header` and raises :class:`WireError` (only that, whatever it is given) with what
+was wrong; a stage logs it, drops the frame and goes on.  :func:`encode` refuses what
+:func:`decode` would refuse, so whatever a stage sends, the next one can read.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ from typing import Any
 import numpy as np
 
 from rt_base.errors import SchemaVersionError, WireError
+from rt_wire import header as wire_header
+from rt_wire.header import fail, short_repr
+from rt_wire.sender import ANONYMOUS, Sender
 
-SCHEMA_VERSION = 1
+#: 2: the header names its ``sender`` (1 had none)
+SCHEMA_VERSION = 2
+#: the keys every header has
+HEADER_KEYS = frozenset({"schema", "kind", "seq", "run", "index", "sender", "meta", "t", "buffers"})
 
 #: Every message kind and what it carries.
 KINDS: dict[str, str] = {
@@ -43,9 +52,6 @@ KINDS: dict[str, str] = {
     "log": "a log record (telemetry only)",
 }
 
-_DTYPES = {"bool", "uint8", "int16", "int32", "int64", "float16", "float32", "float64"}
-_MAX_HEADER = 1 << 20
-
 
 @dataclass
 class Message:
@@ -54,12 +60,14 @@ class Message:
     Parameters
     ----------
     kind : one of :data:`KINDS`.
-    seq : sequence number of the sending socket (set by the sender).
+    seq : sequence number of the sender (set by the sender).
     run : run label, or None.
     index : TR index (volume, tr) or trial number (trial, response, retrieval), or None.
     meta : JSON-serializable details.
     t : timestamps (seconds since the epoch) keyed ``"stage.event"``, accumulated on the way.
     buffers : named arrays sent as raw bytes.
+    sender : who sent it (a stage stamps its own when it sends); None is sent as
+        :data:`~rt_wire.sender.ANONYMOUS`, this process's identity.
     """
 
     kind: str
@@ -69,9 +77,11 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
     t: dict[str, float] = field(default_factory=dict)
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    sender: Sender | None = None
 
     def derive(self, kind: str, **changes: Any) -> Message:
-        """A new message that inherits run, index and the timestamps collected so far."""
+        """A new message that inherits run, index and the timestamps collected so far (not the
+        sender: whoever sends it stamps its own)."""
         out = Message(kind=kind, run=self.run, index=self.index, t=dict(self.t))
         for key, value in changes.items():
             setattr(out, key, value)
@@ -79,39 +89,57 @@ class Message:
 
 
 def encode(msg: Message) -> list[bytes | memoryview]:
-    """Frames for ``socket.send_multipart(frames, copy=False)``."""
+    """Frames for ``socket.send_multipart(frames)``.
+
+    Raises
+    ------
+    WireError
+        The message could not be decoded at the other end: an unknown kind, a header that is
+        not JSON (NaN, infinities, objects) or beyond the bounds of :mod:`rt_wire.header`, a
+        buffer of a dtype or shape the wire does not carry.
+    """
     if msg.kind not in KINDS:
         raise WireError(f"message kind must be one of {sorted(KINDS)}, got {msg.kind!r}")
+    if len(msg.buffers) > wire_header.MAX_BUFFERS:
+        raise WireError(
+            f"a message carries at most {wire_header.MAX_BUFFERS} buffers, got {len(msg.buffers)}"
+        )
     specs = []
     frames: list[bytes | memoryview] = []
     for name, arr in msg.buffers.items():
-        arr = np.ascontiguousarray(arr)
-        if arr.dtype.name not in _DTYPES:
+        arr = np.asarray(arr)  # not ascontiguousarray: it makes a 0-d array 1-d
+        if not arr.dtype.isnative:  # the wire carries native (little-endian) bytes
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")
+        if arr.dtype.name not in wire_header.DTYPES:
             raise WireError(f"buffer {name!r} has unsupported dtype {arr.dtype.name}")
         specs.append({"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape)})
         frames.append(memoryview(arr).cast("B") if arr.size else b"")
+    sender = msg.sender or ANONYMOUS
     header = {
         "schema": SCHEMA_VERSION,
         "kind": msg.kind,
         "seq": int(msg.seq),
         "run": msg.run,
         "index": None if msg.index is None else int(msg.index),
+        "sender": sender.to_json(),
         "meta": msg.meta,
         "t": msg.t,
         "buffers": specs,
     }
     try:
         raw = json.dumps(header, allow_nan=False, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:
         raise WireError(f"message header is not JSON-serializable: {err}") from None
+    try:
+        _check_header(wire_header.parse_json(raw), len(frames))
+    except WireError as err:
+        raise WireError(f"a {msg.kind!r} message cannot be sent: {err}") from None
     return [msg.kind.encode(), raw, *frames]
 
 
-def _fail(what: str) -> WireError:
-    return WireError(f"bad frame: {what}")
-
-
-def decode(frames: list[Any]) -> Message:
+def decode(frames: Any) -> Message:
     """Parse and validate ``[topic, header, *buffers]``.
 
     Arrays are zero-copy views of the frames' memory (read-only).
@@ -121,132 +149,73 @@ def decode(frames: list[Any]) -> Message:
     SchemaVersionError
         The header's schema version is not :data:`SCHEMA_VERSION`.
     WireError
-        Anything else wrong: too few frames, bad JSON, unknown kind, wrong types, a buffer whose
-        size does not match its dtype and shape, a topic that does not match the kind.
+        Anything else wrong (and nothing else is raised, whatever ``frames`` holds): too few
+        frames, a frame that is not bytes, bad JSON, a header beyond the bounds of
+        :mod:`rt_wire.header`, unknown kind, wrong types, a bad sender, a buffer whose size does
+        not match its dtype and shape, a topic that does not match the kind.
     """
-    if len(frames) < 2:
-        raise _fail(f"expected at least 2 frames [topic, header], got {len(frames)}")
-    topic, head, *bufs = (getattr(f, "buffer", f) for f in frames)
-    header = _parse_header(head)
-    kind = header["kind"]
-    if bytes(topic) != kind.encode():
-        raise _fail(f"topic {bytes(topic)!r} does not match kind {kind!r}")
-    _check_fields(header)
-    specs = header["buffers"]
-    if not isinstance(specs, list) or len(specs) != len(bufs):
-        n = len(specs) if isinstance(specs, list) else "?"
-        raise _fail(f"header lists {n} buffers but {len(bufs)} buffer frames came")
-    arrays: dict[str, np.ndarray] = {}
-    for spec, buf in zip(specs, bufs, strict=True):
-        arrays.update([_buffer(spec, buf)])
+    views = _byte_views(frames)
+    if len(views) < 2:
+        raise fail(f"expected at least 2 frames [topic, header], got {len(views)}")
+    topic, head, *bufs = views
+    header = wire_header.parse_json(head.tobytes())
+    specs = _check_header(header, len(bufs))
+    if topic != header["kind"].encode():
+        raise fail(f"topic {short_repr(topic.tobytes())} does not match kind {header['kind']!r}")
+    arrays = dict(_array(spec, buf) for spec, buf in zip(specs, bufs, strict=True))
     return Message(
-        kind=kind,
+        kind=header["kind"],
         seq=header["seq"],
         run=header["run"],
         index=header["index"],
         meta=header["meta"],
         t={k: float(v) for k, v in header["t"].items()},
         buffers=arrays,
+        sender=Sender.from_json(header["sender"]),
     )
 
 
-def _parse_header(head: Any) -> dict[str, Any]:
-    """The header frame as a JSON object of this schema version, with every key and a known
-    kind."""
-    if len(head) > _MAX_HEADER:
-        raise _fail(f"header of {len(head)} bytes exceeds {_MAX_HEADER}")
+def _byte_views(frames: Any) -> list[memoryview]:
+    """Each frame (bytes, or a ``zmq.Frame``) as a flat byte view."""
     try:
-        header = json.loads(bytes(head).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _fail(f"header is not UTF-8 JSON ({err})") from None
+        views = [memoryview(getattr(f, "buffer", f)) for f in frames]
+        return [v.cast("B") if v.format != "B" or v.ndim != 1 else v for v in views]
+    except (TypeError, ValueError) as err:
+        raise fail(f"frames must be a list of byte strings ({err})") from None
+
+
+def _check_header(header: Any, n_buffers: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """Validate a parsed header: a JSON object of this schema version with every key, a known
+    kind, fields of the right types, a sender, and buffer specs that fit ``n_buffers`` frames."""
     if not isinstance(header, dict):
-        raise _fail(f"header must be a JSON object, got {type(header).__name__}")
+        raise fail(f"header must be a JSON object, got {type(header).__name__}")
     schema = header.get("schema")
     if schema != SCHEMA_VERSION:
         raise SchemaVersionError(
-            f"message has schema version {schema!r} but this build speaks {SCHEMA_VERSION}; "
-            "run the same mindeye-rt version on every machine of the pipeline"
+            f"message has schema version {short_repr(schema)} but this build speaks "
+            f"{SCHEMA_VERSION}; run the same mindeye-rt version on every machine of the pipeline"
         )
-    missing = {"kind", "seq", "run", "index", "meta", "t", "buffers"} - header.keys()
+    missing = HEADER_KEYS - header.keys()
     if missing:
-        raise _fail(f"header lacks {sorted(missing)}")
-    if header["kind"] not in KINDS:
-        raise _fail(f"unknown kind {header['kind']!r}")
-    return header
+        raise fail(f"header lacks {sorted(missing)}")
+    extra = header.keys() - HEADER_KEYS
+    if extra:
+        raise fail(f"header has unknown keys {short_repr(sorted(extra))}")
+    kind = header["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise fail(f"unknown kind {short_repr(kind)}")
+    wire_header.check_fields(header)
+    Sender.from_json(header["sender"])
+    return wire_header.check_buffer_specs(header["buffers"], n_buffers)
 
 
-def _check_fields(header: dict[str, Any]) -> None:
-    """The types of ``seq``, ``run``, ``index``, ``meta`` and ``t``."""
-    seq = header["seq"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise _fail(f"'seq' must be a non-negative integer, got {seq!r}")
-    if header["run"] is not None and not isinstance(header["run"], str):
-        raise _fail(f"'run' must be a string or null, got {header['run']!r}")
-    index = header["index"]
-    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
-        raise _fail(f"'index' must be an integer or null, got {index!r}")
-    if not isinstance(header["meta"], dict):
-        raise _fail("'meta' must be an object")
-    stamps = header["t"]
-    if not isinstance(stamps, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        for v in stamps.values()
-    ):
-        raise _fail("'t' must map names to finite numbers")
-
-
-def _buffer(spec: Any, buf: Any) -> tuple[str, np.ndarray]:
-    if not isinstance(spec, dict) or set(spec) != {"name", "dtype", "shape"}:
-        raise _fail(f"buffer spec must have exactly name, dtype, shape: got {spec!r}")
-    name, dtype, shape = spec["name"], spec["dtype"], spec["shape"]
-    if not isinstance(name, str) or not name:
-        raise _fail(f"buffer name must be a non-empty string, got {name!r}")
-    if dtype not in _DTYPES:
-        raise _fail(f"buffer {name!r}: dtype {dtype!r} is not one of {sorted(_DTYPES)}")
-    if not isinstance(shape, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
-    ):
-        raise _fail(
-            f"buffer {name!r}: shape must be a list of non-negative integers, got {shape!r}"
-        )
-    dt = np.dtype(dtype)
-    expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    view = memoryview(buf)
+def _array(spec: tuple[str, np.dtype, tuple[int, ...]], view: memoryview) -> tuple[str, np.ndarray]:
+    name, dtype, shape = spec
+    expected = math.prod(shape) * dtype.itemsize
     if view.nbytes != expected:
-        raise _fail(
-            f"buffer {name!r}: {view.nbytes} bytes for dtype {dtype} shape {tuple(shape)} "
+        raise fail(
+            f"buffer {short_repr(name)}: {view.nbytes} bytes for dtype {dtype} shape {shape} "
             f"(expected {expected})"
         )
-    arr = np.frombuffer(view, dtype=dt).reshape(shape) if expected else np.zeros(shape, dt)
+    arr = np.frombuffer(view, dtype=dtype).reshape(shape) if expected else np.zeros(shape, dtype)
     return name, arr
-
-
-class SequenceTracker:
-    """Detects lost and repeated messages from one sender's sequence numbers.
-
-    ``check(seq)`` returns ``("ok"|"gap"|"repeat"|"restart", n_missing)``.  A gap means
-    messages ``expected .. seq-1`` never came; a repeat (seq below the next expected) is to be
-    dropped; ``seq == 0`` after other messages means the sender restarted (counted, not dropped).
-    """
-
-    def __init__(self) -> None:
-        self.expected: int | None = None
-        self.lost = 0
-        self.repeated = 0
-        self.restarts = 0
-
-    def check(self, seq: int) -> tuple[str, int]:
-        if self.expected is None or seq == self.expected:
-            self.expected = seq + 1
-            return "ok", 0
-        if seq == 0:
-            self.restarts += 1
-            self.expected = 1
-            return "restart", 0
-        if seq < self.expected:
-            self.repeated += 1
-            return "repeat", 0
-        missing = seq - self.expected
-        self.lost += missing
-        self.expected = seq + 1
-        return "gap", missing

@@ -29,17 +29,28 @@ from typing import Any
 
 import zmq
 
+from realtime.stages.input_checks import InputChecks
 from rt_base.debug import reraise_background_errors
 from rt_base.errors import ConfigError, MessageError, StageError, WireError
 from rt_wire import transport
-from rt_wire.message import Message, SequenceTracker, decode
+from rt_wire.message import Message, decode
+from rt_wire.sender import Sender
 
 STATUS_PERIOD_S = 1.0
 POLL_MS = 50
 #: the spec keys every stage takes: where it connects, and whether it exits after ``end``
 LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
-#: the counters every stage's status carries
-COUNTERS = ("received", "sent", "bad", "errors", "lost")
+#: the counters every stage's status carries (see docs/interfaces.md, "The wire")
+COUNTERS = (
+    "received",
+    "sent",
+    "bad",
+    "errors",
+    "lost",
+    "repeated",
+    "unknown_senders",
+    "upstream_restarts",
+)
 
 
 class Stage(ABC):
@@ -61,6 +72,9 @@ class Stage(ABC):
     publish_kinds: frozenset[str] = frozenset()
     #: options :meth:`from_options` takes through ``**options`` besides its keyword-only ones
     extra_spec_options: tuple[str, ...] = ()
+    #: stage names expected to send on this stage's input; None: see
+    #: :func:`~realtime.stages.input_checks.default_upstream`
+    upstream: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -84,8 +98,10 @@ class Stage(ABC):
         self._seq_out = 0
         self._pub: zmq.Socket | None = None
         self._last_status = 0.0
-        self.tracker = SequenceTracker()
+        #: who this instance is on the wire: stamped on every message it sends
+        self.sender = Sender.new(self.name)
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.input_checks = InputChecks(self.name, self.counters, self.report, self.upstream)
         self.ended = False
 
     # -- building from a spec ----------------------------------------------------------------
@@ -267,21 +283,9 @@ class Stage(ABC):
             self._emit(push, outs)
 
     def _check_sequence(self, msg: Message) -> list[Message] | None:
-        state, missing = self.tracker.check(msg.seq)
-        if state == "repeat":
-            self.log.warning("%s dropped a repeated message (seq %d)", self.name, msg.seq)
-            self._publish_log("warning", f"dropped a repeated message (seq {msg.seq})")
-            return None
-        if state == "gap":
-            self.counters["lost"] += missing
-            text = f"{missing} message(s) lost before seq {msg.seq} on the link into {self.name}"
-            self.report("error", text)
-            return [
-                Message("gap", run=msg.run, meta={"stage": self.name, "lost_messages": missing})
-            ]
-        if state == "restart":
-            self._publish_log("warning", "upstream restarted (sequence went back to 0)")
-        return []
+        """Check ``msg.seq`` against its sender's own sequence: None drops a repeat; else the
+        messages to send before it (a ``gap`` when messages of this sender went missing)."""
+        return self.input_checks.check(msg)
 
     def _safe(self, fn: Callable[[], Iterable[Message]], msg: Message | None = None):
         """``list(fn())``; a bad message is rejected, any other error logged (and re-raised in
@@ -311,6 +315,7 @@ class Stage(ABC):
         done = time.time()
         for msg in msgs:
             msg.t.setdefault(f"{self.name}.done", done)
+            msg.sender = self.sender
             if push is not None:
                 msg.seq = self._seq_out
                 self._seq_out += 1
@@ -339,7 +344,8 @@ class Stage(ABC):
         if self._pub is None:
             return
         meta = {"stage": self.name, "final": final, **self.status()}
-        transport.try_publish(self._pub, Message("status", meta=meta, t={"sent": time.time()}))
+        status = Message("status", meta=meta, t={"sent": time.time()}, sender=self.sender)
+        transport.try_publish(self._pub, status)
 
     def report(self, level: str, text: str) -> None:
         """Log ``text`` at ``level`` (``info``, ``warning`` or ``error``) and show it on the
@@ -350,7 +356,8 @@ class Stage(ABC):
     def _publish_log(self, level: str, text: str) -> None:
         if self._pub is not None:
             meta = {"stage": self.name, "level": level, "text": text}
-            transport.try_publish(self._pub, Message("log", meta=meta, t={"sent": time.time()}))
+            log = Message("log", meta=meta, t={"sent": time.time()}, sender=self.sender)
+            transport.try_publish(self._pub, log)
 
 
 def describe(msg: Message) -> str:

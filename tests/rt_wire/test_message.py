@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rt_base.errors import SchemaVersionError, WireError
-from rt_wire.message import SCHEMA_VERSION, Message, SequenceTracker, decode, encode
+from rt_wire.message import SCHEMA_VERSION, Message, decode, encode
+from rt_wire.sequence import SequenceTracker
 
 
 def _frames(msg):
