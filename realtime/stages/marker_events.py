@@ -167,8 +167,8 @@ class MarkerEvents:
             self.notice("warning", f"malformed marker {item.raw[:80]!r} ignored: {item.error}")
             return
         second_start = marker.type == "run_start" and run is not None and run.program_started
-        if run is None or run.program_stopped or second_start:
-            self.held.append(item)
+        if run is None or run.program_stopped or second_start or self.held:
+            self.held.append(item)  # for the next run, in order
             return
         status = getattr(self, f"_on_{marker.type}")(run, marker, item.time)
         if status.startswith("refused"):
