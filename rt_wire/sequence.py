@@ -11,8 +11,9 @@ sender of those names (a restarted upstream has a new id but the same name); one
 expects the first id it sees of each stage name.  Every other sender is *unknown*: its messages
 are still checked and passed on, and :attr:`LinkSequences.unknown` counts it (the stage reports
 it once).  The number of trackers is bounded (:data:`MAX_SENDERS`): beyond it, the least
-recently heard unknown sender (or, failing one, the least recently heard sender) is forgotten,
-which can cost a gap report but never a dropped message (a forgotten sender starts afresh).
+recently heard unknown sender (or, failing one, the least recently heard sender; never the one
+just heard) is forgotten, which can cost a gap report but never a dropped message (a forgotten
+sender starts afresh; an unknown one heard again is counted again).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class LinkSequences:
             else:
                 self.unknown += 1
             self._trackers[sender] = tracker
-            self._evict()
+            self._evict(sender)
         else:
             self._trackers.move_to_end(sender)
         state, missing = tracker.check(seq)
@@ -136,11 +137,11 @@ class LinkSequences:
         seen = sender.stage in self._latest
         return not seen and len(self._latest) < self.max_senders
 
-    def _evict(self) -> None:
+    def _evict(self, keep: Sender) -> None:
+        """Forget senders beyond :attr:`max_senders`, never ``keep`` (the one just heard)."""
         while len(self._trackers) > self.max_senders:
-            victim = next((s for s in self._trackers if s not in self._expected), None)
-            if victim is None:
-                victim = next(iter(self._trackers))
+            others = [s for s in self._trackers if s != keep]
+            victim = next((s for s in others if s not in self._expected), others[0])
             del self._trackers[victim]
             if victim != self._latest.get(victim.stage):
                 self._expected.discard(victim)
