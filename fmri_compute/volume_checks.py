@@ -39,7 +39,8 @@ slice, are gathered for the means.  Measured with ``benchmarks/bench_volume_chec
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -47,7 +48,13 @@ from numpy.typing import ArrayLike
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 
-__all__ = ["REASONS", "VolumeCheckOptions", "VolumeChecker", "VolumeVerdict"]
+__all__ = [
+    "REASONS",
+    "VolumeCheckOptions",
+    "VolumeChecker",
+    "VolumeVerdict",
+    "check_options",
+]
 
 #: every reason a volume can be bad, in the order the checks run
 REASONS = ("nonfinite", "dropout", "dropped_slice", "spike")
@@ -108,6 +115,28 @@ class VolumeCheckOptions:
         check_number(self.slice_axis, "slice_axis", minimum=0, maximum=2, integer=True)
         check_number(self.max_voxels, "max_voxels", minimum=100, integer=True)
         check_number(self.min_slice_voxels, "min_slice_voxels", minimum=1, integer=True)
+
+
+def check_options(value: bool | Mapping | None, name: str = "volume_checks"):
+    """The checks' options from a spec value: ``True`` the defaults, ``False`` no checks
+    (None), or a mapping of :class:`VolumeCheckOptions` fields to change.
+
+    Raises
+    ------
+    ConfigError
+        Not a bool or a mapping, or a key that is no option (the error lists them).
+    """
+    if value is True:
+        return VolumeCheckOptions()
+    if value is False:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"'{name}' must be true, false or a mapping of thresholds, got {value!r}")
+    known = [f.name for f in fields(VolumeCheckOptions)]
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(f"'{name}' has unknown option(s) {unknown}; it takes {known}")
+    return VolumeCheckOptions(**value)
 
 
 @dataclass(frozen=True)

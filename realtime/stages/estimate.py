@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from fmri_compute.online_glm import OnlineTrialBetas
 from realtime.stages.base import Stage
 from rt_base.checks import check_number
@@ -16,6 +18,15 @@ class EstimateStage(Stage):
     arrived (the *decode point*), from a window of recent volumes only, so the cost per trial
     does not grow over the run.  Trials whose decode point lies past the end of the run are
     estimated at ``run_end`` from what there is, and flagged ``truncated``.
+
+    Censoring: a ``tr`` whose meta carries ``bad_volume`` (set by the preprocess stage), or
+    whose ``raw`` holds NaN or Inf, keeps its TR slot but is left out of every window's fit and
+    of the running statistics (:class:`~fmri_compute.online_glm.OnlineTrialBetas`,
+    ``censored=True``).  A trial whose window had censored frames is still estimated from the
+    rest; its ``response`` meta lists them (``censored_frames``) and says ``degraded`` when one
+    of them lies in the trial's own response (at or after its onset).  A trial whose every
+    volume after onset is missing or censored cannot be estimated: it is reported as a
+    ``gap`` with ``missed_trials``.
     """
 
     name = "estimate"
@@ -47,6 +58,8 @@ class EstimateStage(Stage):
         self.trials: dict[int, Message] = {}
         self.pending: set[int] = set()
         self.estimated = 0
+        self.censored = 0
+        self.degraded = 0
 
     @classmethod
     def from_options(
@@ -89,6 +102,8 @@ class EstimateStage(Stage):
             "run": self.run,
             "estimated": self.estimated,
             "pending": len(self.pending),
+            "censored": self.censored,
+            "degraded": self.degraded,
         }
 
     def handle(self, msg: Message):
@@ -146,13 +161,24 @@ class EstimateStage(Stage):
         index = self._check_in_run(msg)
         if "raw" not in msg.buffers:
             raise MessageError(f"TR {index} of run {msg.run!r} has no 'raw' buffer")
+        raw = msg.buffers["raw"]
+        censored = bool(msg.meta.get("bad_volume"))
+        if not censored and raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            censored = True  # never into the fit, whoever let it through
+            self.report("warning", f"{msg.run} TR {index}: NaN/Inf in 'raw' not flagged: censored")
         try:  # the GLM's rules (increasing index, one value per voxel) make a TR bad
-            self.glm.add_volume(index, msg.buffers["raw"])
+            self.glm.add_volume(index, raw, censored=censored)
         except ConfigError as err:
             raise MessageError(f"TR {index} of run {msg.run!r} dropped: {err}") from err
+        self.censored += censored
         outs = [msg]
         for trial in self.glm.due(index):
-            outs.append(self._response(trial, msg, truncated=False))
+            try:
+                outs.append(self._response(trial, msg, truncated=False))
+            except StageError as err:  # every volume after its onset missing or censored
+                self.pending.discard(trial)
+                self.log.warning("trial %s of %s not estimated: %s", trial, self.run, err)
+                outs.append(msg.derive("gap", meta={"stage": self.name, "missed_trials": [trial]}))
         return outs
 
     def _run_end(self, msg: Message):
@@ -178,11 +204,18 @@ class EstimateStage(Stage):
         event = self.trials[trial]
         t = dict(trigger.t)  # latency runs from the acquisition of the volume that triggered it
         t["trial.onset_sent"] = event.t.get("source.acquired", 0.0)
+        meta = {**event.meta, "decode_index": trigger.index, "truncated": truncated}
+        censored = self.glm.censored_frames(trial)
+        if censored:  # (absent when the window is clean: clean sessions' messages unchanged)
+            onset_index = float(event.meta["onset"]) / self.glm.tr
+            meta["censored_frames"] = censored
+            meta["degraded"] = any(k >= onset_index for k in censored)
+            self.degraded += meta["degraded"]
         return Message(
             "response",
             run=self.run,
             index=trial,
-            meta={**event.meta, "decode_index": trigger.index, "truncated": truncated},
+            meta=meta,
             t=t,
             buffers={"response": beta.astype("float32", copy=False)},
         )

@@ -1,11 +1,13 @@
-"""Preprocess: correct head motion, mask each volume to the ROI and z-score it online (no
-look-ahead).  Motion correction: :mod:`realtime.stages.preprocess_motion`."""
+"""Preprocess: check each volume, correct head motion, mask it to the ROI and z-score it online
+(no look-ahead).  Motion correction: :mod:`realtime.stages.preprocess_motion`; the volume
+checks: :mod:`fmri_compute.volume_checks`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from fmri_compute.normalize import RunningZScore
+from fmri_compute.volume_checks import REASONS, VolumeChecker, check_options
 from realtime.stages.base import Stage
 from realtime.stages.preprocess_motion import (
     MOTION_MODES,
@@ -47,6 +49,15 @@ class PreprocessStage(Stage):
     ``{"params": [tx, ty, tz, rx, ry, rz], "fd": mm, "mode": ..., "iterations": n}`` (mm and
     degrees; :mod:`realtime.stages.preprocess_motion`).
 
+    Bad volumes (:mod:`fmri_compute.volume_checks`: NaN/Inf voxels, dropout, dropped slice,
+    intensity spike) are checked on the volume as acquired, before anything else.  A bad one
+    keeps its TR slot and its ``tr`` message, whose meta carries ``bad_volume``:
+    ``{"reasons": [...], "details": {...}}``; it is censored: never motion-registered (nor the
+    motion reference: the next good volume is), its ``raw`` is the volume masked as acquired
+    with NaN/Inf set to 0, its ``z`` is scored against the running statistics without entering
+    them, and the estimate stage leaves it out of the GLM.  Each is logged (run, TR, reason)
+    and counted in the status (``bad_volumes``, ``bad_volume_reasons``).
+
     Parameters
     ----------
     mask : the ROI mask (path of a NIfTI, or an array on the volumes' grid).
@@ -55,6 +66,9 @@ class PreprocessStage(Stage):
     brain_mask : voxels that drive the motion fit (path or array; None: found from the reference).
     motion_device : torch device of the fit.
     fd_threshold : framewise displacement (mm) above which a volume is counted and warned about.
+    volume_checks : ``True`` (the default thresholds), ``False`` (no checks) or a mapping of
+        :class:`~fmri_compute.volume_checks.VolumeCheckOptions` fields; the checks use the
+        brain mask when there is one, else the ROI mask.
     """
 
     name = "preprocess"
@@ -69,6 +83,7 @@ class PreprocessStage(Stage):
         brain_mask: str | np.ndarray | None = None,
         motion_device: str = "cpu",
         fd_threshold: float = 0.5,
+        volume_checks: bool | dict = True,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,6 +114,12 @@ class PreprocessStage(Stage):
         self.run_received = 0
         self.volumes_lost = 0
         self.volumes_repeated = 0
+        options = check_options(volume_checks)
+        check_mask = self.mask if self.brain_mask is None else self.brain_mask
+        self.checker = None if options is None else VolumeChecker(check_mask, options)
+        self.bad_by_reason = dict.fromkeys(REASONS, 0)
+        self.bad_volumes = 0
+        self._reference_late = False  # the motion reference was bad: the next good one serves
 
     @classmethod
     def from_options(
@@ -111,6 +132,7 @@ class PreprocessStage(Stage):
         brain_mask: str | None = None,
         motion_device: str = "cpu",
         fd_threshold: float = 0.5,
+        volume_checks: bool | dict = True,
     ) -> PreprocessStage:
         """Build from a spec: ``mask`` (and ``brain_mask``) are NIfTI paths (see the class)."""
         return cls(
@@ -120,6 +142,7 @@ class PreprocessStage(Stage):
             brain_mask=brain_mask,
             motion_device=motion_device,
             fd_threshold=fd_threshold,
+            volume_checks=volume_checks,
             **links,
         )
 
@@ -132,6 +155,9 @@ class PreprocessStage(Stage):
             "motion": self.motion,
             "max_fd": round(self.max_fd, 4),
             "fd_over_threshold": self.fd_over,
+            "volume_checks": self.checker is not None,
+            "bad_volumes": self.bad_volumes,
+            "bad_volume_reasons": dict(self.bad_by_reason),
         }
 
     def handle(self, msg: Message):
@@ -170,6 +196,8 @@ class PreprocessStage(Stage):
             self.corrector.start_run()
         self.n_runs += 1
         self.run = msg.run
+        if self.checker is not None:
+            self.checker.reset()
         self.zscore = RunningZScore(self.n_voxels)
         self.next_index = 0
         self.run_received = 0
@@ -189,15 +217,46 @@ class PreprocessStage(Stage):
                 f"volume {msg.index} of run {msg.run!r} must have a 'volume' buffer of the mask's "
                 f"shape {self.mask.shape}, got {got}"
             )
+        bad = self._check(msg, vol)
         corrector = self.corrector
         if corrector is not None and not corrector.ready:
-            if not corrector.wants_reference(self.n_runs - 1, int(msg.index)):
+            wanted = self._reference_late or corrector.wants_reference(
+                self.n_runs - 1, int(msg.index)
+            )
+            if wanted and bad and not self._reference_late:
+                self._reference_late = True
+                self.report(
+                    "warning",
+                    f"{msg.run} TR {msg.index} would be the motion reference but is a bad "
+                    "volume: the next good volume is the reference instead",
+                )
+            if not wanted or bad:
                 self.held.append(msg)  # processed once the reference volume has come
                 return []
+            self._reference_late = False
             corrector.set_reference(vol)
             held, self.held = self.held, []
             return [out for m in (*held, msg) for out in self._masked(m)]
         return self._masked(msg)
+
+    def _check(self, msg: Message, vol: np.ndarray) -> bool:
+        """Run the volume checks; a bad volume's verdict goes into its meta (``bad_volume``)."""
+        msg.meta.pop("bad_volume", None)  # only this stage's verdict counts
+        if self.checker is None:
+            return False
+        verdict = self.checker.check(vol)
+        if not verdict.bad:
+            return False
+        msg.meta["bad_volume"] = {"reasons": list(verdict.reasons), "details": verdict.details}
+        self.bad_volumes += 1
+        for reason in verdict.reasons:
+            self.bad_by_reason[reason] += 1
+        text = (
+            f"bad volume at {msg.run} TR {msg.index}: {verdict.describe()}; censored (kept out "
+            "of the z-score and the GLM)"
+        )
+        self.report("warning", text)
+        return True
 
     def _masked(self, msg: Message) -> list[Message]:
         """The ``tr`` message of a checked volume (and a ``gap`` before it if volumes were lost)."""
@@ -216,6 +275,11 @@ class PreprocessStage(Stage):
         self.next_index = index + 1
         self.run_received += 1
         meta = dict(msg.meta)
+        if "bad_volume" in meta:  # censored: masked as acquired, scored but not counted
+            raw = vol.reshape(-1)[self.flat_index].astype(np.float32)
+            raw[~np.isfinite(raw)] = 0.0
+            z = self.zscore.score(raw)
+            return [*outs, msg.derive("tr", meta=meta, buffers={"raw": raw, "z": z})]
         if self.corrector is None:
             raw = vol.reshape(-1)[self.flat_index].astype(np.float32)
         else:
@@ -243,14 +307,17 @@ class PreprocessStage(Stage):
 
     def _run_end(self, msg: Message):
         outs: list[Message] = []
-        if self.held:  # the volume-number reference never came: the first held one serves
-            first = self.held[0]
+        good = [m for m in self.held if "bad_volume" not in m.meta]
+        if good:  # the volume-number reference never came: the first good held one serves
+            first = good[0]
             text = (
                 f"run {msg.run!r} ended before volume {self.motion_ref} (the motion reference) "
                 f"came: volume {first.index} is the reference instead"
             )
             self.report("warning", text)
             self.corrector.set_reference(first.buffers["volume"])
+            self._reference_late = False
+        if self.held:  # (all bad: they go on censored, the reference waits for a good one)
             held, self.held = self.held, []
             outs = [out for m in held for out in self._masked(m)]
         # an operator's stop ends the run early: volumes never sent are not lost
