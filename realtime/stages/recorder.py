@@ -8,6 +8,8 @@ already received.  Layout::
     runs/RUN_tr.tsv     TR index and timestamps of each row
     runs/RUN_motion.tsv head motion per TR (with --motion estimate or correct): index, the six
                         rigid parameters (mm, degrees) and framewise displacement (mm)
+    runs/RUN_bad.tsv    the bad (censored) volumes: index, reasons, details (JSON); created
+                        with the run's first bad volume
     volumes/RUN_bold.nii  the received volumes of a scanner session (written by the source)
     trials/NNNN_response.npy, trials/NNNN_embedding.npy
     trials/NNNN_recon.png     the trial's reconstruction (when a reconstruct stage runs)
@@ -205,6 +207,12 @@ class RecorderStage(Stage):
             self._line(
                 name, "\t".join([str(msg.index), *(f"{float(v):.5f}" for v in values)]) + "\n"
             )
+        bad = msg.meta.get("bad_volume")
+        if isinstance(bad, dict):
+            name = f"runs/{msg.run}_bad.tsv"
+            self._writer(name, "index\treasons\tdetails\n")
+            reasons = ",".join(str(r) for r in bad.get("reasons", []))
+            self._line(name, f"{msg.index}\t{reasons}\t{json.dumps(bad.get('details', {}))}\n")
 
     def _run_of(self, msg: Message) -> dict:
         """What the recorder knows of the run ``msg`` belongs to (it must have started)."""
