@@ -26,7 +26,7 @@ from realtime.cli_keys import add_key_options, key_arguments, security_from_args
 from realtime.config import StreamConfig
 from rt_base.checks import check_address, check_number
 from rt_base.errors import ConfigError, MindEyeRTError
-from rt_wire.curve_auth import set_security
+from rt_wire.curve_auth import use_security
 
 FD_LIMIT_MM = 20.0  # an FD threshold above this would never warn: surely a mistake
 STOP_WAIT_S = 120.0  # how long a stopped background session may take to flush and summarize
@@ -124,18 +124,20 @@ def cmd_console(args) -> int:
         _offscreen_if_headless()
     proc = None
     telemetry, control = args.connect, args.control
-    if args.replay:
-        proc, telemetry, control_default = _start_session(args)
-        control = control or control_default
-    telemetry = check_address(telemetry, "connect")
     if control:
         control = check_address(control, "control")
-    set_security(security_from_args(args, [telemetry, control]))
-    try:
-        return _run_console(args, telemetry, control, size, proc)
-    finally:
-        if proc is not None:
-            _stop_session(proc, control)
+    if telemetry:
+        telemetry = check_address(telemetry, "connect")
+    security = security_from_args(args, [telemetry, control])  # before a session is started
+    if args.replay:
+        proc, telemetry, control_default = _start_session(args, security)
+        control = control or control_default
+    with use_security(security):  # the console's sockets: CURVE or none
+        try:
+            return _run_console(args, telemetry, control, size, proc)
+        finally:
+            if proc is not None:
+                _stop_session(proc, control)
 
 
 def check_fd_threshold(value: float) -> float:
@@ -246,16 +248,16 @@ def _maybe_screenshot(window, args, elapsed: float) -> int | None:
     return 1
 
 
-def _start_session(args):
-    """Start ``mindeye-rt stream --headless`` for ``--replay``; returns (process, telemetry
-    address, control address or None)."""
+def _start_session(args, security=None):
+    """Start ``mindeye-rt stream --headless`` for ``--replay`` (with the console's key pair when
+    ``security``); returns (process, telemetry address, control address or None)."""
     speed = check_number(args.speed, "speed", minimum=0.0)
     cfg = StreamConfig(replay=args.replay, speed=speed, headless=True, **_port(args))
     addresses = cfg.addresses()
     cmd = [
         sys.executable, "-m", "realtime.cli", "stream", "--replay", args.replay, "--headless",
         "--speed", str(speed), "--base-port", str(cfg.base_port),
-        *key_arguments(security_from_args(args, addresses.values())),
+        *key_arguments(security),
     ]  # fmt: skip
     print(f"starting the session: {' '.join(cmd[2:])}")
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})

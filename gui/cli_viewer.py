@@ -8,7 +8,7 @@ from pathlib import Path
 
 from realtime.cli_keys import add_key_options, security_from_args
 from rt_base.checks import check_address
-from rt_wire.curve_auth import set_security
+from rt_wire.curve_auth import use_security
 
 
 def add_viewer_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,14 +48,14 @@ def cmd_viewer(args) -> int:
     from gui.viewer import VIEWER_TOPICS, ViewerWindow
 
     telemetry = check_address(args.connect, "connect")
-    set_security(security_from_args(args, [telemetry]))
+    security = security_from_args(args, [telemetry])
     app = ensure_app()
     model = SessionModel()
     if args.dataset:
         model.set_dataset(str(Path(args.dataset).expanduser()))
     window = ViewerWindow(model, feedback=args.feedback)
     window.place(args.screen, windowed=args.windowed)
-    with Receiver(telemetry, model, topics=VIEWER_TOPICS):
+    with use_security(security), Receiver(telemetry, model, topics=VIEWER_TOPICS):
         keepalive = QtCore.QTimer(window)  # lets Ctrl-C reach Python while Qt waits
         keepalive.timeout.connect(lambda: None)
         keepalive.start(200)

@@ -302,7 +302,7 @@ def cmd_stage(args) -> int:
 
     from realtime.cli_keys import report_refusals_to_telemetry, security_from_args
     from realtime.stages import build_stage
-    from rt_wire.curve_auth import set_security
+    from rt_wire.curve_auth import use_security
 
     spec: dict = json.loads(Path(args.spec).read_text()) if args.spec else {}
     for key in ("in_addr", "out_addr", "telemetry_addr"):
@@ -320,12 +320,16 @@ def cmd_stage(args) -> int:
         spec["exit_on_end"] = False
     addresses = [v for k, v in spec.items() if k.endswith("_addr") and isinstance(v, str)]
     security = security_from_args(args, addresses)
-    set_security(security)  # every socket of this process: CURVE or none
-    stage = build_stage(args.name, spec)
-    if security is not None and spec.get("telemetry_addr"):
-        report_refusals_to_telemetry(
-            zmq.Context.instance(), spec["telemetry_addr"], args.name, security
-        )
+    with use_security(security):  # every socket of the stage: CURVE or none
+        if security is not None and spec.get("telemetry_addr"):
+            report_refusals_to_telemetry(
+                zmq.Context.instance(), spec["telemetry_addr"], args.name, security
+            )
+        return _run_stage(build_stage(args.name, spec))
+
+
+def _run_stage(stage) -> int:
+    """Start ``stage`` and wait until it ends, or until SIGTERM / SIGINT stop it."""
     stopping = []
     handler = lambda signum, frame: stopping.append(signum)  # noqa: E731
     signal.signal(signal.SIGTERM, handler)

@@ -234,3 +234,26 @@ def test_key_allowed_during_a_session_counts_from_its_next_try(machines, context
     assert pull.poll(5000) and transport.recv(pull).index == 2
     push.close(0)
     pull.close(0)
+
+
+def test_control_channel_with_curve(machines, contexts):
+    """The source's REP control socket: an allowed client gets its reply, a stranger none."""
+    addr = f"tcp://{SERVER_HOST}:{_free_port()}"
+    server_ctx, client_ctx = contexts(), contexts()
+    rep = transport.control_server(server_ctx, addr, security=_security(machines, "server"))
+    req = transport.control_client(
+        client_ctx, addr, timeout_ms=5000, security=_security(machines, "client")
+    )
+    req.send(b'{"cmd": "state"}')
+    assert rep.poll(5000) and rep.recv() == b'{"cmd": "state"}'
+    rep.send(b'{"ok": true}')
+    assert req.recv() == b'{"ok": true}'
+    stranger = transport.control_client(
+        client_ctx, addr, timeout_ms=1000, security=_security(machines, "stranger")
+    )
+    stranger.send(b'{"cmd": "stop"}')  # queued for a connection that is never made
+    with pytest.raises(zmq.Again):
+        stranger.recv()
+    assert not rep.poll(200)  # the stop never reached the source
+    for sock in (stranger, req, rep):
+        sock.close(0)
