@@ -136,3 +136,34 @@ def test_result_outlets_carry_topk_details_and_reconstructions(tmp_path, base_po
     assert recon["type"] == "reconstruction" and recon["trial"] == 0
     assert recon["path"] == str((tmp_path / "trials" / "0001_recon.png").resolve())
     assert outlet.sent == {"retrievals": 2, "reconstructions": 1}
+
+
+def test_mne_lsl_reads_the_topk_stream(base_port):
+    """The numeric stream is what mne-lsl expects: named channels, one sample per trial."""
+    stream_mod = pytest.importorskip("mne_lsl.stream")
+    prefix = _unique("mne")
+    outlet = ResultsOutlet(f"tcp://127.0.0.1:{base_port}", top_k=2, prefix=prefix).start()
+    stream = stream_mod.StreamLSL(bufsize=30, name=f"{prefix}-topk", stype="MindEyeTopK")
+    stream.connect(timeout=10)
+    try:
+        assert stream.ch_names == topk_channels(2)
+        time.sleep(0.5)
+        for index in range(3):
+            outlet.publish_retrieval(
+                Message(
+                    "retrieval",
+                    run="run-01",
+                    index=index,
+                    meta={"image_id": 8},
+                    buffers={"ids": np.array([8, 3]), "scores": np.array([0.7, 0.1], np.float32)},
+                )
+            )
+        deadline = time.monotonic() + 10
+        while stream.n_new_samples < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        data, _ = stream.get_data(winsize=3)
+    finally:
+        stream.disconnect()
+        outlet.stop(drain_s=0.1)
+    assert data.shape == (7, 3)  # run, trial, image_id, 2 ids, 2 scores
+    assert data[1].tolist() == [0, 1, 2] and data[2].tolist() == data[3].tolist() == [8, 8, 8]
