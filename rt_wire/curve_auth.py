@@ -10,8 +10,8 @@ public key.  A refused client is logged (logger ``mindeye_rt.auth``, warning, wi
 address; repeats of one key at most every :data:`REPEAT_LOG_S`) and handed to the context's
 refusal reporters (a stage publishes it to the consoles).
 
-A process sets its security once (:func:`use_security`); the socket factories of
-:mod:`rt_wire.transport` read it when not given one.
+A command sets its process's security for as long as it runs (:func:`use_security`); the socket
+factories of :mod:`rt_wire.transport` read it when not given one.
 """
 
 from __future__ import annotations
@@ -130,12 +130,6 @@ def use_security(security: CurveSecurity | None) -> Iterator[CurveSecurity | Non
         yield security
     finally:
         _current = old
-
-
-def set_security(security: CurveSecurity | None) -> None:
-    """Make ``security`` the process's default until changed (a stage process, once)."""
-    global _current
-    _current = security
 
 
 # -- sockets -------------------------------------------------------------------------------------
