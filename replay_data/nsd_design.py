@@ -193,25 +193,13 @@ def plan_session(
     window = design.session_slice(session)
     expected = design.trial_images(subject)[window]
     reps = design.repetitions(subject)[window]
-    plans: list[RunPlan] = []
-    start = 0
-    got: list[np.ndarray] = []
+    found: list[tuple[int, np.ndarray, np.ndarray, int]] = []  # run, onsets, nsdIds, length
     for run in runs:
         d = read_design(layout.design(session, run))
         volumes = np.flatnonzero(d)
-        if not len(volumes):
-            continue
-        ids = d[volumes] - 1
-        got.append(ids)
-        trials = np.arange(start, start + len(ids))
-        start += len(ids)
-        if start <= len(expected):
-            reps_run = reps[trials]
-        else:
-            reps_run = np.zeros(len(ids), np.int64)
-        name = f"ses-{session:02d}_run-{run:02d}"
-        plans.append(RunPlan(session, run, name, len(d), volumes, ids, trials, reps_run))
-    seq = np.concatenate(got) if got else np.zeros(0, np.int64)
+        if len(volumes):
+            found.append((run, volumes, d[volumes] - 1, len(d)))
+    seq = np.concatenate([f[2] for f in found]) if found else np.zeros(0, np.int64)
     if seq.shape != expected.shape or np.any(seq != expected):
         n_bad = int(np.sum(seq[: len(expected)] != expected[: len(seq)]))
         raise DatasetError(
@@ -220,4 +208,10 @@ def plan_session(
             f"({n_bad} with another image than nsd_expdesign.mat's order), the .mat file "
             f"{len(expected)}: a design file is missing or belongs to another subject"
         )
+    plans, start = [], 0
+    for run, volumes, ids, n_volumes in found:
+        trials = np.arange(start, start + len(ids))
+        start += len(ids)
+        name = f"ses-{session:02d}_run-{run:02d}"
+        plans.append(RunPlan(session, run, name, n_volumes, volumes, ids, trials, reps[trials]))
     return plans
