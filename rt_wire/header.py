@@ -70,6 +70,8 @@ def check_size_and_depth(raw: bytes) -> None:
     """Refuse a header over :data:`MAX_HEADER_BYTES` or nested deeper than :data:`MAX_DEPTH`."""
     if len(raw) > MAX_HEADER_BYTES:
         raise fail(f"header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:  # the usual header: too few to nest deep
+        return
     depth = nesting_depth(raw)
     if depth > MAX_DEPTH:
         raise fail(f"header nests JSON {depth} levels deep, more than {MAX_DEPTH}")

@@ -133,7 +133,8 @@ def encode(msg: Message) -> list[bytes | memoryview]:
     except (TypeError, ValueError, RecursionError) as err:
         raise WireError(f"message header is not JSON-serializable: {err}") from None
     try:
-        _check_header(wire_header.parse_json(raw), len(frames))
+        wire_header.check_size_and_depth(raw)
+        _check_header(header, len(frames))  # as json.dumps wrote it (allow_nan=False: finite)
     except WireError as err:
         raise WireError(f"a {msg.kind!r} message cannot be sent: {err}") from None
     return [msg.kind.encode(), raw, *frames]

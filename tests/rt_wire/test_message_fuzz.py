@@ -103,6 +103,28 @@ def test_encode_then_decode_gives_back_any_valid_message(msg):
 
 @FUZZ
 @given(
+    msg=st.builds(
+        Message,
+        kind=st.sampled_from(sorted(KINDS)) | st.text(max_size=4),
+        seq=st.integers(),
+        run=st.none() | st.text(max_size=4) | st.integers(),
+        index=st.none() | st.integers(),
+        meta=st.dictionaries(st.text(max_size=4), ANY_JSON, max_size=4),
+        t=st.dictionaries(st.text(max_size=4), st.floats() | st.integers() | st.booleans()),
+        buffers=st.dictionaries(st.text(min_size=1, max_size=4), ARRAYS, max_size=3),
+        sender=SENDERS | st.none(),
+    )
+)
+def test_whatever_encode_accepts_decode_accepts(msg):
+    try:
+        frames = _frames(msg)
+    except WireError:
+        return
+    decode(frames)
+
+
+@FUZZ
+@given(
     header=st.fixed_dictionaries(
         {},
         optional={key: ANY_JSON for key in HEADER_KEYS},
