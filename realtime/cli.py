@@ -59,6 +59,12 @@ def _add_stream_model_options(p) -> None:
         "--top-k", type=int, dest="top_k", help="candidates reported per trial (default 5)"
     )
     p.add_argument(
+        "--decode-precision",
+        dest="decode_precision",
+        help="forward-pass arithmetic: fp32 (default) or int8 (CPU: a quarter of the weight "
+        "bytes, a few times faster; see benchmarks/bench_decode.py)",
+    )
+    p.add_argument(
         "--preset", help="model preset trained when no checkpoint is given (default demo)"
     )
     p.add_argument("--checkpoint", help="a MindEye checkpoint (.safetensors) to decode with")

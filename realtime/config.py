@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mindeye_models.decode_precision import PRECISIONS as DECODE_PRECISIONS
 from mindeye_models.recon_options import check_recon_options, resolve_mode
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
@@ -37,6 +38,7 @@ class StreamConfig:
     headless: bool = False
     decode_delay: float = 8.0
     top_k: int = 5
+    decode_precision: str = "fp32"
     preset: str = "demo"
     checkpoint: str | None = None
     clip_weights: str | None = None
@@ -83,6 +85,12 @@ class StreamConfig:
             unit="seconds",
         )
         self.top_k = check_number(self.top_k, "top_k", minimum=1, integer=True)
+        check_choice(self.decode_precision, "decode_precision", DECODE_PRECISIONS)
+        if self.decode_precision == "int8" and self.device != "cpu":
+            raise ConfigError(
+                f"'decode_precision' int8 runs on the CPU only, got --device {self.device!r}: "
+                "use fp32 on a GPU"
+            )
         self.base_port = check_number(
             self.base_port, "base_port", minimum=1024, maximum=65536 - N_ADDRESSES, integer=True
         )
