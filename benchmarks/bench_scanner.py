@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=1.0, help="scanner-sim pace (1: real time)")
     ap.add_argument("--motion", default="correct")
     ap.add_argument("--recon", default="none")
+    ap.add_argument("--decode-precision", default="fp32", choices=["fp32", "int8"])
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))
@@ -42,6 +43,7 @@ def main() -> None:
         sys.executable, "-m", "realtime.cli", "stream", "--scanner", str(export),
         "--replay", args.replay, "--headless", "--quiet", "--out", str(out),
         "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
+        "--decode-precision", args.decode_precision,
     ]  # fmt: skip
     sim = [
         sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,
