@@ -16,6 +16,7 @@ from fmri_compute.offline_glm import trial_betas
 from mindeye_models.ranks import top_k_accuracy, true_ranks
 from realtime.summary_markers import marker_figures, marker_lines
 from realtime.summary_motion import motion_figures
+from realtime.summary_quality import drop_censored, quality_figures, quality_lines
 from realtime.summary_recon_metrics import RECON_METRICS_SIZE, reconstruction_metrics
 from rt_base.atomic import write_json
 from rt_base.names import END_TO_END, RECORDED_SPANS
@@ -118,7 +119,7 @@ def offline_retrieval(out: Path, session: dict, retrievals: list[dict], tr: floa
     ranks = []
     for run in sorted({e["run"] for e in events}):
         run_events = [e for e in events if e["run"] == run]
-        raw, index = load_run_data(out, run)
+        raw, index = drop_censored(out, run, *load_run_data(out, run))
         if raw.shape[0] < 3:
             continue
         z = zscore_run(raw)
@@ -181,6 +182,14 @@ def summarize(
         **_recon_figures(recons),
         "input": session.get("input", "replay"),
         "motion": motion_figures(out, session),
+        "quality": quality_figures(
+            out,
+            session.get("runs", []),
+            read_events(out),
+            retrievals,
+            session["config"]["decode_delay"],
+            _tr_from_config(session),
+        ),
         "markers": marker_figures(out),
         "decode_delay_s": session["config"]["decode_delay"],
         "speed": session["config"]["speed"],
@@ -304,5 +313,7 @@ def _print_summary(s: dict, out: Path, log) -> None:
             line += f"; error vs truth p95 {t['p95']:.3f} mm, {r['p95']:.3f} deg"
         log(line)
     for line in marker_lines(s.get("markers")):
+        log(line)
+    for line in quality_lines(s.get("quality")):
         log(line)
     log(f"real-time factor {s['realtime_factor']}; summary: {out / 'summary.json'}")
