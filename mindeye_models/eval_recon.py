@@ -109,10 +109,10 @@ def _entry(value: float, chance: float, how: str) -> dict:
 
 def _absent(network: str, weights_dir: str | Path | None) -> dict:
     spec = NETWORKS[network]
-    where = "no --eval-weights folder given" if weights_dir is None else f"not in {weights_dir}"
+    where = ": no --eval-weights folder given" if weights_dir is None else f" not in {weights_dir}"
     return {
         "computed": False,
-        "reason": f"{spec.name}: weights file {spec.files[0]!r} {where}",
+        "reason": f"{spec.name}: weights file {spec.files[0]!r}{where}",
     }
 
 

@@ -1,0 +1,123 @@
+"""The papers' table (MindEye, Table 1: low-level, high-level and retrieval columns) in Markdown,
+from what :func:`realtime.eval_session.evaluate_session` computed."""
+
+from __future__ import annotations
+
+from mindeye_models.eval_recon import IDENTIFICATION, RECON_METRICS
+
+#: column headers, in the papers' short names and order (arrow: which way is better)
+HEADERS = {
+    "PixCorr": "PixCorr ↑",
+    "SSIM": "SSIM ↑",
+    "AlexNet(2)": "Alex(2) ↑",
+    "AlexNet(5)": "Alex(5) ↑",
+    "InceptionV3": "Incep ↑",
+    "CLIP": "CLIP ↑",
+    "EffNet-B": "Eff ↓",
+    "SwAV": "SwAV ↓",
+    "brain_to_image": "Image retr. ↑",
+    "image_to_brain": "Brain retr. ↑",
+}
+NOT_COMPUTED = "n/c"
+NOT_APPLICABLE = "–"
+
+
+def _value(name: str, value: float) -> str:
+    """The papers' formats: percentages for identification and retrieval, else 3 decimals."""
+    if name in IDENTIFICATION or name in ("brain_to_image", "image_to_brain"):
+        return f"{100 * value:.1f}%"
+    text = f"{value:.3f}"
+    return text.replace("0.", ".", 1) if abs(value) < 1 else text
+
+
+def _recon_cells(table: dict | None, key: str) -> list[str]:
+    cells = []
+    for name in RECON_METRICS:
+        m = None if table is None else table["metrics"][name]
+        if m is None:
+            cells.append(NOT_APPLICABLE)
+        elif not m["computed"]:
+            cells.append(NOT_COMPUTED)
+        else:
+            cells.append(_value(name, m[key]))
+    return cells
+
+
+def _retrieval_cells(r: dict | None, key: str = "mean") -> list[str]:
+    if r is None:
+        return [NOT_APPLICABLE, NOT_APPLICABLE]
+    if key == "chance":
+        return [_value(d, r["chance"]) for d in ("brain_to_image", "image_to_brain")]
+    return [_value(d, r[d][key]) for d in ("brain_to_image", "image_to_brain")]
+
+
+def _row(label: str, cells: list[str]) -> str:
+    return "| " + " | ".join([label, *cells]) + " |"
+
+
+def markdown_table(result: dict) -> str:
+    """The table with its chance row and the notes that say what each figure is."""
+    subject = "SIMULATED subject" if result.get("simulated") else "subject"
+    retrieval, recon = result["retrieval"], result.get("reconstruction") or {}
+    single, averaged = retrieval["single_trial"], retrieval["repetition_averaged"]
+    lines = [
+        f"## MindEye evaluation: {subject} {result.get('dataset')}",
+        "",
+        _row("Method", list(HEADERS.values())),
+        _row("---", ["---:"] * len(HEADERS)),
+        _row("single trials", _recon_cells(recon.get("recon"), "value") + _retrieval_cells(single)),
+    ]
+    if "blurry" in recon:
+        lines.append(
+            _row(
+                "single trials, blurry",
+                _recon_cells(recon["blurry"], "value") + _retrieval_cells(None),
+            )
+        )
+    lines.append(
+        _row("repetition-averaged", _recon_cells(None, "value") + _retrieval_cells(averaged))
+    )
+    chance_recon = recon.get("recon") or recon.get("blurry")
+    chance = _recon_cells(chance_recon, "chance") + _retrieval_cells(single, "chance")
+    lines.append(_row("chance", chance))
+    lines += ["", *_notes(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _interval(r: dict) -> str:
+    return ", ".join(
+        f"{HEADERS[d].split()[0].lower()} {100 * r[d]['ci_low']:.1f}-{100 * r[d]['ci_high']:.1f}%"
+        for d in ("brain_to_image", "image_to_brain")
+    )
+
+
+def _notes(result: dict) -> list[str]:
+    single = result["retrieval"]["single_trial"]
+    averaged = result["retrieval"]["repetition_averaged"]
+    ways = single["ways"]
+    n_way = "all the test images: fewer than 300" if ways == single["images"] else "random"
+    notes = [
+        f"- Retrieval: top-1 among {ways} candidates ({n_way}), mean of {single['draws']} draws "
+        f"(chance {100 / ways:.1f}%); image retr. = brain → image, brain retr. = image → brain.",
+        f"- 95% intervals ({single['brain_to_image']['interval']}): single trials "
+        f"{_interval(single)}; repetition-averaged {_interval(averaged)}.",
+        f"- {result['trials']} test trials of {result['images']} images; single trials: one "
+        f"random repetition per image and draw; repetition-averaged: the responses of each "
+        f"image's {averaged['repetitions_mean']:.2g} trials (mean) averaged, then decoded.",
+    ]
+    recon = result.get("reconstruction")
+    if not recon:
+        notes.append("- Reconstructions: none recorded for these trials (`--recon none`).")
+        return notes
+    for kind, table in recon.items():
+        notes.append(
+            f"- {kind}: {table['reconstructions']} single-trial reconstructions "
+            f"({', '.join(table.get('mode', []))}) of {table['images']} images, PixCorr and "
+            f"SSIM at {table['size']} px; chance = paired with another seen image (2-way: 50%). "
+            "The papers reconstruct repetition-averaged trials."
+        )
+    first = next(iter(recon.values()))
+    absent = {m["reason"] for m in first["metrics"].values() if not m["computed"]}
+    for reason in sorted(absent):
+        notes.append(f"- {NOT_COMPUTED} (not computed): {reason}.")
+    return notes
