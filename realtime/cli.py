@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from realtime.cli_eval import add_eval, cmd_eval
 from realtime.cli_keys import add_key_options, add_keys_parser, cmd_keys
 from realtime.cli_lsl import add_stim_sim, add_stream_lsl_options, cmd_stim_sim
 from realtime.cli_nsd import add_prepare_nsd, cmd_prepare_nsd
@@ -385,6 +386,7 @@ COMMANDS = {
     "model-info": (_add_model_info, cmd_model_info),
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
+    "eval": (add_eval, cmd_eval),
     "scanner-sim": (add_scanner_sim, cmd_scanner_sim),
     "stim-sim": (add_stim_sim, cmd_stim_sim),
     "keys": (add_keys_parser, cmd_keys),
