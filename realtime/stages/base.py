@@ -11,6 +11,10 @@ kind, run and index, counted as ``bad`` and dropped; the stage goes on.  Any oth
 (:func:`rt_base.debug.reraise_background_errors`) re-raised from :meth:`Stage.stop` /
 :meth:`Stage.join`.
 
+Every message a stage sends carries its :attr:`Stage.sender` (its name and an id of this
+instance), and its input is checked per sender (:mod:`realtime.stages.input_checks`): gaps,
+repeats, restarted upstreams and unknown senders are counted in :data:`COUNTERS`.
+
 Each stage builds itself from its spec (JSON values: its links :data:`LINK_KEYS` and its options)
 with :meth:`Stage.from_spec`; the keyword-only parameters of its :meth:`Stage.from_options` are the
 options it takes.
