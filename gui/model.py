@@ -143,4 +143,5 @@ class SessionModel(RunFeed, TrialFeed, HealthFeed):
                 skipped_volumes=self.skipped_volumes,
                 bad_frames=self.bad_frames,
                 motion=self._motion_snapshot(),
+                bad_volumes=self._bad_volumes_snapshot(),
             )

@@ -9,6 +9,11 @@ With motion correction on, the preprocess stage's ``tr`` messages carry in their
 (absent with ``--motion none``).  Each such TR adds a row to the run's motion trace; a TR
 whose FD passes the model's threshold is counted for its run and logged as a warning.  A
 malformed ``motion`` is read as missing, like any telemetry field of the wrong type.
+
+A ``tr`` the preprocess stage found bad carries ``bad_volume``: ``{"reasons": [...],
+"details": {...}}`` (:mod:`fmri_compute.volume_checks`); it is counted for its run and kept
+as the newest bad volume (:class:`~gui.state.BadVolumes`).  The stage's own log line about it
+is the warning in the log; the model adds none.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import math
 import numpy as np
 
 from gui.model_state import ModelState
-from gui.state import MOTION_PARAMS, MotionTrace
+from gui.state import MOTION_PARAMS, BadVolumes, MotionTrace
 from gui.values import as_float
 from rt_wire.message import Message
 
@@ -65,6 +70,21 @@ class MotionFeed(ModelState):
                 f"> {self.fd_threshold:g} mm",
             )
         self._versions["motion"] += 1
+
+    def _add_bad_volume(self, msg: Message) -> None:
+        """Count ``tr`` message ``msg`` if the preprocess stage flagged it bad."""
+        bad = msg.meta.get("bad_volume")
+        if not isinstance(bad, dict) or msg.index is None:
+            return
+        reasons = bad.get("reasons")
+        reasons = [str(r) for r in reasons] if isinstance(reasons, list) else []
+        run = str(msg.run)
+        self._bad_volumes[run] = self._bad_volumes.get(run, 0) + 1
+        self._bad_last = (run, int(msg.index), reasons)
+        self._versions["motion"] += 1
+
+    def _bad_volumes_snapshot(self) -> BadVolumes:
+        return BadVolumes(dict(self._bad_volumes), self._bad_last)
 
     def _motion_snapshot(self) -> MotionTrace | None:
         """The current run's :class:`~gui.state.MotionTrace`; None when it reported none."""

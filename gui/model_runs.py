@@ -67,6 +67,7 @@ class RunFeed(MotionFeed):
         if self.session.run is not None and msg.run != self.session.run:
             return
         self._add_motion(msg)
+        self._add_bad_volume(msg)
         raw = msg.buffers.get("raw")
         if raw is None or msg.index is None or raw.size == 0:
             return

@@ -112,6 +112,8 @@ class ModelState:
         self._recon: Recon | None = None
         self._motion_over: dict[str, int] = {}  # run -> TRs over the FD threshold
         self._motion_last_over: tuple[str, int, float] | None = None
+        self._bad_volumes: dict[str, int] = {}  # run -> volumes flagged bad (censored)
+        self._bad_last: tuple[str, int, list[str]] | None = None
         self._forget_optional_stages()
         self._reset_run()
         for key in self._versions:

@@ -28,6 +28,11 @@ def over_text(over: dict[str, int], threshold: float) -> str:
     return f"FD > {threshold:g} mm: {runs or '-'}"
 
 
+def bad_volumes_text(warning: str | None) -> str:
+    """The bad-volume warning of the counts line, in the warning colour ("" when none)."""
+    return f"<span style='color:{COLORS['stale']}'>{warning}</span>" if warning else ""
+
+
 def _legend() -> str:
     return "&nbsp;&nbsp;".join(
         f"<span style='color:{color}'>━</span>&nbsp;{axis}"
@@ -158,7 +163,7 @@ class MotionPanel(QtWidgets.QWidget):
             self.message.setText(WAITING if snap.tr_index is None else NO_MOTION)
             self.stack.setCurrentWidget(self.message)
             self.title.setText("HEAD MOTION")
-            self.counts.setText("")
+            self.counts.setText(bad_volumes_text(snap.bad_volumes.warning))
             self.legend.setVisible(False)
             return
         self.stack.setCurrentWidget(self.plots)
@@ -167,5 +172,7 @@ class MotionPanel(QtWidgets.QWidget):
         latest = "" if not m.fd.size or np.isnan(m.fd[-1]) else f"FD now {m.fd[-1]:.2f} mm  ·  "
         color = COLORS["stale"] if any(m.over.values()) else COLORS["muted"]
         over = over_text(m.over, m.threshold)
-        self.counts.setText(f"{latest}<span style='color:{color}'>{over}</span>")
+        bad = bad_volumes_text(snap.bad_volumes.warning)
+        bad = f"  ·  {bad}" if bad else ""
+        self.counts.setText(f"{latest}<span style='color:{color}'>{over}</span>{bad}")
         self.plots.draw(m, snap.session.tr)

@@ -6,7 +6,7 @@ compare its ``versions`` with the ones they last drew and redraw only what chang
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -207,6 +207,28 @@ class MotionTrace:
 
 
 @dataclass
+class BadVolumes:
+    """The volumes the preprocess stage flagged bad and censored (``bad_volume`` in a ``tr``):
+    ``per_run`` their count per run of the session; ``last`` the newest as (run, TR index,
+    reasons), None if none yet; ``warning`` a line about it for the operator, None if none."""
+
+    per_run: dict[str, int] = field(default_factory=dict)
+    last: tuple[str, int, list[str]] | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_run.values())
+
+    @property
+    def warning(self) -> str | None:
+        if self.last is None:
+            return None
+        run, index, reasons = self.last
+        why = ", ".join(reasons) or "reason not given"
+        return f"{self.total} bad volume(s) censored; last {run} TR {index + 1} ({why})"
+
+
+@dataclass
 class Snapshot:
     """A consistent copy of the model's state for one redraw.
 
@@ -244,3 +266,4 @@ class Snapshot:
     skipped_volumes: int
     bad_frames: int
     motion: MotionTrace | None = None
+    bad_volumes: BadVolumes = field(default_factory=BadVolumes)
