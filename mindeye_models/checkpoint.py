@@ -1,4 +1,4 @@
-"""MindEye checkpoints: safetensors weights with a JSON sidecar, and the official MindEye1 ones.
+"""MindEye checkpoints: safetensors weights with a JSON sidecar.
 
 Our format is two files side by side::
 
@@ -6,24 +6,26 @@ Our format is two files side by side::
     NAME.json          # {"format", "version", "config": MindEyeConfig, "extra": {...}}
 
 ``extra`` carries what the caller wants to remember (training info, embedder name and
-identity, dataset name, ...).  Nothing is ever unpickled: official ``.pth`` files are read
-with ``torch.load(weights_only=True)``.
+identity, dataset name, ...).  Nothing is ever unpickled.  The official MindEye1 / MindEye2
+checkpoints are read by :mod:`mindeye_models.official_mindeye1` and
+:mod:`mindeye_models.official_mindeye2` (``load_official_mindeye1`` is re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mindeye_models.embedder import EMBEDDERS
 from mindeye_models.model import MindEye
+from mindeye_models.official_mindeye1 import load_official_mindeye1
 from mindeye_models.presets import MindEyeConfig
 from rt_base.atomic import write_text, write_with
 from rt_base.errors import ConfigError, WeightsError
+
+__all__ = ["load_checkpoint", "load_official_mindeye1", "read_sidecar", "save_checkpoint"]
 
 FORMAT = "mindeye-rt-checkpoint"
 VERSION = 1
@@ -139,128 +141,3 @@ def _load_state(model: MindEye, state: dict[str, torch.Tensor], where: str) -> N
             "belongs to another model size, retrain or pick the matching checkpoint"
         )
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-
-
-# --- official MindEye1 checkpoints ---------------------------------------------------------
-
-_RENAMES = (
-    (re.compile(r"^lin0\."), "backbone.lin0."),
-    (re.compile(r"^mlp\."), "backbone.blocks."),
-    (re.compile(r"^lin1\."), "backbone.lin1."),
-    (re.compile(r"^projector\."), "projector."),
-)
-
-
-def _official_state(source: str | Path | dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The voxel2clip ``BrainNetwork`` tensors of an official file or dict, prefixes removed."""
-    if isinstance(source, dict):
-        state, where = source, "the given state dict"
-    else:
-        p = Path(source)
-        if not p.is_file():
-            raise WeightsError(
-                f"no official MindEye checkpoint at {str(p)!r}: download the voxel2clip / "
-                "prior checkpoint of the subject (e.g. from the MindEye1 release) to that path"
-            )
-        where = repr(str(p))
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(p))
-        else:
-            try:
-                state = torch.load(p, map_location="cpu", weights_only=True)
-            except Exception as err:  # pickle refusal, truncated file ...
-                raise WeightsError(
-                    f"{where} could not be read with torch.load(weights_only=True): {err}"
-                ) from err
-    for key in ("model_state_dict", "state_dict"):
-        if isinstance(state.get(key), dict):
-            state = state[key]
-    out: dict[str, torch.Tensor] = {}
-    # A BrainDiffusionPrior checkpoint nests the network under "voxel2clip.".
-    prior = any(str(k).removeprefix("module.").startswith("voxel2clip.") for k in state)
-    for k, v in state.items():
-        if not isinstance(v, torch.Tensor):
-            continue
-        k = str(k).removeprefix("module.")
-        if prior:
-            if not k.startswith("voxel2clip."):
-                continue
-            k = k.removeprefix("voxel2clip.")
-        out[k] = v
-    if "lin0.0.weight" not in out or "lin1.weight" not in out:
-        raise WeightsError(
-            f"{where} holds no MindEye1 voxel2clip tensors (expected keys 'lin0.*', 'mlp.*', "
-            "'lin1.*', 'projector.*'): pass the BrainNetwork or BrainDiffusionPrior checkpoint"
-        )
-    if "lin0.1.running_mean" in out or "lin0.2.weight" in out:
-        raise WeightsError(
-            f"{where} is a BatchNorm or activation-first BrainNetwork variant; only the "
-            "paper's LayerNorm-then-GELU network (norm_type='ln', act_first=False) is supported"
-        )
-    if "projector.0.weight" not in out:
-        raise WeightsError(f"{where} has no projector (use_projector=False): not supported")
-    return out
-
-
-def load_official_mindeye1(
-    source: str | Path | dict[str, Any], *, embedder: str | None = None, device: str = "cpu"
-) -> MindEye:
-    """Load an official MindEye1 voxel2clip checkpoint into :class:`MindEye`.
-
-    Accepts a ``BrainNetwork`` state dict (keys ``lin0.*``, ``mlp.*``, ``lin1.*``,
-    ``projector.*``), the same under ``model_state_dict`` or with a ``voxel2clip.`` prefix (a
-    ``BrainDiffusionPrior`` checkpoint; its prior tensors are ignored), as a file or a dict.
-    Sizes are read off the tensor shapes.  The official inputs were z-scored upstream, so the
-    input normalization is left at identity.
-
-    Parameters
-    ----------
-    source : path to a ``.pth``/``.pt``/``.safetensors`` file, or a state dict.
-    embedder : name of the embedder of the targets; None picks the one whose token shape
-        matches (``ViT-L-14`` for 257 x 768).
-    device : torch device string.
-    """
-    state = _official_state(source)
-    n_voxels = state["lin0.0.weight"].shape[1]
-    hidden = state["lin0.0.weight"].shape[0]
-    n_blocks = len({k.split(".")[1] for k in state if k.startswith("mlp.")})
-    clip_dim = state["projector.0.weight"].shape[0]
-    proj_hidden = state["projector.2.weight"].shape[0]
-    out_dim = state["lin1.weight"].shape[0]
-    if out_dim % clip_dim:
-        raise WeightsError(f"lin1 outputs {out_dim} values, not a multiple of clip_dim {clip_dim}")
-    n_tokens = out_dim // clip_dim
-    if embedder is None:
-        matches = [n for n, c in EMBEDDERS.items() if c.token_shape == (n_tokens, clip_dim)]
-        if not matches:
-            raise WeightsError(
-                f"no known embedder makes {n_tokens} x {clip_dim} tokens (the checkpoint's "
-                f"target space); known: { {n: c.token_shape for n, c in EMBEDDERS.items()} }"
-            )
-        embedder = matches[0]
-    try:
-        config = MindEyeConfig(
-            n_voxels=n_voxels,
-            hidden=hidden,
-            n_blocks=n_blocks,
-            n_tokens=n_tokens,
-            clip_dim=clip_dim,
-            proj_hidden=proj_hidden,
-            embedder=embedder,
-            name="mindeye1-official",
-        )
-    except ConfigError as err:
-        raise WeightsError(f"the official checkpoint does not fit a MindEye config: {err}") from err
-    renamed = {}
-    for k, v in state.items():
-        for pattern, new in _RENAMES:
-            if pattern.match(k):
-                renamed[pattern.sub(new, k)] = v
-                break
-    model = MindEye(config)
-    renamed["input_mean"] = model.input_mean.clone()
-    renamed["input_std"] = model.input_std.clone()
-    _load_state(model, renamed, "the official MindEye1 checkpoint")
-    return model.to(device).eval()

@@ -91,6 +91,15 @@ class ImageEmbedder:
 
         self.config = config
         self.device = torch.device(device)
+        if weights is None and config.name != "tiny-random":
+            raise WeightsError(
+                f"embedder {config.name!r} needs its weights: pass --clip-weights PATH to a local "
+                f"open_clip {config.name} checkpoint (e.g. open_clip_pytorch_model.bin of "
+                "laion/CLIP-ViT-L-14 or laion/CLIP-ViT-bigG-14-laion2B-39B-b160k, or OpenAI's "
+                "ViT-L-14.pt state dict); nothing is downloaded"
+            )
+        if weights is not None and not Path(weights).is_file():  # before building the tower
+            raise WeightsError(f"CLIP weights file {str(weights)!r} does not exist")
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(config.seed)
         try:
@@ -107,13 +116,6 @@ class ImageEmbedder:
             torch.random.set_rng_state(gen_state)
         if weights is not None:
             self._load(Path(weights))
-        elif config.name != "tiny-random":
-            raise WeightsError(
-                f"embedder {config.name!r} needs its weights: pass --clip-weights PATH to a local "
-                f"open_clip {config.name} checkpoint (e.g. open_clip_pytorch_model.bin of "
-                "laion/CLIP-ViT-L-14 or laion/CLIP-ViT-bigG-14-laion2B-39B-b160k, or OpenAI's "
-                "ViT-L-14.pt state dict); nothing is downloaded"
-            )
         self.weights = None if weights is None else str(weights)
         self.visual.eval().to(self.device)
         self.identity = self._identity()

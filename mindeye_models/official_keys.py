@@ -72,14 +72,49 @@ def rename(state: dict[str, torch.Tensor], rules: list[Rule]) -> tuple[dict, lis
     renamed: dict[str, torch.Tensor] = {}
     unmatched: list[str] = []
     for key, value in state.items():
+        if any(p.search(key) for p in ignored):
+            continue
         for pattern, new in compiled:
             if pattern.search(key):
                 renamed[pattern.sub(new, key, count=1)] = value
                 break
         else:
-            if not any(p.search(key) for p in ignored):
-                unmatched.append(key)
+            unmatched.append(key)
     return renamed, sorted(unmatched)
+
+
+# diffusers renamed the VAE decoder's mid-block attention in 2023; older files (MindEye1's) use
+# the first names.  Same shapes, so renaming is enough.
+_LEGACY_DECODER_ATTENTION = (
+    (re.compile(r"(\.mid_block\.attentions\.\d+\.)query\."), r"\1to_q."),
+    (re.compile(r"(\.mid_block\.attentions\.\d+\.)key\."), r"\1to_k."),
+    (re.compile(r"(\.mid_block\.attentions\.\d+\.)value\."), r"\1to_v."),
+    (re.compile(r"(\.mid_block\.attentions\.\d+\.)proj_attn\."), r"\1to_out.0."),
+)
+
+
+def modernize_decoder_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the pre-2023 diffusers decoder attention keys to today's names."""
+    out = {}
+    for key, value in state.items():
+        for pattern, new in _LEGACY_DECODER_ATTENTION:
+            key = pattern.sub(new, key)
+        out[key] = value
+    return out
+
+
+def official_name(key: str, rules: list[Rule]) -> str:
+    """The official name of our ``key`` under ``rules`` (for error messages).
+
+    Prefix rules are inverted literally; rules that keep the matched name (``\\1``) leave it.
+    """
+    for pattern, new in rules:
+        if "\\" in new:
+            continue
+        if new and key.startswith(new):
+            literal = pattern.removeprefix("^").replace("\\", "")
+            return literal + key[len(new) :]
+    return key
 
 
 def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ placeholders, :class:`Inert`, that run no code of the file, only for the module 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,21 @@ class StateDiff:
         return "; ".join(parts) or "no differences"
 
 
-def diff_state(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> StateDiff:
-    """Missing and unexpected keys and shape mismatches of ``given`` against ``expected``."""
+def diff_state(
+    expected: dict[str, torch.Tensor],
+    given: dict[str, torch.Tensor],
+    name: Callable[[str], str] = str,
+) -> StateDiff:
+    """Missing and unexpected keys and shape mismatches of ``given`` against ``expected``.
+
+    ``name`` turns a key into the name the message shows (the file's own name for a key that
+    was renamed on loading).
+    """
     return StateDiff(
-        missing=sorted(set(expected) - set(given)),
-        unexpected=sorted(set(given) - set(expected)),
+        missing=sorted(name(k) for k in set(expected) - set(given)),
+        unexpected=sorted(name(k) for k in set(given) - set(expected)),
         wrong_shape=[
-            f"{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}"
+            f"{name(k)}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}"
             for k, v in expected.items()
             if k in given and tuple(given[k].shape) != tuple(v.shape)
         ],
@@ -138,7 +147,11 @@ def diff_state(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
 
 
 def load_exactly(
-    module: nn.Module, state: dict[str, torch.Tensor], where: str, remedy: str
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    where: str,
+    remedy: str,
+    name: Callable[[str], str] = str,
 ) -> None:
     """Load ``state`` into ``module`` only if names and shapes match exactly.
 
@@ -147,10 +160,11 @@ def load_exactly(
     Raises
     ------
     WeightsError
-        Listing the missing and unexpected keys and the shape mismatches, then ``remedy``.
+        Listing the missing and unexpected keys and the shape mismatches (as ``name`` shows
+        them), then ``remedy``.
     """
     own = module.state_dict()
-    diff = diff_state(own, state)
+    diff = diff_state(own, state, name)
     if diff:
         raise WeightsError(
             f"{where} does not fit {type(module).__name__}: {diff.describe()}; {remedy}"
