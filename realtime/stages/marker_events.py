@@ -89,6 +89,13 @@ class MarkerEvents:
         """Run ``name`` starts streaming: held markers are applied to it."""
         self.run = _Run(name, tr, self.speed)
         held, self.held = self.held, []
+        starts = [i for i, m in enumerate(held) if m.marker and m.marker.type == "run_start"]
+        if starts and starts[0]:  # before the program's run_start: its previous run's, late
+            for item in held[: starts[0]]:
+                self._count(None, "refused")
+                self._record(item, "refused: came after its run ended")
+            self.notice("warning", f"{starts[0]} marker(s) came after their run ended: ignored")
+            held = held[starts[0] :]
         for item in held:
             self._take(item)
 

@@ -8,6 +8,8 @@ In a replay the source plays the scanner, and the stimulus program (PsychoPy, or
   is the program's first trigger;
 - volume ``k`` is sent at data time ``k * TR`` (``TR / speed`` apart), and before it the trials
   whose onsets it has reached, timed from the markers (:mod:`realtime.stages.marker_events`);
+  its time on the session clock is when it was due (``run_start``'s time + ``k * TR / speed``),
+  so a source that starts late catches up without shifting the onsets;
 - at speed 0 there is no clock: each trial marker carries its ``onset``, and volume ``k`` waits
   until the program's markers have reached data time ``k * TR`` (a trial with a later onset,
   or ``run_stop``), so trials and volumes are merged exactly as from ``events.tsv``.
@@ -81,7 +83,8 @@ class MarkerReplayMixin:
             vol = np.ascontiguousarray(data[..., k], dtype=np.float32)
             self.sent_volumes += 1
             next_index = k + 1
-            self.markers.volume(k, now)
+            # its acquisition time is when it was due: a late send is a late file, not a shift
+            self.markers.volume(k, start.time + (k * tr / speed if speed else 0.0))
             yield Message(
                 "volume",
                 run=run,

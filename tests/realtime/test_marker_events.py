@@ -150,3 +150,21 @@ def test_a_trial_before_the_first_volume_is_refused_and_splits_come_from_the_des
     events = ev.trials_until(100)
     assert [(e.split, e.repetition) for e in events] == [("test", 1), ("unknown", 1)]
     assert ev.end_run(5)["refused"] == 1
+
+
+def test_a_run_stop_after_its_run_ended_does_not_stop_the_next_one():
+    inlet = FakeInlet()
+    ev = MarkerEvents(inlet)
+    inlet.send('{"type": "run_start"}', T0)
+    ev.poll()
+    ev.begin_run("r1", tr=1.0)
+    ev.end_run(3)  # the replay reached the run's end first...
+    inlet.send('{"type": "run_stop"}', T0 + 3)  # ...then the program's run_stop came
+    inlet.send('{"type": "run_start"}', T0 + 4)
+    inlet.send(trial(6), T0 + 6)
+    ev.poll()
+    ev.begin_run("r2", tr=1.0)
+    assert ev.program_started and ev.covered() != float("inf")
+    ev.volume(0, T0 + 4)
+    assert [(e.image_id, e.onset) for e in ev.trials_until(100)] == [(6, pytest.approx(2.0))]
+    assert ev.counts["refused"] == 1
