@@ -49,8 +49,8 @@ def _tag_folder(path: Path) -> Path:
     latest = path / "latest"
     if latest.is_file():
         tag = latest.read_text().strip()
-        if (path / tag).is_dir():
-            return _tag_folder(path / tag) if (path / tag) != path else path
+        if tag and (path / tag).is_dir():
+            return path / tag
         raise WeightsError(f"{str(latest)!r} names tag {tag!r}, but {str(path / tag)!r} is missing")
     raise WeightsError(
         f"{str(path)!r} is not a DeepSpeed ZeRO checkpoint folder: expected 'latest' and "
