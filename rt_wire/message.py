@@ -155,6 +155,11 @@ def decode(frames: Any) -> Message:
         :mod:`rt_wire.header`, unknown kind, wrong types, a bad sender, a buffer whose size does
         not match its dtype and shape, a topic that does not match the kind.
     """
+    n_frames = len(frames) if hasattr(frames, "__len__") else 0
+    if n_frames > wire_header.MAX_BUFFERS + 2:  # before a view of each is made
+        raise fail(
+            f"{n_frames} frames, more than [topic, header] and {wire_header.MAX_BUFFERS} buffers"
+        )
     views = _byte_views(frames)
     if len(views) < 2:
         raise fail(f"expected at least 2 frames [topic, header], got {len(views)}")

@@ -5,7 +5,9 @@ per sender (:class:`~rt_wire.sequence.LinkSequences`), so a restarted upstream, 
 or a forged sequence number can never make it drop the real stream.  What it finds goes into the
 stage's counters (:data:`realtime.stages.base.COUNTERS`) and its log:
 
-- ``lost``: messages of a sender that never came (a ``gap`` message goes downstream);
+- ``lost``: messages of an expected sender that never came (a ``gap`` message goes
+  downstream; an unknown sender's skipped numbers are only logged, so a forged sequence number
+  cannot inflate the count);
 - ``repeated``: messages dropped because their sender had already sent that number;
 - ``upstream_restarts``: a sender whose numbers went back to 0, or an expected stage name
   heard with a new id (its process was restarted);
@@ -78,6 +80,13 @@ class InputChecks:
             self.counters["repeated"] += 1
             self.report("warning", f"dropped a repeated message (seq {msg.seq}) from {sender}")
             return None
+        if arrival.state == "gap" and not arrival.expected:  # not the data path's numbers
+            self.report(
+                "warning",
+                f"unknown sender {sender} skipped {arrival.missing} sequence number(s) before "
+                f"seq {msg.seq} (not counted as lost)",
+            )
+            return []
         if arrival.state == "gap":
             self.counters["lost"] += arrival.missing
             self.report(

@@ -80,6 +80,22 @@ def test_a_forged_huge_sequence_number_does_not_silence_the_real_upstream(base_p
     _close(push, pull)
 
 
+def test_an_unknown_senders_forged_gap_is_not_counted_as_lost(base_port):
+    forger = Sender("intruder", "666-ffffffffffff")
+    push, pull, a_in, a_out = _link(base_port)
+    with FromSource(in_addr=a_in, out_addr=a_out) as stage:
+        transport.send(push, _tr(0, index=0))
+        transport.send(push, _tr(0, forger, index=98))
+        transport.send(push, _tr(10**15, forger, index=99))
+        transport.send(push, _tr(1, index=1))
+        transport.send(push, Message("end", seq=2, sender=REAL))
+        msgs = _recv_all(pull)
+        assert stage.join(5)
+    assert [m.index for m in msgs if m.kind == "tr"] == [0, 98, 99, 1]
+    assert not [m for m in msgs if m.kind == "gap"] and stage.counters["lost"] == 0
+    _close(push, pull)
+
+
 def test_an_unknown_sender_is_counted_and_reported_once(base_port, caplog):
     intruder = Sender("intruder", "7-7")
     push, pull, a_in, a_out = _link(base_port)

@@ -112,7 +112,12 @@ def test_too_many_buffers_are_refused_before_their_specs_are_read(good):
     n = wire_header.MAX_BUFFERS + 1
     h["buffers"] = [{"name": f"b{i}", "dtype": "uint8", "shape": [0]} for i in range(n)]
     with pytest.raises(WireError, match=f"{n} buffers, more than"):
-        decode([good[0], json.dumps(h).encode(), *[b""] * n])
+        decode([good[0], json.dumps(h).encode(), b""])  # refused before the frames are counted
+
+
+def test_a_flood_of_frames_is_refused_by_its_count(good):
+    with pytest.raises(WireError, match="frames, more than"):
+        decode([*good, *[b""] * 100_000])
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting(good):
