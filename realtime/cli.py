@@ -111,6 +111,16 @@ def _add_stream_run_options(p) -> None:
     p.add_argument(
         "--quiet", action="store_true", default=None, help="no per-trial lines or progress bars"
     )
+    p.add_argument(
+        "--subject",
+        help="the record's BIDS subject label, letters and digits (default: the dataset's "
+        "subject, e.g. subj01)",
+    )
+    p.add_argument(
+        "--session",
+        help="the record's BIDS session label, letters and digits (default: the date and time, "
+        "e.g. 20250314T0930)",
+    )
 
 
 def _add_stream_recon_options(g) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from mindeye_models.decode_precision import PRECISIONS as DECODE_PRECISIONS
 from mindeye_models.recon_options import check_recon_options, resolve_mode
+from realtime.session_layout import check_label
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 from rt_wire.curve_auth import CurveSecurity, remote_addresses
@@ -73,6 +74,8 @@ class StreamConfig:
     keys: str | None = None
     key_name: str | None = None
     curve: bool = False
+    subject: str | None = None
+    session: str | None = None
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -112,6 +115,9 @@ class StreamConfig:
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"'host' must be an interface address, got {self.host!r}")
         self._check_keys()
+        for key in ("subject", "session"):  # the record's BIDS labels (default: preparation's)
+            if getattr(self, key) is not None:
+                check_label(getattr(self, key), key)
 
     def _check_keys(self) -> None:
         """Links that leave loopback (or ``curve``) need a key directory: say so before any

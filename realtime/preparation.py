@@ -17,6 +17,7 @@ from typing import Any
 
 from mindeye_models.recon_options import TINY_RANDOM_GENERATOR, ReconOptions
 from realtime.config import StreamConfig
+from realtime.session_layout import session_labels
 from replay_data.home import data_home
 from rt_base.atomic import write_json
 from rt_base.checks import check_path
@@ -88,6 +89,9 @@ def prepare(cfg: StreamConfig, log=print) -> PreparedSession:
     runs = [cfg.run] if cfg.run else (cfg.runs or list(ds.runs))
     bank_ids = _bank_ids(ds, runs)
     specs = _stage_specs(cfg, ds, checkpoint, runs, bank_ids, out)
+    labels = session_labels(cfg.subject, cfg.session, ds.meta.subject).to_dict()
+    specs["source"].update(record_dir=str(out), record_labels=labels)  # the received volumes
+    specs["recorder"]["record_labels"] = labels  # the BIDS record (realtime.session_layout)
     if bundle is not None:
         specs["decode"].update(emit_latents=True, out_addr=cfg.addresses()["reconstruct"])
         specs["reconstruct"] = _reconstruct_spec(cfg, options, bundle)
@@ -104,6 +108,7 @@ def prepare(cfg: StreamConfig, log=print) -> PreparedSession:
         "bank_ids": bank_ids,
         "cache_dir": str(data_home() / "cache"),
         "runs": runs,
+        "record_labels": labels,
         "input": "scanner" if cfg.scanner else "replay",
         "scanner": cfg.scanner,
         "motion": specs["preprocess"]["motion"],

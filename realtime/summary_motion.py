@@ -1,7 +1,8 @@
 """The session summary's head-motion figures: framewise displacement per run, and, for a
 simulated subject that moves, how far the estimated parameters are from the true ones.
 
-The estimates (``runs/RUN_motion.tsv``, written by the recorder) are relative to the session's
+The estimates (the record's motion derivative, written by the recorder; ``runs/RUN_motion.tsv``
+in a session recorded before records were BIDS) are relative to the session's
 motion reference; the truth (:meth:`replay_data.dataset_reader.ReplayDataset.true_motion`) is
 relative to the still head.  They are compared as rigid transforms: the truth of each volume
 composed with the inverse of the reference volume's truth.
@@ -10,25 +11,43 @@ composed with the inverse of the reference volume's truth.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 
 from fmri_compute.rigid import PARAM_NAMES, grid_center, params_from_matrix, rigid_matrix
+from realtime.session_layout import layout_of
+
+
+def motion_path(out: Path, run: str) -> Path | None:
+    """The motion table of ``run`` in the session folder ``out`` (None: not on record)."""
+    out = Path(out)
+    try:
+        layout = layout_of(out, json.loads((out / "config.json").read_text()))
+    except (OSError, ValueError):
+        layout = None
+    if layout is None:  # recorded before records were BIDS
+        return out / "runs" / f"{run}_motion.tsv"
+    number = layout.recorded_runs().get(run)
+    return None if number is None else layout.motion_tsv(number)
 
 
 def read_motion(out: Path, run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(indices (T,), params (T, 6), fd (T,)) recorded for ``run``, or None."""
-    path = out / "runs" / f"{run}_motion.tsv"
-    if not path.is_file():
+    """(indices (T,), params (T, 6), fd (T,)) recorded for ``run``, or None.  Row k of the
+    derivative is volume k (``n/a`` rows: volumes that never reached the recorder); the older
+    table had an ``index`` and an ``fd`` column."""
+    path = motion_path(out, run)
+    if path is None or not path.is_file():
         return None
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
+    rows = [(int(r.get("index", k)), r) for k, r in enumerate(rows) if r[PARAM_NAMES[0]] != "n/a"]
     if not rows:
         return None
-    index = np.array([int(r["index"]) for r in rows])
-    params = np.array([[float(r[c]) for c in PARAM_NAMES] for r in rows])
-    fd = np.array([float(r["fd"]) for r in rows])
+    index = np.array([k for k, _ in rows])
+    params = np.array([[float(r[c]) for c in PARAM_NAMES] for _, r in rows])
+    fd = np.array([float(r.get("framewise_displacement", r.get("fd"))) for _, r in rows])
     return index, params, fd
 
 

@@ -6,19 +6,28 @@ dimension raised to count it.  nibabel can open the file during the session, and
 it holds every volume whose header update was written (at most the last one is missing);
 never a header that promises data the file does not have.  (Until the first volume's header is
 written, the file is not yet a NIfTI.)
+
+A volume that never came is stored as zeros at its place, so volume ``k`` is always frame ``k``
+(:attr:`GrowingNifti.missing` lists them).  A gzip stream cannot be appended to crash-safely,
+so the ``.nii.gz`` is made at the run's end by :func:`compress_nifti`: written whole under a
+temporary name, renamed, and only then is the ``.nii`` removed.  A crash leaves the ``.nii``
+(and maybe a hidden partial ``.nii.gz`` to delete), never a truncated ``.nii.gz``.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from rt_base import atomic
 from rt_base.errors import ConfigError
 
-__all__ = ["GrowingNifti"]
+__all__ = ["GrowingNifti", "compress_nifti"]
 
 _HEADER_BYTES = 352  # 348-byte NIfTI-1 header + 4-byte extension flag; data start here
 
@@ -56,20 +65,47 @@ class GrowingNifti:
         hdr["descrip"] = description[:79].encode()
         self._header = hdr
         self.n_volumes = 0
+        self.missing: list[int] = []
         self._fh = None
 
-    def append(self, volume: np.ndarray) -> None:
-        """Write one volume, then count it in the header (both flushed to the OS)."""
+    def append(self, volume: np.ndarray, index: int | None = None) -> None:
+        """Write one volume as frame ``index`` (default: the next), then count it in the header
+        (both flushed to the OS).  Frames skipped to reach ``index`` are written as zeros and
+        listed in :attr:`missing`.
+
+        Raises
+        ------
+        ConfigError
+            The volume's shape is not the file's, or ``index`` is a frame already written.
+        """
         vol = np.asarray(volume)
         if vol.shape != self.shape:
             raise ConfigError(
                 f"volume of shape {vol.shape} cannot join {self.path.name} of {self.shape}"
             )
+        index = self.n_volumes if index is None else int(index)
+        if index < self.n_volumes:
+            raise ConfigError(
+                f"frame {index} of {self.path.name} is already written ({self.n_volumes} frames)"
+            )
+        self.pad_to(index)
+        self._write_frame(vol.astype("<f4").tobytes(order="F"))
+
+    def pad_to(self, n: int) -> None:
+        """Store zeros for the frames from :attr:`n_volumes` up to ``n`` (volumes that never
+        came), so the file has ``n`` frames."""
+        if n > self.n_volumes:
+            blank = bytes(4 * int(np.prod(self.shape)))
+            for k in range(self.n_volumes, n):
+                self.missing.append(k)
+                self._write_frame(blank)
+
+    def _write_frame(self, data: bytes) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w+b")
-        self._fh.seek(_HEADER_BYTES + self.n_volumes * vol.size * 4)
-        self._fh.write(vol.astype("<f4").tobytes(order="F"))
+        self._fh.seek(_HEADER_BYTES + self.n_volumes * len(data))
+        self._fh.write(data)
         self._fh.flush()
         self.n_volumes += 1
         self._write_header(self.n_volumes)
@@ -92,3 +128,25 @@ class GrowingNifti:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def compress_nifti(src: str | os.PathLike, dst: str | os.PathLike, level: int = 1) -> Path:
+    """Gzip the NIfTI ``src`` into ``dst`` (``.nii.gz``) whole or not at all, then remove
+    ``src``: at every moment one complete copy exists.
+
+    ``level`` is zlib's (1 fastest .. 9 smallest); fMRI volumes of float32 compress little
+    better at higher levels, and a run's file is compressed while the next run streams.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.name.endswith(".nii") or not dst.name.endswith(".nii.gz"):
+        raise ConfigError(f"compress_nifti makes X.nii.gz from X.nii, got {src} -> {dst}")
+
+    def write(tmp: Path) -> None:
+        with open(src, "rb") as fin, gzip.open(tmp, "wb", compresslevel=level) as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+
+    atomic.write_with(dst, write)
+    src.unlink()
+    return dst

@@ -1,16 +1,17 @@
 """Recorder: writes everything that reaches the end of the data path into the session folder.
 
 Written incrementally (appends and small files, flushed per message), so a crash loses nothing
-already received.  Layout::
+already received.  The folder is a BIDS record (:mod:`realtime.session_layout` names every
+file): the recorder writes its description files, each run's ``_events.tsv`` (the trials as
+used), ``scans.tsv`` and the head-motion derivative (with --motion estimate or correct;
+:mod:`realtime.stages.recorder_bids`); the source writes the received volumes
+(:mod:`realtime.volume_record`).  The pipeline's own files::
 
-    events.tsv          trial events as received
+    events.tsv          every run's trial events as received (run and trial columns)
     runs/RUN_raw.f32    masked scanner values, one row of V float32 per TR, appended
     runs/RUN_tr.tsv     TR index and timestamps of each row
-    runs/RUN_motion.tsv head motion per TR (with --motion estimate or correct): index, the six
-                        rigid parameters (mm, degrees) and framewise displacement (mm)
     runs/RUN_bad.tsv    the bad (censored) volumes: index, reasons, details (JSON); created
                         with the run's first bad volume
-    volumes/RUN_bold.nii  the received volumes of a scanner session (written by the source)
     trials/NNNN_response.npy, trials/NNNN_embedding.npy
     trials/NNNN_recon.png     the trial's reconstruction (when a reconstruct stage runs)
     trials/NNNN_blurry.png    its blurry low-level image ("full" mode only; in "lowlevel" mode
@@ -36,8 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmri_compute.rigid import PARAM_NAMES
+from realtime.session_layout import RecordLabels
 from realtime.stages.base import Stage
+from realtime.stages.recorder_bids import BidsTables
 from rt_base import atomic
 from rt_base.errors import MessageError
 from rt_wire.message import Message
@@ -115,12 +117,24 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic.write_with(path, lambda tmp: np.save(tmp, array))
 
 
+#: a record's labels when none are given (a recorder started alone)
+DEFAULT_LABELS = {"subject": "01", "session": "01"}
+
+
 class RecorderStage(Stage):
-    """The data path's sink.  ``print_trials`` prints one line per decoded trial."""
+    """The data path's sink.  ``print_trials`` prints one line per decoded trial;
+    ``record_labels`` are the record's BIDS subject, session and task (default sub-01 ses-01)."""
 
     name = "recorder"
 
-    def __init__(self, out_dir: str | Path, *, print_trials: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        print_trials: bool = True,
+        record_labels: dict | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.out = Path(out_dir)
         (self.out / "runs").mkdir(parents=True, exist_ok=True)
@@ -135,11 +149,19 @@ class RecorderStage(Stage):
         self._numbers: dict[tuple[str | None, int | None], int] = {}
         self._writer("events.tsv", "run\ttrial\tonset\tduration\timage_id\trepetition\tsplit\n")
         self._writer("retrievals.tsv", "\t".join(RETRIEVAL_COLUMNS) + "\n")
+        self.bids = BidsTables(self.out, RecordLabels.from_dict(record_labels or DEFAULT_LABELS))
 
     @classmethod
-    def from_options(cls, links: dict, *, out_dir: str, print_trials: bool = True) -> RecorderStage:
+    def from_options(
+        cls,
+        links: dict,
+        *,
+        out_dir: str,
+        print_trials: bool = True,
+        record_labels: dict | None = None,
+    ) -> RecorderStage:
         """Build from a spec: ``out_dir`` is the session folder."""
-        return cls(out_dir, print_trials=print_trials, **links)
+        return cls(out_dir, print_trials=print_trials, record_labels=record_labels, **links)
 
     def _writer(self, name: str, header: str | None = None, mode: str = "a"):
         if name not in self._files:
@@ -182,6 +204,7 @@ class RecorderStage(Stage):
             "meta": msg.meta,
         }
         self._writer(f"runs/{msg.run}_tr.tsv", "index\tacquired\trecorded\n")
+        self.bids.run_start(msg.run, msg.meta)
 
     def _on_tr(self, msg: Message) -> None:
         run = self._run_of(msg)
@@ -201,12 +224,7 @@ class RecorderStage(Stage):
         )
         motion = msg.meta.get("motion")
         if isinstance(motion, dict):
-            name = f"runs/{msg.run}_motion.tsv"
-            self._writer(name, "\t".join(("index", *PARAM_NAMES, "fd")) + "\n")
-            values = [*motion.get("params", [])][:6] + [motion.get("fd")]
-            self._line(
-                name, "\t".join([str(msg.index), *(f"{float(v):.5f}" for v in values)]) + "\n"
-            )
+            self.bids.motion(msg.run, int(msg.index), motion.get("params", []), motion.get("fd"))
         bad = msg.meta.get("bad_volume")
         if isinstance(bad, dict):
             name = f"runs/{msg.run}_bad.tsv"
@@ -234,6 +252,7 @@ class RecorderStage(Stage):
             f"{msg.run}\t{msg.index}\t{m['onset']}\t{m['duration']}\t{m['image_id']}\t"
             f"{m.get('repetition', '')}\t{m.get('split', '')}\n",
         )
+        self.bids.trial(msg.run, int(msg.index), m)
 
     def _trial_number(self, msg: Message) -> int:
         """Session-wide trial number NNNN (1-based, in decode order) of a run's trial."""
@@ -366,4 +385,5 @@ class RecorderStage(Stage):
         for fh in self._files.values():
             fh.close()
         self._files.clear()
+        self.bids.close()
         return ()

@@ -20,9 +20,8 @@ Trials
     Come from a design dataset's events (the runs of ``dataset`` in ``runs`` order map to the
     scanner's runs in order), sent when the data time of the next volume reaches their onset.
 Record
-    With ``record_dir``, each run's received volumes are written as they come to
-    ``record_dir/volumes/RUN_bold.nii`` (:class:`replay_data.growing_nifti.GrowingNifti`),
-    after they are sent on.
+    With ``record_dir`` and ``record_labels``, each run's received volumes are written as they
+    come to the record's BIDS bold file (:mod:`realtime.volume_record`), after they are sent on.
 Latency
     ``source.acquired`` is the time the console finished writing the volume's file (its mtime),
     so the end-to-end latency includes finding and reading it; ``source.read`` is when it had
@@ -66,7 +65,9 @@ class ScannerSource(SourceStage):
     run_timeout_s : a run with no new volume for this long ends (default max(10 s, 6 TR)).
     idle_timeout_s : after a run ended, the session ends when no new series starts in this
         long (it also ends when every design run is done, or on the operator's stop).
-    record_dir : the session folder; received volumes go to ``volumes/RUN_bold.nii``.
+    record_dir : the session folder.
+    record_labels : the record's BIDS ``subject``, ``session`` and ``task``: with them and
+        ``record_dir``, the received volumes are written to the record.
     control_addr : the operator's control channel (:mod:`realtime.stages.source_control`).
     """
 
@@ -88,6 +89,7 @@ class ScannerSource(SourceStage):
         run_timeout_s: float | None = None,
         idle_timeout_s: float = 60.0,
         record_dir: str | None = None,
+        record_labels: dict | None = None,
         control_addr: str | None = None,
         **kwargs,
     ) -> None:
@@ -127,7 +129,9 @@ class ScannerSource(SourceStage):
         self.idle_timeout_s = check_number(
             idle_timeout_s, "idle_timeout", minimum=0.1, maximum=24 * 3600, unit="seconds"
         )
-        self.record_dir = None if record_dir is None else Path(record_dir)
+        from realtime.volume_record import open_volume_record
+
+        self.volume_record = open_volume_record(record_dir, record_labels, self.notice)
         self.run: ScannerRun | None = None
         self.finished: dict[int, str] = {}  # series -> run name
         self.counts = dict.fromkeys(
@@ -179,6 +183,11 @@ class ScannerSource(SourceStage):
 
     # -- producing ---------------------------------------------------------------------------
     def produce(self) -> Iterator[Message]:
+        if self.volume_record is None:
+            return self._produce()
+        return self.volume_record.tap(self._produce())  # recorded after they are sent
+
+    def _produce(self) -> Iterator[Message]:
         self.folder.start()
         try:
             while not self._stop.is_set():
@@ -192,8 +201,6 @@ class ScannerSource(SourceStage):
                 self.folder.wait(0.02)
         finally:
             self.folder.stop()
-            if self.run is not None and self.run.recording is not None:
-                self.run.recording.close()
         if self._stop.is_set():
             return
         if self.run is not None:
@@ -296,16 +303,6 @@ class ScannerSource(SourceStage):
             name, int(vol.series), float(tr), tuple(shape), np.asarray(affine), expected
         )
         self.run.events = events
-        if self.record_dir is not None:
-            from replay_data.growing_nifti import GrowingNifti
-
-            self.run.recording = GrowingNifti(
-                self.record_dir / "volumes" / f"{name}_bold.nii",
-                shape,
-                affine,
-                tr,
-                description=f"mindeye-rt received series {vol.series}",
-            )
         self.notice("info", f"run {name}: series {vol.series} from {self.folder.folder}")
         return run_start_message(
             name,
@@ -382,8 +379,6 @@ class ScannerSource(SourceStage):
             t={"source.acquired": times[0], "source.read": times[1]},
             buffers={"volume": data},
         )
-        if run.recording is not None:  # after sending: never on the latency path
-            run.recording.append(data)
 
     def _send_events_until(self, data_time: float) -> Iterator[Message]:
         run = self.run
@@ -402,8 +397,6 @@ class ScannerSource(SourceStage):
             meta.update(stopped=True, n_volumes_sent=run.next_index)
         if why:
             self.notice("info", f"run {run.name} ended: {why}")
-        if run.recording is not None:
-            run.recording.close()
         self.finished[run.series] = run.name
         self.run = None
         self._idle_since = time.monotonic()

@@ -40,6 +40,8 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         instead of ``events.tsv`` (:mod:`realtime.stages.source_markers`); None: the dataset's.
     markers_wait_s : how long the source looks for the marker stream when it starts.
     record_dir : the session folder, where the markers are recorded as received.
+    record_labels : the record's BIDS ``subject``, ``session`` and ``task``: with them, the
+        volumes sent are written to the record after each is sent (:mod:`realtime.volume_record`).
     """
 
     def __init__(
@@ -54,12 +56,15 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         markers: str | None = None,
         markers_wait_s: float = 120.0,
         record_dir: str | None = None,
+        record_labels: dict | None = None,
         **kwargs,
     ) -> None:
         super().__init__(control_addr=control_addr, **kwargs)
-        from replay_data.dataset_reader import ReplayDataset
+        from realtime.record_dataset import open_replay
+        from realtime.volume_record import open_volume_record
 
-        self.dataset = ReplayDataset.open(dataset)
+        self.dataset = open_replay(dataset)  # a replay dataset, or a session record (rerun)
+        self.volume_record = open_volume_record(record_dir, record_labels, self.notice)
         self.speed = check_number(speed, "speed", minimum=0.0)
         if max_volumes is not None:
             max_volumes = check_number(max_volumes, "max_volumes", minimum=1, integer=True)
@@ -97,6 +102,7 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         markers: str | None = None,
         markers_wait_s: float = 120.0,
         record_dir: str | None = None,
+        record_labels: dict | None = None,
     ) -> ReplaySource:
         """Build from a spec (JSON values: ``drop_volumes`` is a list of ``[run, index]``)."""
         return cls(
@@ -109,6 +115,7 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
             markers=markers,
             markers_wait_s=markers_wait_s,
             record_dir=record_dir,
+            record_labels=record_labels,
             **links,
         )
 
@@ -155,6 +162,11 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         return ()
 
     def produce(self) -> Iterator[Message]:
+        if self.volume_record is None:
+            return self._produce()
+        return self.volume_record.tap(self._produce())  # recorded after they are sent
+
+    def _produce(self) -> Iterator[Message]:
         if self._marker_options is not None:
             self._open_markers()
         try:

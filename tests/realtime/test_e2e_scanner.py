@@ -14,6 +14,7 @@ import pytest
 
 from realtime.config import StreamConfig
 from realtime.pipeline import run_stream
+from realtime.record_dataset import RecordDataset
 from realtime.scanner_sim import export_session
 from tests.realtime.test_e2e import _thread_config
 
@@ -55,8 +56,9 @@ def test_a_session_from_exported_files_retrieves_as_the_replay(
     n = sum(tiny_dataset.n_volumes(r) for r in tiny_dataset.runs)
     assert s["volumes_received"] == n
     assert _top_ids(tmp_path / "s") == _top_ids(replayed)  # the same data: the same retrievals
+    record = RecordDataset(tmp_path / "s")
     for run in tiny_dataset.runs:  # the received volumes are on record, exactly
-        img = nib.load(tmp_path / "s" / "volumes" / f"{run}_bold.nii")
+        img = nib.load(record.layout.bold_gz(record.numbers[run]))
         np.testing.assert_array_equal(np.asarray(img.dataobj), tiny_dataset.load_run(run))
 
 

@@ -141,19 +141,26 @@ def test_a_new_series_starts_the_next_run_and_the_session_ends_when_idle(tmp_pat
 
 
 def test_received_volumes_are_recorded_as_they_come(tmp_path):
+    from realtime.session_layout import RecordLabels, SessionLayout
+
     folder, record = tmp_path / "export", tmp_path / "session"
     folder.mkdir()
-    live = _Running(folder, run_volumes=3, run_name="run-01", record_dir=str(record))
+    labels = {"subject": "01", "session": "a"}
+    live = _Running(
+        folder, run_volumes=3, run_name="run-01", record_dir=str(record), record_labels=labels
+    )
+    layout = SessionLayout(record, RecordLabels(**labels))
     for k in (1, 2):
         _write(folder, 9, k, fmt="enhanced")
     live.wait_for(lambda m: len(_volumes(m)) == 2)
     time.sleep(0.1)
-    img = nib.load(record / "volumes" / "run-01_bold.nii")  # during the run
+    img = nib.load(layout.bold_nii(1))  # during the run: the growing .nii
     assert img.shape[3] >= 1
     _write(folder, 9, 3, fmt="enhanced")
     live.wait_for(lambda m: any(x.kind == "run_end" for x in m))
-    live.stop()
-    img = nib.load(record / "volumes" / "run-01_bold.nii")
+    live.stop()  # the session's end waits for the compression
+    assert not layout.bold_nii(1).exists()
+    img = nib.load(layout.bold_gz(1))
     assert img.shape == (*SHAPE, 3)
     for k in range(3):
         np.testing.assert_array_equal(np.asarray(img.dataobj)[..., k], _vol(k))

@@ -1,0 +1,109 @@
+"""The recorder's BIDS tables: each run's ``_events.tsv``, the session's ``scans.tsv`` and the
+head-motion derivative, appended line by line as the messages come (a crash loses nothing
+already received).  The names come from :mod:`realtime.session_layout`; the dataset's
+description files from :mod:`realtime.record_sidecars`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from realtime.record_sidecars import write_dataset_files, write_motion_json
+from realtime.session_layout import (
+    EVENT_COLUMNS,
+    MOTION_COLUMNS,
+    RUN_NAME_COLUMN,
+    RecordLabels,
+    RunNumbers,
+    SessionLayout,
+)
+
+SCANS_COLUMNS = ("filename", "acq_time", RUN_NAME_COLUMN)
+
+
+def _cell(value) -> str:
+    """A TSV cell: BIDS writes a missing value as ``n/a``."""
+    return "n/a" if value is None or value == "" else str(value)
+
+
+class BidsTables:
+    """The BIDS side of a session record, fed by the recorder stage.
+
+    Parameters
+    ----------
+    out : the session folder.
+    labels : the record's subject, session and task.
+    """
+
+    def __init__(self, out: str | Path, labels: RecordLabels) -> None:
+        self.layout = SessionLayout(out, labels)
+        self.numbers = RunNumbers()
+        self._files: dict[Path, object] = {}
+        self._next_motion: dict[str, int] = {}
+        self._named = False
+        write_dataset_files(self.layout)
+
+    def _append(self, path: Path, columns, values) -> None:
+        """Append one row to ``path``, writing the header first if the file is new."""
+        fh = self._files.get(path)
+        if fh is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
+            fh = self._files[path] = open(path, "a")
+            if new:
+                fh.write("\t".join(columns) + "\n")
+        fh.write("\t".join(_cell(v) for v in values) + "\n")
+        fh.flush()
+
+    def run_start(self, run: str, meta: dict) -> None:
+        """A run starts: number it, list it in ``scans.tsv``, start its events table."""
+        if not self._named and meta.get("dataset"):
+            self._named = True
+            write_dataset_files(self.layout, meta["dataset"])
+        number = self.numbers.number(run)
+        bold = self.layout.bold_gz(number).relative_to(self.layout.session_dir).as_posix()
+        started = datetime.fromtimestamp(time.time()).isoformat(timespec="milliseconds")
+        self._append(self.layout.scans_tsv, SCANS_COLUMNS, (bold, started, run))
+        events = self.layout.events_tsv(number)
+        if not events.exists():
+            events.parent.mkdir(parents=True, exist_ok=True)
+            events.write_text("\t".join(EVENT_COLUMNS) + "\n")
+
+    def trial(self, run: str, index: int, meta: dict) -> None:
+        """One trial as the pipeline used it, in the run's ``_events.tsv``."""
+        row = (
+            meta["onset"],
+            meta["duration"],
+            "image",
+            meta["image_id"],
+            meta.get("repetition"),
+            meta.get("split"),
+            index,
+        )
+        self._append(self.layout.events_tsv(self.numbers.number(run)), EVENT_COLUMNS, row)
+
+    def motion(self, run: str, index: int, params, fd) -> None:
+        """Volume ``index``'s head motion, in the run's motion table (row ``index``: rows of
+        volumes that never reached the recorder are ``n/a``; a repeat is ignored)."""
+        number = self.numbers.number(run)
+        path = self.layout.motion_tsv(number)
+        nxt = self._next_motion.get(run, 0)
+        if index < nxt:
+            return
+        if nxt == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_motion_json(self.layout, number)
+        for _ in range(nxt, index):
+            self._append(path, MOTION_COLUMNS, [None] * len(MOTION_COLUMNS))
+        values = [*list(params)[:6], fd]
+        self._append(
+            path, MOTION_COLUMNS, [None if v is None else f"{float(v):.5f}" for v in values]
+        )
+        self._next_motion[run] = index + 1
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
