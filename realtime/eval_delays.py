@@ -4,8 +4,9 @@ Every trial of the session is estimated again at each decode delay (seconds afte
 by the session's own estimate stage (:class:`realtime.stages.estimate.EstimateStage`, built
 from the spec the session ran it with, only ``decode_delay`` changed), fed the masked volumes
 the recorder kept (``runs/RUN_raw.f32``: exactly what the stage received, after any motion
-correction) and the trial events in acquisition order.  The stage's online estimator sees only
-the volumes acquired up to onset + delay, as it would in real time.  Each delay's responses are
+correction; the volumes it censored are flagged again) and the trial events in acquisition
+order.  The stage's online estimator sees only the volumes acquired up to onset + delay, as it
+would in real time.  Each delay's responses are
 decoded by the session's model and scored: top-1 / top-5 against the session's bank (what the
 decode stage reports) and MindEye's retrieval both ways on single and repetition-averaged
 trials (:mod:`mindeye_models.eval_retrieval`).
@@ -26,6 +27,7 @@ import numpy as np
 from mindeye_models.eval_retrieval import DRAWS, SAMPLE_SIZE
 from realtime.summary import load_run_data, read_events
 from realtime.summary_motion import read_motion
+from realtime.summary_quality import read_bad_volumes
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
@@ -90,11 +92,15 @@ def estimate_spec(out: Path, session: dict) -> dict:
 
 def _run_messages(out: Path, run: str, tr: float, events: list[dict]) -> list[Message]:
     """The run as the estimate stage received it: ``run_start``, trials at their onsets and
-    ``tr`` messages at their acquisition times (a trial first on a tie, as the source sends),
-    ``run_end``."""
+    ``tr`` messages at their acquisition times (a trial first on a tie, as the source sends;
+    with the motion and the ``bad_volume`` flag preprocess gave them), ``run_end``."""
     raw, index = load_run_data(out, run)
     motion = read_motion(out, run)
     moves = {} if motion is None else {int(i): (p, f) for i, p, f in zip(*motion, strict=True)}
+    bad = {
+        b["index"]: {"reasons": b["reasons"], "details": b["details"]}
+        for b in read_bad_volumes(out, run)
+    }
     timeline = [(float(e["onset"]), 0, e) for e in events]
     timeline += [(int(k) * tr, 1, row) for row, k in enumerate(index)]
     timeline.sort(key=lambda item: (item[0], item[1]))
@@ -111,6 +117,8 @@ def _run_messages(out: Path, run: str, tr: float, events: list[dict]) -> list[Me
         if k in moves:
             params, fd = moves[k]
             meta["motion"] = {"params": [float(v) for v in params], "fd": float(fd)}
+        if k in bad:  # flagged by preprocess: the stage censors it again
+            meta["bad_volume"] = bad[k]
         msgs.append(Message("tr", run=run, index=k, meta=meta, buffers={"raw": raw[item]}))
     msgs.append(Message("run_end", run=run, meta={"n_volumes": n_volumes}))
     return msgs
