@@ -19,6 +19,7 @@ from realtime.cli_eval import add_eval, cmd_eval
 from realtime.cli_keys import add_key_options, add_keys_parser, cmd_keys
 from realtime.cli_lsl import add_stim_sim, add_stream_lsl_options, cmd_stim_sim
 from realtime.cli_nsd import add_prepare_nsd, cmd_prepare_nsd
+from realtime.cli_rerun import add_rerun, cmd_rerun
 from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
 from replay_data.simulation_config import MOTION_KINDS, PRESETS
@@ -397,6 +398,7 @@ COMMANDS = {
     "stage": (_add_stage, cmd_stage),
     "summarize": (_add_summarize, cmd_summarize),
     "eval": (add_eval, cmd_eval),
+    "rerun": (add_rerun, cmd_rerun),
     "scanner-sim": (add_scanner_sim, cmd_scanner_sim),
     "stim-sim": (add_stim_sim, cmd_stim_sim),
     "keys": (add_keys_parser, cmd_keys),

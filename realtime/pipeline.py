@@ -33,13 +33,15 @@ ORDER = (
 READY_TIMEOUT_S = 300.0
 
 
-def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
+def run_stream(cfg: StreamConfig, log=print, open_console=None, adjust=None) -> dict:
     """Run a whole session and return its summary (also written to ``summary.json``).
 
     ``open_console(telemetry, control, dataset=, fd_threshold=)`` opens the operator console as a child
     process (``gui.cli.launch_console``, handed in by the ``mindeye-rt`` program, the floor
     above); without one, or with ``cfg.headless``, the session runs without a console.  With
     CURVE on (:attr:`StreamConfig.curve_required`) it also gets ``key_args``, the key options.
+    ``adjust(prepared) -> prepared`` may change the prepared session before its stages start
+    (``mindeye-rt rerun`` points the source at a record: :mod:`realtime.rerun`).
     """
     security = cfg.security()  # missing or unsafe keys fail here, before any work
     if security is not None:
@@ -52,17 +54,19 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None) -> dict:
     remove = add_refusal_reporter(zmq.Context.instance(), report)
     try:
         with use_security(security):
-            return _run_session(cfg, security, log, open_console)
+            return _run_session(cfg, security, log, open_console, adjust)
     finally:
         remove()
 
 
-def _run_session(cfg: StreamConfig, security, log, open_console) -> dict:
+def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) -> dict:
     """:func:`run_stream` once the process's CURVE security (or none) is set."""
     from realtime.lsl_results import start_results_outlet
     from realtime.summary import summarize
 
     prep = prepare(cfg, log=log)
+    if adjust is not None:
+        prep = adjust(prep)
     console = None
     has_display = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
     if not cfg.headless and not has_display:

@@ -159,6 +159,16 @@ class RunNumbers:
         return self.numbers[name]
 
 
+def retrievals_path(root: str | Path) -> Path:
+    """The decoder's outputs, one line per trial (written by the recorder)."""
+    return Path(root) / "retrievals.tsv"
+
+
+def rerun_diff_path(root: str | Path) -> Path:
+    """A rerun's comparison with the record it reran, trial by trial."""
+    return Path(root) / "rerun_diff.tsv"
+
+
 def markers_tsv_path(root: str | Path) -> Path:
     """Where the stimulus program's markers are recorded as received (LSL timestamps)."""
     return Path(root) / "markers.tsv"
@@ -274,11 +284,7 @@ class SessionLayout:
 
     @property
     def retrievals(self) -> Path:
-        return self.root / "retrievals.tsv"
-
-    @property
-    def rerun_diff(self) -> Path:
-        return self.root / "rerun_diff.tsv"
+        return retrievals_path(self.root)
 
     # -- reading a record --------------------------------------------------------------------
     def recorded_runs(self) -> dict[str, int]:
