@@ -51,12 +51,12 @@ RESULTS_SCHEMA_VERSION = 1
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def check_results_prefix(prefix: str) -> str:
+def check_results_prefix(prefix: str, name: str = "lsl_results") -> str:
     """``prefix`` if it can name the result streams (letters, digits, ``_.-``), else
-    ConfigError."""
+    ConfigError naming option ``name``."""
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
         raise ConfigError(
-            "'lsl_results' must be a stream name prefix of letters, digits, '_', '.' or '-' "
+            f"'{name}' must be a stream name prefix of letters, digits, '_', '.' or '-' "
             f"(up to 64), e.g. {DEFAULT_PREFIX!r}, got {prefix!r}"
         )
     return prefix

@@ -73,7 +73,7 @@ class StimulusSimulator:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"'name' must be the marker stream's name, got {name!r}")
         self.name = name
-        self.results_prefix = None if results is None else check_results_prefix(results)
+        self.results_prefix = None if results is None else check_results_prefix(results, "results")
         self.wait_s = check_number(wait_s, "wait", minimum=0.1, unit="seconds")
         self.log = log
         self.stop = threading.Event()
