@@ -57,18 +57,22 @@ def parse_delays(text: str) -> list[float]:
     [4.0, 6.0, 8.0, 10.0]
     """
     remedy = "give START:STOP:STEP (e.g. 4:20:2) or a list (e.g. 4,8,12) in seconds"
+    parts = text.split(":") if ":" in text else [p for p in text.split(",") if p.strip()]
     try:
-        if ":" in text:
-            start, stop, step = (float(p) for p in text.split(":"))
-            step = check_number(step, "delays step", minimum=0, strict_min=True, unit="seconds")
-            if stop < start:
-                raise ConfigError(f"'delays' must have START <= STOP, got {text!r}: {remedy}")
-            n = int(np.floor((stop - start) / step + 1e-9)) + 1
-            delays = [round(start + i * step, 6) for i in range(n)]
-        else:
-            delays = [float(p) for p in text.split(",") if p.strip()]
+        numbers = [float(p) for p in parts]
     except ValueError:
         raise ConfigError(f"'delays' could not be read from {text!r}: {remedy}") from None
+    if ":" not in text:
+        delays = numbers
+    elif len(numbers) != 3:
+        raise ConfigError(f"'delays' could not be read from {text!r}: {remedy}")
+    else:
+        start, stop, step = numbers
+        check_number(step, "delays step", minimum=0, strict_min=True, unit="seconds")
+        if stop < start:
+            raise ConfigError(f"'delays' must have START <= STOP, got {text!r}: {remedy}")
+        n = int(np.floor((stop - start) / step + 1e-9)) + 1
+        delays = [round(start + i * step, 6) for i in range(n)]
     if not delays:
         raise ConfigError(f"'delays' is empty: {remedy}")
     for d in delays:  # the estimate stage's own rule
