@@ -50,3 +50,46 @@ def test_bad_arguments(tmp_path):
     out = GrowingNifti(tmp_path / "x.nii", (3, 3, 3), np.eye(4), 1.0)
     with pytest.raises(ConfigError, match="cannot join"):
         out.append(np.zeros((3, 3, 4)))
+
+
+def test_a_volume_that_never_came_is_stored_as_zeros_at_its_place(tmp_path):
+    shape = (3, 4, 2)
+    out = GrowingNifti(tmp_path / "r.nii", shape, np.eye(4), tr=1.0)
+    out.append(np.full(shape, 1.0))
+    out.append(np.full(shape, 4.0), index=3)  # volumes 1 and 2 never came
+    out.pad_to(5)  # nor did the run's last one
+    out.close()
+    data = np.asarray(nib.load(tmp_path / "r.nii").dataobj)
+    assert data.shape == (*shape, 5) and out.missing == [1, 2, 4]
+    assert [float(data[..., k].max()) for k in range(5)] == [1.0, 0.0, 0.0, 4.0, 0.0]
+    with pytest.raises(ConfigError, match="already written"):
+        out.append(np.zeros(shape), index=2)
+
+
+def test_compression_keeps_one_complete_copy_at_every_moment(tmp_path, monkeypatch):
+    import gzip
+
+    from replay_data.growing_nifti import compress_nifti
+
+    shape = (4, 4, 3)
+    vols = [np.random.default_rng(k).normal(size=shape).astype(np.float32) for k in range(3)]
+    src = tmp_path / "r_bold.nii"
+    with GrowingNifti(src, shape, np.eye(4), tr=1.0) as out:
+        for vol in vols:
+            out.append(vol)
+    dst = tmp_path / "r_bold.nii.gz"
+
+    def crash(*args, **kwargs):  # the disk fills up halfway through
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(gzip.GzipFile, "close", crash)
+        with pytest.raises(OSError, match="No space"):
+            compress_nifti(src, dst)
+    assert src.is_file() and not dst.exists()  # the .nii stays; no partial .nii.gz
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial")]
+    compress_nifti(src, dst)
+    assert dst.is_file() and not src.exists()
+    np.testing.assert_array_equal(np.asarray(nib.load(dst).dataobj), np.stack(vols, -1))
+    with pytest.raises(ConfigError, match="X.nii.gz from X.nii"):
+        compress_nifti(dst, tmp_path / "y.nii")
