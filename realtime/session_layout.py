@@ -18,6 +18,7 @@ opens with standard tools, plus the pipeline's own files, which ``.bidsignore`` 
     config.json  stages/  logs/  events.tsv (all runs' trials, as received)  retrievals.tsv
     recons.tsv  trials/  runs/RUN_raw.f32  runs/RUN_tr.tsv  timing.jsonl  gaps.jsonl
     recorder.json  summary.json  markers.tsv  markers.json  rerun_diff.tsv
+    eval.json  eval.md  accuracy_vs_delay.tsv  accuracy_vs_delay.png  (``mindeye-rt eval``)
 
 Run numbers
     BIDS numbers runs; the pipeline names them (``run-01``, ``series-005``).  A run named
@@ -74,6 +75,10 @@ PIPELINE_FILES = (
     "markers.tsv",
     "markers.json",
     "rerun_diff.tsv",
+    "eval.json",  # mindeye-rt eval (realtime.eval_session, realtime.eval_delays)
+    "eval.md",
+    "accuracy_vs_delay.tsv",
+    "accuracy_vs_delay.png",
 )
 
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
