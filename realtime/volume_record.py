@@ -6,8 +6,9 @@ first and recorded after, so writing never delays a volume; ``run_start`` opens 
 growing ``_bold.nii`` (:class:`replay_data.growing_nifti.GrowingNifti`) and writes its
 ``_bold.json``, each ``volume`` is appended at its index (a volume that never came is stored as
 zeros and listed in the sidecar's ``missing_volumes``), and ``run_end`` closes the file and
-compresses it to ``_bold.nii.gz`` on a background thread (the next run streams meanwhile).  The
-session's ``end`` is sent only once every run's compression has finished.
+compresses it to ``_bold.nii.gz`` on a background thread at the lowest CPU priority (the next
+run streams meanwhile; ``benchmarks/bench_record.py`` measures both).  The session's ``end`` is
+sent only once every run's compression has finished.
 
 What a crash leaves: the run that was streaming as ``_bold.nii`` holding every volume whose
 header update was written; a run being compressed as its complete ``_bold.nii`` (and perhaps a
@@ -20,6 +21,7 @@ run; the session's data path goes on.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 
@@ -136,6 +138,10 @@ class VolumeRecord:
         self.compressing.append(worker)
 
     def _compress(self, run: _RunFile) -> None:
+        try:  # the lowest CPU priority (Linux: per thread), so the next run's volumes come first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:
             compress_nifti(self.layout.bold_nii(run.number), self.layout.bold_gz(run.number))
         except (OSError, ValueError) as err:
