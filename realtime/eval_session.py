@@ -11,7 +11,9 @@ Scored: the test trials whose image is in the session's bank (a test image may h
 several times).  Retrieval (:mod:`mindeye_models.eval_retrieval`) on single trials (the
 real-time predictions) and on repetition-averaged trials (each image's responses averaged, then
 decoded by the session's model, as the papers do); reconstruction metrics
-(:mod:`mindeye_models.eval_recon`) of the single-trial reconstructions the session made.
+(:mod:`mindeye_models.eval_recon`) of the single-trial reconstructions the session made and of
+the low-level reconstructions of the repetition-averaged responses, drawn here by the session's
+reconstruction models (the generator of a ``full`` session is not run again).
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mindeye_models.eval_retrieval import DRAWS, SAMPLE_SIZE
+from mindeye_models.eval_retrieval import DRAWS, SAMPLE_SIZE, repetition_average
 from realtime.eval_table import markdown_table
 from realtime.summary import read_recons, read_retrievals
 from rt_base.atomic import write_json, write_text
 from rt_base.checks import check_path
 from rt_base.errors import ConfigError
 
+#: the reconstruction tables of the images the recorder saved, and their ``recons.tsv`` column
+RECORDED = {"recon": "recon_file", "blurry": "blurry_file"}
 EVAL_JSON = "eval.json"
 EVAL_MARKDOWN = "eval.md"
 
@@ -91,6 +95,7 @@ def _trial_array(out: Path, rows: list[dict], what: str) -> np.ndarray:
 def retrieval_section(
     out: Path,
     rows: list[dict],
+    averaged: tuple[np.ndarray, np.ndarray, np.ndarray],
     model,
     bank,
     *,
@@ -98,22 +103,22 @@ def retrieval_section(
     draws: int = DRAWS,
     seed: int = 0,
 ) -> dict:
-    """Retrieval both ways on single trials and on repetition-averaged trials."""
-    from mindeye_models.eval_retrieval import repetition_average, retrieval_accuracy
+    """Retrieval both ways on single trials (the predictions recorded in real time) and on the
+    repetition-averaged responses ``averaged`` (:func:`repetition_average`), decoded here."""
+    from mindeye_models.eval_retrieval import retrieval_accuracy
     from mindeye_models.inference import predict
 
     trial_ids = np.array([int(r["image_id"]) for r in rows])
-    ids = np.unique(trial_ids)
+    means, ids, counts = averaged
     tokens = bank.lookup(ids)
     kw = dict(sample_size=sample_size, draws=draws, seed=seed)
     single = retrieval_accuracy(
         _trial_array(out, rows, "embedding"), tokens, np.searchsorted(ids, trial_ids), **kw
     )
-    means, mean_ids, counts = repetition_average(_trial_array(out, rows, "response"), trial_ids)
     _, projected = predict(model, means)
-    averaged = retrieval_accuracy(projected.numpy(), tokens, None, **kw)
-    averaged["repetitions_mean"] = float(counts.mean())
-    return {"single_trial": single, "repetition_averaged": averaged}
+    result = retrieval_accuracy(projected.numpy(), tokens, None, **kw)
+    result["repetitions_mean"] = float(counts.mean())
+    return {"single_trial": single, "repetition_averaged": result}
 
 
 def _load_png(path: Path) -> np.ndarray:
@@ -123,10 +128,44 @@ def _load_png(path: Path) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
+def _recorded(out: Path, rows: list[dict], column: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """The scored trials' images recorded in ``recons.tsv``'s ``column``: (images, image ids,
+    modes); empty when there are none."""
+    scored = {(r["run"], r["trial"]): int(r["image_id"]) for r in rows}
+    have = [
+        r
+        for r in read_recons(out)
+        if (r["run"], r["trial"]) in scored and r.get(column) and (out / r[column]).is_file()
+    ]
+    if not have:
+        return np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.int64), []
+    images = np.stack([_load_png(out / r[column]) for r in have])
+    ids = np.array([scored[(r["run"], r["trial"])] for r in have])
+    return images, ids, sorted({r.get("mode", "") for r in have})
+
+
+def averaged_lowlevel(session: dict, means: np.ndarray, device: str) -> np.ndarray | None:
+    """The session's low-level reconstructions of repetition-averaged responses (its bundle's
+    head and autoencoder, as its reconstruct stage draws a trial); None without them."""
+    import torch
+
+    from mindeye_models.recon_bundle import load_bundle
+
+    path = session.get("recon_bundle")
+    if not path or not Path(path).is_file():
+        return None
+    bundle = load_bundle(path, device=device)
+    if "lowlevel" not in bundle.parts:
+        return None
+    with torch.no_grad():
+        return bundle.blurry(torch.from_numpy(np.asarray(means, np.float32)).to(device))
+
+
 def recon_section(
     out: Path,
     session: dict,
     rows: list[dict],
+    averaged: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     weights_dir: str | Path | None,
     device: str = "cpu",
@@ -134,28 +173,29 @@ def recon_section(
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict | None:
-    """The reconstruction table of the scored trials' reconstructions (and, in full mode, of
-    their blurry images); None when the session made no reconstruction of them."""
+    """The reconstruction tables: ``recon`` (the session's single-trial reconstructions),
+    ``blurry`` (their blurry images, full mode), and ``averaged_lowlevel`` (the low-level
+    reconstructions of the repetition-averaged responses, drawn here by the session's bundle);
+    None when the session reconstructed nothing."""
     from mindeye_models.eval_recon import reconstruction_table
     from replay_data.dataset_reader import ReplayDataset
 
-    scored = {(r["run"], r["trial"]): int(r["image_id"]) for r in rows}
-    recons = [r for r in read_recons(out) if (r["run"], r["trial"]) in scored]
+    sources = {kind: _recorded(out, rows, column) for kind, column in RECORDED.items()}
+    if not any(len(ids) for _, ids, _ in sources.values()):
+        return None
+    means, mean_ids, _ = averaged
+    drawn = averaged_lowlevel(session, means, device)
+    if drawn is not None:
+        sources["averaged_lowlevel"] = (drawn, mean_ids, ["lowlevel, repetition-averaged"])
+    stimuli = ReplayDataset.open(session["dataset"]).stimuli()
     section: dict = {}
-    stimuli = None
-    for kind, column in (("recon", "recon_file"), ("blurry", "blurry_file")):
-        have = [r for r in recons if r.get(column) and (out / r[column]).is_file()]
-        if not have:
-            continue
-        if stimuli is None:
-            stimuli = ReplayDataset.open(session["dataset"]).stimuli()
-        trial_ids = np.array([scored[(r["run"], r["trial"])] for r in have])
+    for kind, (images, trial_ids, modes) in sources.items():
         ids = np.unique(trial_ids)
         if len(ids) < 2:
             continue
-        log(f"{kind}: {len(have)} reconstructions of {len(ids)} images")
+        log(f"{kind}: {len(images)} reconstructions of {len(ids)} images")
         section[kind] = reconstruction_table(
-            np.stack([_load_png(out / r[column]) for r in have]),
+            images,
             np.asarray(stimuli[ids]),
             np.searchsorted(ids, trial_ids),
             weights_dir=weights_dir,
@@ -164,7 +204,7 @@ def recon_section(
             seed=seed,
             log=log,
         )
-        section[kind]["mode"] = sorted({r.get("mode", "") for r in have})
+        section[kind]["mode"] = modes
     return section or None
 
 
@@ -208,6 +248,8 @@ def evaluate_session(
         )
     log(f"scoring {len(rows)} test trials of {str(out)!r}")
     model, bank = session_decoder(session, device)
+    trial_ids = np.array([int(r["image_id"]) for r in rows])
+    averaged = repetition_average(_trial_array(out, rows, "response"), trial_ids)
     result: dict = {
         "session": str(out),
         "dataset": session.get("dataset_name"),
@@ -216,12 +258,13 @@ def evaluate_session(
         "trials": len(rows),
         "images": len({r["image_id"] for r in rows}),
         "retrieval": retrieval_section(
-            out, rows, model, bank, sample_size=sample_size, draws=draws, seed=seed
+            out, rows, averaged, model, bank, sample_size=sample_size, draws=draws, seed=seed
         ),
         "reconstruction": recon_section(
             out,
             session,
             rows,
+            averaged,
             weights_dir=weights_dir,
             device=device,
             size=recon_size,

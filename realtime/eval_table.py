@@ -19,6 +19,13 @@ HEADERS = {
     "image_to_brain": "Brain retr. ↑",
 }
 NOT_COMPUTED = "n/c"
+#: what each reconstruction table of :func:`realtime.eval_session.recon_section` scores
+RECON_KINDS = {
+    "recon": "single-trial reconstructions as the session drew them",
+    "blurry": "their blurry low-level images",
+    "averaged_lowlevel": "low-level reconstructions of the repetition-averaged responses "
+    "(drawn by the session's reconstruction models; the papers reconstruct these)",
+}
 NOT_APPLICABLE = "–"
 
 
@@ -55,6 +62,23 @@ def _row(label: str, cells: list[str]) -> str:
     return "| " + " | ".join([label, *cells]) + " |"
 
 
+def _recon_rows(recon: dict) -> list[tuple[str, dict | None, bool]]:
+    """(label, reconstruction table, retrieval of that kind?) of each row, in order.
+
+    The low-level reconstructions of the averaged responses fill the repetition-averaged row
+    of a ``lowlevel`` session (its reconstructions are low-level images); in ``full`` mode they
+    sit next to the single-trial blurry images."""
+    full = "blurry" in recon
+    averaged = recon.get("averaged_lowlevel")
+    rows = [("single trials", recon.get("recon"), True)]
+    if full:
+        rows.append(("single trials, blurry", recon["blurry"], False))
+    rows.append(("repetition-averaged", None if full else averaged, True))
+    if full and averaged is not None:
+        rows.append(("repetition-averaged, blurry", averaged, False))
+    return rows
+
+
 def markdown_table(result: dict) -> str:
     """The table with its chance row and the notes that say what each figure is."""
     subject = "SIMULATED subject" if result.get("simulated") else "subject"
@@ -65,18 +89,10 @@ def markdown_table(result: dict) -> str:
         "",
         _row("Method", list(HEADERS.values())),
         _row("---", ["---:"] * len(HEADERS)),
-        _row("single trials", _recon_cells(recon.get("recon"), "value") + _retrieval_cells(single)),
     ]
-    if "blurry" in recon:
-        lines.append(
-            _row(
-                "single trials, blurry",
-                _recon_cells(recon["blurry"], "value") + _retrieval_cells(None),
-            )
-        )
-    lines.append(
-        _row("repetition-averaged", _recon_cells(None, "value") + _retrieval_cells(averaged))
-    )
+    for label, table, with_retrieval in _recon_rows(recon):
+        r = (single if label == "single trials" else averaged) if with_retrieval else None
+        lines.append(_row(label, _recon_cells(table, "value") + _retrieval_cells(r)))
     chance_recon = recon.get("recon") or recon.get("blurry")
     chance = _recon_cells(chance_recon, "chance") + _retrieval_cells(single, "chance")
     lines.append(_row("chance", chance))
@@ -110,11 +126,11 @@ def _notes(result: dict) -> list[str]:
         notes.append("- Reconstructions: none recorded for these trials (`--recon none`).")
         return notes
     for kind, table in recon.items():
+        what = RECON_KINDS.get(kind, kind)
         notes.append(
-            f"- {kind}: {table['reconstructions']} single-trial reconstructions "
-            f"({', '.join(table.get('mode', []))}) of {table['images']} images, PixCorr and "
-            f"SSIM at {table['size']} px; chance = paired with another seen image (2-way: 50%). "
-            "The papers reconstruct repetition-averaged trials."
+            f"- {what}: {table['reconstructions']} ({', '.join(table.get('mode', []))}) of "
+            f"{table['images']} images, PixCorr and SSIM at {table['size']} px; chance = paired "
+            "with another seen image (2-way: 50%)."
         )
     first = next(iter(recon.values()))
     absent = {m["reason"] for m in first["metrics"].values() if not m["computed"]}
