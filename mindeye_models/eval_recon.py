@@ -8,9 +8,9 @@ each reconstruction and its seen image (lower is better); the networks are
 file is absent is reported as not computed.
 
 Several reconstructions may show one image (single trials of a repeated test image): the seen
-images are passed once each, and in 2-way identification a reconstruction competes only
-against *other* images (with one reconstruction per image this is exactly the papers'
-definition, :func:`mindeye_models.metrics.two_way_identification`).  The chance level of
+images are passed once each, and in 2-way identification
+(:func:`mindeye_models.metrics.two_way_identification`) a reconstruction competes only against
+*other* images (with one reconstruction per image, exactly the papers' definition).  The chance level of
 PixCorr, SSIM and the distances is the metric with each reconstruction paired with a random
 other seen image.
 """
@@ -42,39 +42,6 @@ RECON_METRICS: dict[str, bool] = {
 IDENTIFICATION = ("AlexNet(2)", "AlexNet(5)", "InceptionV3", "CLIP")
 #: pairs per chunk in PixCorr / SSIM (bounds the memory of 425 px float images)
 CHUNK = 16
-
-
-def _standardize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
-    x = x - x.mean(1, keepdims=True)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def identification(pred: np.ndarray, real: np.ndarray, pred_image: np.ndarray) -> float:
-    """2-way identification of reconstructions against distinct seen images (chance 0.5).
-
-    For reconstruction ``j`` of image ``k = pred_image[j]``, each other image ``i != k`` is a
-    trial, won when ``corr(real_k, pred_j) > corr(real_i, pred_j)``; the result is the mean
-    over reconstructions of the fraction won.
-
-    Parameters
-    ----------
-    pred : (n, F) features of the reconstructions.
-    real : (m, F) features of the distinct seen images, m >= 2.
-    pred_image : (n,) row of ``real`` each reconstruction shows.
-    """
-    pred_image = np.asarray(pred_image, np.int64).reshape(-1)
-    if len(real) < 2 or len(pred_image) != len(pred) or len(pred) == 0:
-        raise ConfigError(
-            f"2-way identification needs >= 2 seen images and one image row per "
-            f"reconstruction, got {len(real)} images, {len(pred)} reconstructions and "
-            f"{len(pred_image)} rows"
-        )
-    corr = _standardize(real) @ _standardize(pred).T  # [i, j] = corr(real_i, pred_j)
-    own = corr[pred_image, np.arange(len(pred))]
-    wins = (corr < own[None, :]).sum(0)  # the own image never beats itself
-    return float(np.mean(wins / (len(real) - 1)))
 
 
 def correlation_distance(pred: np.ndarray, real: np.ndarray) -> float:
@@ -179,7 +146,7 @@ def reconstruction_table(
         pred, real = net.features(recons), net.features(seen)
         for name in spec.nodes:
             if name in IDENTIFICATION:
-                value = identification(pred[name], real[name], recon_image)
+                value = metrics.two_way_identification(pred[name], real[name], recon_image)
                 table[name] = _entry(value, 0.5, "2-way: one of two images")
             else:
                 table[name] = _entry(

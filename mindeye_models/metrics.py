@@ -122,26 +122,45 @@ def ssim(recons, images, size: int = PAPER_SIZE) -> float:
 
 
 def two_way_identification(
-    pred_features: np.ndarray | torch.Tensor, real_features: np.ndarray | torch.Tensor
+    pred_features: np.ndarray | torch.Tensor,
+    real_features: np.ndarray | torch.Tensor,
+    pred_image: np.ndarray | None = None,
 ) -> float:
     """2-way identification accuracy from per-image feature vectors (chance 0.5).
 
-    For reconstruction ``j`` every other seen image ``i`` is a trial, won when
-    ``corr(real_j, pred_j) > corr(real_i, pred_j)``; the result is the mean fraction won.
+    For reconstruction ``j`` of seen image ``k``, every other seen image ``i`` is a trial, won
+    when ``corr(real_k, pred_j) > corr(real_i, pred_j)``; the result is the mean fraction won.
 
     Parameters
     ----------
-    pred_features, real_features : (N, F) features (anything flattened to rows), N >= 2.
+    pred_features : (N, F) features of the reconstructions (anything flattened to rows).
+    real_features : (M, F) features of distinct seen images, M >= 2.
+    pred_image : (N,) row of ``real_features`` each reconstruction shows; None: row ``j``
+        (one reconstruction per image, the papers' case, N == M).  Several reconstructions
+        of one image (single trials of a repeated image) each compete against the *other*
+        images only.
     """
     p, r = torch.as_tensor(np.asarray(pred_features)), torch.as_tensor(np.asarray(real_features))
-    if len(p) != len(r) or len(p) < 2:
+    if pred_image is None:
+        if len(p) != len(r):
+            raise ConfigError(
+                f"2-way identification needs the same number of reconstructions and seen images "
+                f"(or 'pred_image'), got {len(p)} and {len(r)}"
+            )
+        pred_image = np.arange(len(p))
+    pred_image = np.asarray(pred_image, dtype=np.int64).reshape(-1)
+    if len(r) < 2 or len(p) == 0 or len(pred_image) != len(p):
         raise ConfigError(
-            f"2-way identification needs the same number (>= 2) of reconstructions and seen "
-            f"images, got {len(p)} and {len(r)}"
+            f"2-way identification needs >= 2 seen images and one image row per "
+            f"reconstruction, got {len(r)} images, {len(p)} reconstructions and "
+            f"{len(pred_image)} rows"
         )
+    if pred_image.min() < 0 or pred_image.max() >= len(r):
+        raise ConfigError(f"'pred_image' rows must lie in [0, {len(r)})")
     corr = _zscore_rows(r) @ _zscore_rows(p).T  # [i, j] = corr(real_i, pred_j)
-    wins = (corr < corr.diagonal()[None, :]).sum(0).double()
-    return float(wins.mean() / (len(p) - 1))
+    own = corr[torch.from_numpy(pred_image), torch.arange(len(p))]
+    wins = (corr < own[None, :]).sum(0).double()  # the own image never beats itself
+    return float(wins.mean() / (len(r) - 1))
 
 
 def pixel_two_way(recons, images, size: int = PAPER_SIZE) -> float:

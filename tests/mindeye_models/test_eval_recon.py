@@ -10,7 +10,6 @@ from mindeye_models import metrics
 from mindeye_models.eval_recon import (
     RECON_METRICS,
     correlation_distance,
-    identification,
     other_images,
     reconstruction_table,
 )
@@ -31,21 +30,27 @@ def seen_images(n=6, size=32, seed=0):
 
 
 def test_identification_with_one_reconstruction_per_image_is_the_papers_definition():
+    """The papers' loop (np.corrcoef, ``r < congruents``, summed over the real images)."""
     rng = np.random.default_rng(0)
     real = rng.standard_normal((9, 20))
     pred = real + 2.0 * rng.standard_normal((9, 20))
-    expected = metrics.two_way_identification(pred, real)
-    assert identification(pred, real, np.arange(9)) == pytest.approx(expected)
+    r = np.corrcoef(real, pred)[:9, 9:]
+    expected = np.mean((r < np.diag(r)).sum(0) / 8)
+    assert metrics.two_way_identification(pred, real, np.arange(9)) == pytest.approx(expected)
+    assert metrics.two_way_identification(pred, real) == pytest.approx(expected)
     assert 0.5 < expected < 1.0
 
 
 def test_identification_never_counts_a_repeat_of_the_same_image_against_it():
     real = np.random.default_rng(1).standard_normal((4, 10))
     rows = np.array([0, 0, 0, 1, 2, 3])  # image 0 reconstructed three times, perfectly
-    assert identification(real[rows], real, rows) == 1.0
+    assert metrics.two_way_identification(real[rows], real, rows) == 1.0
     # the chance pairing: another image, never the own one
     other = other_images(rows, 4, seed=3)
-    assert np.all(other != rows) and identification(real[other], real, rows) < 0.5
+    assert np.all(other != rows)
+    assert metrics.two_way_identification(real[other], real, rows) < 0.5
+    with pytest.raises(ConfigError, match="rows must lie in"):
+        metrics.two_way_identification(real, real, np.arange(4) + 1)
 
 
 def test_correlation_distance_is_scipys():
