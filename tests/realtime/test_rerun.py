@@ -153,6 +153,9 @@ def test_a_scanner_session_with_motion_correction_reruns(
     assert s["complete"] and s["input"] == "scanner" and s["motion"]
     assert bids_problems(tmp_path / "s") == []
     assert _rerun(tmp_path / "s", tmp_path / "rerun", _next_block()) == 0
-    assert {r["status"] for r in _diff(tmp_path / "rerun")} == {"same"}
+    rows = _diff(tmp_path / "rerun")
+    assert {r["status"] for r in rows} == {"same"} and {r["max_score_diff"] for r in rows} == {
+        "0.00000"
+    }
     again = json.loads((tmp_path / "rerun" / "summary.json").read_text())
     assert again["motion"]["runs"] == s["motion"]["runs"]  # the same motion estimates
