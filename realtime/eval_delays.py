@@ -136,6 +136,8 @@ def reestimate(out: Path, session: dict, delay: float, tr: float) -> dict[tuple,
     events = read_events(out)
     responses: dict[tuple, tuple] = {}
     for run in dict.fromkeys(e["run"] for e in events):
+        if not (out / "runs" / f"{run}_raw.f32").is_file():
+            continue  # stopped before its first volume: no trial of it was estimated
         run_events = [e for e in events if e["run"] == run]
         for msg in _run_messages(out, run, tr, run_events):
             for res in stage.handle(msg):
@@ -235,7 +237,7 @@ def accuracy_vs_delay(
         "png": str(out / DELAYS_PNG),
     }
     lines = ["\t".join(COLUMNS)]
-    lines += ["\t".join(_cell(row[c]) for c in COLUMNS) for row in table]
+    lines += ["\t".join(_cell(c, row[c]) for c in COLUMNS) for row in table]
     write_text(out / DELAYS_TSV, "\n".join(lines) + "\n")
     title = f"{'SIMULATED ' if session.get('simulated') else ''}{session.get('dataset_name')}"
     plot_accuracy_vs_delay(result, out / DELAYS_PNG, title=title)
@@ -246,5 +248,7 @@ def accuracy_vs_delay(
     return result
 
 
-def _cell(value) -> str:
+def _cell(column: str, value) -> str:
+    if column == "delay_s":
+        return f"{value:g}"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
