@@ -159,3 +159,25 @@ def test_a_scanner_session_with_motion_correction_reruns(
     }
     again = json.loads((tmp_path / "rerun" / "summary.json").read_text())
     assert again["motion"]["runs"] == s["motion"]["runs"]  # the same motion estimates
+
+
+@pytest.mark.slow
+def test_a_session_with_lsl_markers_reruns_without_the_stimulus_program(
+    tiny_dataset, tiny_model, tmp_path, base_port, data_home
+):
+    """stim-sim paced at 8x over LSL: the onsets used are the markers' (timed by their clock);
+    the rerun reads them from the record's events and gives every trial its top-k."""
+    import uuid
+
+    pytest.importorskip("pylsl")
+    from tests.realtime.test_stim_sim_e2e import SPEED, _session_with_stim_sim
+
+    cfg = _thread_config(tiny_dataset, tiny_model, tmp_path, base_port)
+    summary, sim, _ = _session_with_stim_sim(cfg, tiny_dataset, SPEED, uuid.uuid4().hex[:8])
+    assert summary["complete"] and summary["trials"] == len(sim.sent) > 0
+    record = RecordDataset(tmp_path / "s")
+    onsets = [e.onset for run in record.runs for e in record.events(run)]
+    assert len(onsets) == len(sim.sent)
+    assert _rerun(tmp_path / "s", tmp_path / "rerun", _next_block()) == 0
+    rows = _diff(tmp_path / "rerun")
+    assert len(rows) == len(sim.sent) and {r["status"] for r in rows} == {"same"}
