@@ -104,6 +104,12 @@ def _add_stream_run_options(p) -> None:
         "--launcher", choices=["process", "thread"], help="stages as processes (default) or threads"
     )
     p.add_argument(
+        "--max-restarts",
+        type=int,
+        dest="max_restarts",
+        help="times the process launcher restarts each stage that dies (default 3; 0: none)",
+    )
+    p.add_argument(
         "--train-epochs",
         type=int,
         dest="train_epochs",
@@ -357,7 +363,7 @@ def _run_stage(stage) -> int:
         if stopping:
             stage.stop()
             break
-    return 0
+    return 1 if stage.crashed else 0  # a crashed stage exits non-zero: the launcher restarts it
 
 
 def _add_summarize(sub) -> None:

@@ -16,6 +16,7 @@ from realtime.cli_keys import key_arguments
 from realtime.config import StreamConfig
 from realtime.preparation import prepare
 from realtime.stages import build_stage
+from realtime.supervisor import Supervisor
 from rt_base.errors import StageError
 from rt_wire import transport
 from rt_wire.curve_auth import add_refusal_reporter, use_security
@@ -115,7 +116,14 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
             torch.set_num_threads(1)  # as each stage process does (see _run_processes)
             _run_threads(prep.specs)
         else:
-            _run_processes(prep.specs, out, cfg.addresses()["telemetry"], log, security)
+            _run_processes(
+                prep.specs,
+                out,
+                cfg.addresses()["telemetry"],
+                log,
+                security,
+                max_restarts=cfg.max_restarts,
+            )
     finally:
         if results is not None:
             results.stop()
@@ -143,16 +151,24 @@ def _run_threads(specs: dict) -> None:
 
 
 def _run_processes(
-    specs: dict, out: Path, telemetry: str, log, security=None, threads_per_stage: int = 1
+    specs: dict,
+    out: Path,
+    telemetry: str,
+    log,
+    security=None,
+    threads_per_stage: int = 1,
+    max_restarts: int = 3,
 ) -> None:
-    procs: dict[str, subprocess.Popen] = {}
+    """Run the stages as processes until the recorder has written the session's end; a stage
+    process that dies is restarted (:class:`~realtime.supervisor.Supervisor`), and nothing is
+    lost (acks on ``telemetry``, the hub's output: :mod:`realtime.stages.recovery`)."""
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ctx = zmq.Context.instance()
     sub = transport.display_subscriber(ctx, telemetry, ("status", "log"))
 
-    def launch(name: str) -> None:
+    def launch(name: str, incarnation: int) -> subprocess.Popen:
         cmd = [
             sys.executable,
             "-m",
@@ -161,9 +177,13 @@ def _run_processes(
             name,
             "--spec",
             str(out / "stages" / f"{name}.json"),
+            "--set",
+            f"ack_addr={telemetry}",
+            "--set",
+            f"incarnation={incarnation}",
             *key_arguments(security),
         ]
-        err = open(logs / f"{name}.log", "w")
+        err = open(logs / f"{name}.log", "w" if incarnation == 0 else "a")
         stage_env = dict(env)
         # One compute thread per stage process: five processes share the cores, and a
         # multi-threaded op whose second thread waits for a busy core stalls for a whole
@@ -172,8 +192,12 @@ def _run_processes(
         stage_env.update(
             OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads
         )
-        procs[name] = subprocess.Popen(cmd, stdout=None, stderr=err, env=stage_env)
+        try:
+            return subprocess.Popen(cmd, stdout=None, stderr=err, env=stage_env)
+        finally:
+            err.close()  # the child has its own copy
 
+    supervisor = Supervisor(launch, out, max_restarts=max_restarts, log=log)
     interrupted = False
     old = signal.getsignal(signal.SIGINT)
 
@@ -185,36 +209,32 @@ def _run_processes(
     order = [n for n in ORDER if n in specs]
     try:
         for name in order[:-1]:
-            launch(name)
-        _wait_ready(sub, procs, set(order[:-1]), logs, lambda: interrupted)
-        launch("source")
+            supervisor.start(name)
+        _wait_ready(sub, supervisor, set(order[:-1]), logs, lambda: interrupted)
+        supervisor.start("source")
         while not interrupted:
-            code = procs["recorder"].poll()
-            if code is not None:
-                if code != 0:
-                    raise StageError(
-                        f"recorder exited with code {code}; see {logs / 'recorder.log'}"
-                    )
+            if supervisor.exited("recorder") == 0:
                 break
-            _check_alive(procs, logs)
+            supervisor.check()
             _drain_logs(sub, log)
             time.sleep(0.1)
         if interrupted:
             log("interrupted: stopping all stages")
     finally:
         signal.signal(signal.SIGINT, old)
-        _stop_all(procs)
+        supervisor.stop_all()
         sub.close()
 
 
-def _wait_ready(sub, procs, names: set[str], logs: Path, interrupted) -> None:
-    """Block until every stage has published a status (its sockets are up, its model loaded)."""
+def _wait_ready(sub, supervisor, names: set[str], logs: Path, interrupted) -> None:
+    """Block until every stage has published a status (its sockets are up, its model loaded);
+    a stage that dies meanwhile is restarted."""
     seen: set[str] = set()
     deadline = time.monotonic() + READY_TIMEOUT_S
     while seen < names:
         if interrupted():
             return
-        _check_alive(procs, logs)
+        supervisor.check()
         if time.monotonic() > deadline:
             raise StageError(
                 f"stage(s) {sorted(names - seen)} did not become ready in "
@@ -237,24 +257,3 @@ def _drain_logs(sub, log) -> None:
             continue
         if msg.kind == "log" and msg.meta.get("level") in ("error", "warning"):
             log(f"[{msg.meta.get('stage')}] {msg.meta.get('level')}: {msg.meta.get('text')}")
-
-
-def _check_alive(procs: dict, logs: Path) -> None:
-    for name, proc in procs.items():
-        code = proc.poll()
-        if code is not None and code != 0:
-            tail = (logs / f"{name}.log").read_text()[-2000:]
-            raise StageError(f"stage {name!r} exited with code {code}:\n{tail}")
-
-
-def _stop_all(procs: dict, timeout: float = 10.0) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs.values():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -18,6 +18,7 @@ from realtime.summary_markers import marker_figures, marker_lines
 from realtime.summary_motion import motion_figures
 from realtime.summary_quality import drop_censored, quality_figures, quality_lines
 from realtime.summary_recon_metrics import RECON_METRICS_SIZE, reconstruction_metrics
+from realtime.summary_restarts import restart_figures, restart_lines
 from rt_base.atomic import write_json
 from rt_base.names import END_TO_END, RECORDED_SPANS
 
@@ -197,6 +198,9 @@ def summarize(
         "checkpoint": session["checkpoint"],
         "written": time.time(),
     }
+    summary.update(
+        restart_figures(out, summary["volumes_lost"], summary["trials"], len(read_events(out)))
+    )
     if offline and summary["trials_scored"]:
         off = offline_retrieval(out, session, retrievals, _tr_from_config(session))
         summary["offline_top1"], summary["offline_top5"] = off["top1"], off["top5"]
@@ -281,6 +285,8 @@ def _print_summary(s: dict, out: Path, log) -> None:
         log(
             f"latency {stage:<11s} p50 {p['p50']:8.1f} ms  p95 {p['p95']:8.1f} ms  max {p['max']:8.1f} ms"
         )
+    for line in restart_lines(s):
+        log(line)
     if s["end_to_end_ms"]:
         e = s["end_to_end_ms"]
         log(f"volume acquired -> retrieval: p50 {e['p50']:.1f} ms, p95 {e['p95']:.1f} ms")

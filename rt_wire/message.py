@@ -50,6 +50,8 @@ KINDS: dict[str, str] = {
     "end": "the session ended; stages flush and stop",
     "status": "a stage's health and counters (telemetry only)",
     "log": "a log record (telemetry only)",
+    "ack": "what a stage has released of its upstreams' messages (telemetry only; see "
+    "realtime.stages.link_acks)",
 }
 
 

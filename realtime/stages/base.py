@@ -34,6 +34,8 @@ from typing import Any
 import zmq
 
 from realtime.stages.input_checks import InputChecks
+from realtime.stages.recovery import Recovery
+from rt_base.checks import check_number
 from rt_base.debug import reraise_background_errors
 from rt_base.errors import ConfigError, MessageError, StageError, WireError
 from rt_wire import transport
@@ -42,8 +44,9 @@ from rt_wire.sender import Sender
 
 STATUS_PERIOD_S = 1.0
 POLL_MS = 50
-#: the spec keys every stage takes: where it connects, and whether it exits after ``end``
-LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end")
+#: the spec keys every stage takes: where it connects, whether it exits after ``end``, where
+#: acks are read and how many times the launcher restarted it (:mod:`realtime.stages.recovery`)
+LINK_KEYS = ("in_addr", "out_addr", "telemetry_addr", "exit_on_end", "ack_addr", "incarnation")
 #: the counters every stage's status carries (see docs/interfaces.md, "The wire")
 COUNTERS = (
     "received",
@@ -54,6 +57,10 @@ COUNTERS = (
     "repeated",
     "unknown_senders",
     "upstream_restarts",
+    "stale",
+    "duplicates",
+    "resent",
+    "replay_overflow",
 )
 
 
@@ -67,6 +74,9 @@ class Stage(ABC):
         (None for a sink).
     telemetry_addr : endpoint of the telemetry hub's input (None: no telemetry).
     exit_on_end : stop by itself after forwarding the session's ``end`` message.
+    ack_addr : the telemetry hub's output, where acks are read (None: nothing is kept for a
+        restart; see :mod:`realtime.stages.recovery`).
+    incarnation : 0 at the first start, n after the launcher restarted the stage n times.
     """
 
     name = "stage"
@@ -87,6 +97,8 @@ class Stage(ABC):
         out_addr: str | None = None,
         telemetry_addr: str | None = None,
         exit_on_end: bool = True,
+        ack_addr: str | None = None,
+        incarnation: int = 0,
         context: zmq.Context | None = None,
     ) -> None:
         self.in_addr = in_addr
@@ -106,6 +118,16 @@ class Stage(ABC):
         self.sender = Sender.new(self.name)
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.input_checks = InputChecks(self.name, self.counters, self.report, self.upstream)
+        self.recovery = Recovery(
+            self.name,
+            self.sender,
+            in_addr=in_addr,
+            out_addr=out_addr,
+            ack_addr=ack_addr if telemetry_addr else None,
+            incarnation=check_number(incarnation, "incarnation", minimum=0, integer=True),
+            counters=self.counters,
+            report=self.report,
+        )
         self.ended = False
 
     # -- building from a spec ----------------------------------------------------------------
@@ -179,6 +201,11 @@ class Stage(ABC):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def crashed(self) -> bool:
+        """Whether the worker died of an error (the stage's process then exits non-zero)."""
+        return self._error is not None
+
     def __enter__(self) -> Stage:
         return self.start()
 
@@ -226,6 +253,7 @@ class Stage(ABC):
                 push = transport.data_sender(self._ctx, self.out_addr)
             if self.telemetry_addr:
                 self._pub = transport.display_publisher(self._ctx, self.telemetry_addr)
+            self.recovery.open(self._ctx)
         except BaseException as err:  # noqa: BLE001 - reported through start()
             self._error = err
             self._ready.set()
@@ -240,8 +268,10 @@ class Stage(ABC):
                     if self._stop.is_set():
                         break
                     self._emit(push, [msg])
+                    self._turn(push)
                     self._maybe_status()
                 self.ended = True
+                self._drain(push)
             else:
                 self._consume(pull, push)
         except BaseException as err:  # noqa: BLE001 - a stage reports, never dies silently
@@ -249,6 +279,7 @@ class Stage(ABC):
             self.log.error("stage %s crashed: %s\n%s", self.name, err, traceback.format_exc())
         finally:
             self._publish_status(final=True)
+            self.recovery.close()
             for s in (pull, push, self._pub):
                 if s is not None:
                     s.close()
@@ -261,6 +292,7 @@ class Stage(ABC):
             ready = self._safe(self.idle)
             if ready:
                 self._emit(push, ready)
+            self._turn(push)
             if not poller.poll(self.poll_ms):
                 continue
             frames = pull.recv_multipart(copy=False)
@@ -270,8 +302,12 @@ class Stage(ABC):
             except WireError as err:
                 self.reject(err)
                 continue
+            if not self.recovery.accepts(msg):  # addressed to this stage's previous process
+                continue
             outs = self._check_sequence(msg)
             if outs is None:
+                continue
+            if self.recovery.is_duplicate(msg, self._out_mark(push)):
                 continue
             self.counters["received"] += 1
             msg.t[f"{self.name}.received"] = now
@@ -279,12 +315,15 @@ class Stage(ABC):
                 outs += list(self._safe(self.finish))
                 outs.append(msg)
                 self._emit(push, outs)
+                self.recovery.handled(msg, self._out_mark(push))
                 self.ended = True
                 if self.exit_on_end:
+                    self._drain(push)
                     return
                 continue
             outs += list(self._safe(lambda m=msg: self.handle(m), msg))
             self._emit(push, outs)
+            self.recovery.handled(msg, self._out_mark(push))
 
     def _check_sequence(self, msg: Message) -> list[Message] | None:
         """Check ``msg.seq`` against its sender's own sequence: None drops a repeat; else the
@@ -323,6 +362,8 @@ class Stage(ABC):
             if push is not None:
                 msg.seq = self._seq_out
                 self._seq_out += 1
+                self.recovery.address(msg)
+                self.recovery.keep(msg)
                 self._send_blocking(push, msg)
                 self.counters["sent"] += 1
             if self._pub is not None and msg.kind in self.publish_kinds:
@@ -337,7 +378,22 @@ class Stage(ABC):
             except zmq.Again:
                 if self._stop.is_set():
                     raise StageError(f"{self.name} stopped with messages still unsent") from None
+                if self._turn(push):  # the downstream restarted: msg was sent again with the rest
+                    return
                 time.sleep(0.005)
+
+    # -- restarts (realtime.stages.recovery) --------------------------------------------------
+    def _out_mark(self, push: zmq.Socket | None) -> int | None:
+        """Our last sequence number sent (None: a sink, or nothing sent yet)."""
+        return self._seq_out - 1 if push is not None and self._seq_out else None
+
+    def _turn(self, push: zmq.Socket | None) -> bool:
+        """Acks in and out; True when the downstream restarted and was sent all again."""
+        return self.recovery.step(push, self._pub, self._stop)
+
+    def _drain(self, push: zmq.Socket | None) -> None:
+        """After ``end``: stay until the downstream has released everything, or stop()."""
+        self.recovery.drain(push, self._pub, self._stop)
 
     def _maybe_status(self) -> None:
         if time.monotonic() - self._last_status >= STATUS_PERIOD_S:

@@ -169,8 +169,13 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
     def _produce(self) -> Iterator[Message]:
         if self._marker_options is not None:
             self._open_markers()
+        runs = self.runs
+        done = self.recovery.resume_point(self._stop.is_set, self._pub)  # None unless restarted
+        if done in runs:  # a restarted source: the runs its downstream released are not sent
+            runs = runs[runs.index(done) + 1 :]
+            self.report("warning", f"restarted: resuming after run {done!r}, at {runs[:1]}")
         try:
-            for run in self.runs:
+            for run in runs:
                 if self.pacer.halted:
                     break
                 if self.markers is not None:

@@ -1,0 +1,186 @@
+"""Acknowledgements on the data path: what a stage has fully handled, so that a stage process
+that dies can be restarted and nothing is lost.
+
+The receiving side of one link (:class:`InputAcks`) and the sending side (:class:`OutputLink`,
+with its :class:`~realtime.stages.replay_buffer.ReplayBuffer`).  The protocol, in short (see
+docs/interfaces.md, "Restarts"):
+
+- every stage's state is per run (the running z-score, the motion reference and the GLM window
+  start again at ``run_start``), so a stage *releases* its input at run boundaries: after it has
+  handled a ``run_end`` (or ``end``) and its downstream has released every message it sent up to
+  that point, it acknowledges its upstream's sequence number of that ``run_end``.  A sink (no
+  downstream) releases at once;
+- acknowledgements are ``ack`` messages on the telemetry hub (cumulative, published every
+  :data:`ACK_PERIOD_S`, so a lost one costs nothing); each names the stage's input address,
+  its sender, its incarnation (0 at the first start, n after n restarts) and, per upstream
+  sender, the last sequence number released;
+- a sender keeps what its downstream has not released; when it hears a downstream of a new id
+  whose incarnation is above 0 (a restarted process), it sends all of it again, addressed to that
+  id (``meta["link_to"]``).  A restarted receiver accepts only messages addressed to it, so the
+  stale tail of the old connection is dropped (counted ``stale``), and the restarted stage
+  rebuilds its state from the run's start;
+- a receiver drops a message it has already handled by kind, run and index
+  (:func:`message_key`), whichever sender it comes from: the restarted upstream's new stream
+  repeats what the old one sent (counted ``duplicates``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from rt_wire.message import Message
+from rt_wire.sender import Sender
+
+#: how often a stage publishes its acknowledgements (seconds)
+ACK_PERIOD_S = 0.2
+#: runs whose handled keys a receiver keeps (a resend never reaches further back than the two
+#: runs around one restart; more are kept for stacked restarts)
+KEPT_RUNS = 4
+#: the meta key that addresses a message to one instance of the downstream stage
+LINK_TO = "link_to"
+#: kinds after which a stage's state starts afresh: where its input can be released
+BOUNDARY_KINDS = ("run_end", "end")
+
+
+def message_key(msg: Message) -> tuple:
+    """What makes a data-path message unique in a session, whoever sends it: kind, run and
+    index (a ``gap`` also by what it says, without the sender or the time it was written)."""
+    if msg.kind == "gap":
+        meta = {k: v for k, v in msg.meta.items() if k not in ("sender", "time")}
+        return ("gap", msg.run, msg.index, json.dumps(meta, sort_keys=True, default=str))
+    return (msg.kind, msg.run, msg.index)
+
+
+@dataclass
+class _Boundary:
+    """A ``run_end`` / ``end`` handled: ``seq`` of ``sender`` may be released once the
+    downstream has released our own messages up to ``out_mark``."""
+
+    sender: Sender
+    seq: int
+    out_mark: int
+    run: str | None
+
+
+class InputAcks:
+    """The receiving side of one link: stale and duplicate messages, releases, ``ack`` messages.
+
+    Parameters
+    ----------
+    stage : the stage's name.
+    sender : the stage's own sender (named in its acks).
+    in_addr : the stage's input address (a sender matches acks to its ``out_addr`` by it).
+    incarnation : 0 at the first start; n after n restarts (a restarted stage accepts only
+        messages addressed to it).
+    """
+
+    def __init__(self, stage: str, sender: Sender, in_addr: str | None, incarnation: int) -> None:
+        self.stage = stage
+        self.sender = sender
+        self.in_addr = in_addr
+        self.incarnation = int(incarnation)
+        self._handled: OrderedDict[str | None, set[tuple]] = OrderedDict()
+        self._boundaries: deque[_Boundary] = deque()
+        #: per upstream stage name: its newest sender and the last sequence number released
+        self.released: dict[str, tuple[Sender, int]] = {}
+        self.last_released_run: str | None = None
+
+    def accepts(self, msg: Message) -> bool:
+        """Whether to take ``msg`` at all (removes its address): a restarted stage takes only
+        messages addressed to it; a first instance also those addressed to nobody."""
+        to = msg.meta.pop(LINK_TO, None)
+        if to is None:
+            return self.incarnation == 0
+        return to == self.sender.id
+
+    def is_duplicate(self, msg: Message) -> bool:
+        """Whether a message of the same kind, run and index was handled already."""
+        return message_key(msg) in self._handled.get(msg.run, ())
+
+    def handled(self, msg: Message, out_mark: int | None) -> None:
+        """Note ``msg`` as handled; ``out_mark`` is our last sequence number sent so far (None:
+        a sink, or nothing sent yet)."""
+        keys = self._handled.get(msg.run)
+        if keys is None:
+            keys = self._handled[msg.run] = set()
+            while len(self._handled) > KEPT_RUNS:
+                self._handled.popitem(last=False)
+        keys.add(message_key(msg))
+        if msg.kind in BOUNDARY_KINDS and msg.sender is not None:
+            mark = -1 if out_mark is None else out_mark
+            self._boundaries.append(_Boundary(msg.sender, msg.seq, mark, msg.run))
+
+    def release(self, downstream_through: int | None, *, sink: bool) -> None:
+        """Release the boundaries whose output the downstream has released (all for a sink)."""
+        while self._boundaries:
+            b = self._boundaries[0]
+            done = b.out_mark < 0 or (
+                downstream_through is not None and downstream_through >= b.out_mark
+            )
+            if not (sink or done):
+                return
+            self._boundaries.popleft()
+            self.released[b.sender.stage] = (b.sender, b.seq)
+            if b.run is not None:
+                self.last_released_run = b.run
+
+    def ack_message(self) -> Message:
+        """The ``ack`` this stage publishes now."""
+        meta = {
+            "stage": self.stage,
+            "in_addr": self.in_addr,
+            "incarnation": self.incarnation,
+            "through": {str(s): seq for s, seq in self.released.values()},
+            "released_run": self.last_released_run,
+        }
+        return Message("ack", meta=meta, sender=self.sender)
+
+
+class OutputLink:
+    """The sending side of one link: which downstream instance, what it released.
+
+    Parameters
+    ----------
+    out_addr : the downstream's input address (acks naming it are the downstream's).
+    me : this stage's sender (the key of its sequence numbers in the downstream's acks).
+    """
+
+    def __init__(self, out_addr: str, me: Sender) -> None:
+        self.out_addr = out_addr
+        self.me = me
+        self.downstream: Sender | None = None
+        self.incarnation: int | None = None
+        #: our last sequence number the downstream released (None: none yet)
+        self.through: int | None = None
+        #: the downstream's last released run (a restarted source resumes after it)
+        self.released_run: str | None = None
+        self.heard = False
+
+    def on_ack(self, ack: Message) -> bool:
+        """Take one ``ack``; True when it comes from a restarted downstream instance that has
+        not heard from us yet (everything unreleased must be sent to it again)."""
+        meta = ack.meta
+        if ack.kind != "ack" or meta.get("in_addr") != self.out_addr or ack.sender is None:
+            return False
+        self.heard = True
+        through = meta.get("through")
+        if isinstance(through, dict) and isinstance(through.get(str(self.me)), int):
+            self.through = max(self.through or -1, through[str(self.me)])
+        run = meta.get("released_run")
+        if isinstance(run, str):
+            self.released_run = run
+        if ack.sender == self.downstream:
+            return False
+        self.downstream = ack.sender
+        incarnation = meta.get("incarnation")
+        self.incarnation = incarnation if isinstance(incarnation, int) else 0
+        return self.incarnation > 0
+
+    def address(self, msg: Message) -> None:
+        """Address ``msg`` to the downstream instance we know (none: to whoever is there)."""
+        if self.downstream is None:
+            msg.meta.pop(LINK_TO, None)
+        else:
+            msg.meta[LINK_TO] = self.downstream.id

@@ -1,0 +1,88 @@
+"""A stage process killed mid-run (kill -9) is restarted by the process launcher, and the
+session ends with nothing lost (issue 11 item 4; the protocol is realtime.stages.link_acks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from realtime.config import StreamConfig
+from realtime.pipeline import run_stream
+
+#: the recorder's TR lines at which the stage is killed (mid-way through the first run)
+KILL_AFTER_TRS = 25
+
+
+def _volumes(out):
+    return sum(max(0, len(p.read_text().splitlines()) - 1) for p in (out / "runs").glob("*_tr.tsv"))
+
+
+def _killer(out, stage, killed: list, after: int = KILL_AFTER_TRS, timeout: float = 120.0):
+    """Kill ``stage``'s process with SIGKILL once the recorder has ``after`` TRs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid_file = out / "logs" / f"{stage}.pid"
+        if (out / "runs").is_dir() and pid_file.exists() and _volumes(out) >= after:
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, _volumes(out)))
+            return
+        time.sleep(0.02)
+
+
+def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage):
+    out = tmp_path / f"kill-{stage}"
+    cfg = StreamConfig(
+        replay=str(tiny_dataset.root),
+        out=str(out),
+        speed=40,
+        headless=True,
+        checkpoint=str(tiny_model),
+        launcher="process",
+        base_port=base_port,
+        quiet=True,
+        recon="none",
+    )
+    killed: list = []
+    thread = threading.Thread(target=_killer, args=(out, stage, killed), daemon=True)
+    thread.start()
+    lines: list[str] = []
+    s = run_stream(cfg, log=lines.append)
+    thread.join(1)
+    return s, out, killed, lines
+
+
+def _check_nothing_lost(s, out, tiny_dataset, stage, killed, lines):
+    assert killed, f"{stage} was never killed"
+    n_volumes = sum(tiny_dataset.load_run(r).shape[-1] for r in tiny_dataset.runs)
+    assert killed[0][1] < n_volumes  # mid-session
+    n_events = sum(len(tiny_dataset.events(r)) for r in tiny_dataset.runs)
+    assert s["complete"], lines
+    assert s["volumes_lost"] == 0 and s["volumes_received"] == n_volumes, s
+    assert s["trials"] == n_events, s
+    rows = (out / "retrievals.tsv").read_text().strip().splitlines()[1:]
+    keys = [tuple(r.split("\t")[1:3]) for r in rows]
+    assert len(set(keys)) == len(keys) == n_events  # every trial once
+    assert [r["stage"] for r in s["restarts"]] == [stage]
+    assert s["restarts"][0]["exit"] == "signal SIGKILL"
+    assert s["nothing_lost"] is True
+    assert any(f"stage {stage!r} died (signal SIGKILL)" in line for line in lines), lines
+    restarts = [json.loads(x) for x in (out / "restarts.jsonl").read_text().splitlines()]
+    assert restarts[0]["old_pid"] == killed[0][0]
+
+
+def test_preprocess_killed_mid_run_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port):
+    s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, "preprocess")
+    _check_nothing_lost(s, out, tiny_dataset, "preprocess", killed, lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["source", "estimate", "decode"])
+def test_a_stage_killed_mid_run_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port, stage):
+    s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, stage)
+    _check_nothing_lost(s, out, tiny_dataset, stage, killed, lines)
