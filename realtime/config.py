@@ -49,6 +49,7 @@ class StreamConfig:
     host: str = "127.0.0.1"
     base_port: int = 5550
     launcher: str = "process"
+    max_restarts: int = 3
     train_epochs: int | None = None
     quiet: bool = False
     markers: str | None = None
@@ -106,6 +107,9 @@ class StreamConfig:
                 self.train_epochs, "train_epochs", minimum=1, integer=True
             )
         check_choice(self.launcher, "launcher", LAUNCHERS)
+        self.max_restarts = check_number(
+            self.max_restarts, "max_restarts", minimum=0, maximum=100, integer=True
+        )
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         _check_device(self.device, "device")
