@@ -93,9 +93,12 @@ def markdown_table(result: dict) -> str:
     for label, table, with_retrieval in _recon_rows(recon):
         r = (single if label == "single trials" else averaged) if with_retrieval else None
         lines.append(_row(label, _recon_cells(table, "value") + _retrieval_cells(r)))
-    chance_recon = recon.get("recon") or recon.get("blurry")
+    chance_recon = recon.get("recon") or recon.get("averaged_lowlevel")
     chance = _recon_cells(chance_recon, "chance") + _retrieval_cells(single, "chance")
     lines.append(_row("chance", chance))
+    if "blurry" in recon:  # blurry images have their own chance level (their smooth layout)
+        chance = _recon_cells(recon["blurry"], "chance") + _retrieval_cells(None)
+        lines.append(_row("chance, blurry", chance))
     lines += ["", *_notes(result)]
     return "\n".join(lines) + "\n"
 

@@ -20,9 +20,9 @@ def _retrieval(mean: float, ways: int = 50) -> dict:
     }
 
 
-def _recon(value: float, computed=("PixCorr", "SSIM", "AlexNet(2)")) -> dict:
+def _recon(value: float, computed=("PixCorr", "SSIM", "AlexNet(2)"), chance=0.5) -> dict:
     metrics = {
-        name: {"computed": True, "value": value, "chance": 0.5, "chance_how": "x"}
+        name: {"computed": True, "value": value, "chance": chance, "chance_how": "x"}
         if name in computed
         else {"computed": False, "reason": f"{name} weights absent"}
         for name in RECON_METRICS
@@ -60,7 +60,11 @@ def test_a_lowlevel_session_has_three_rows_in_the_papers_formats():
 
 
 def test_a_full_session_adds_the_blurry_rows_and_no_averaged_generated_images():
-    recon = {"recon": _recon(0.2), "blurry": _recon(0.4), "averaged_lowlevel": _recon(0.45)}
+    recon = {
+        "recon": _recon(0.2, chance=0.01),
+        "blurry": _recon(0.4, chance=0.3),
+        "averaged_lowlevel": _recon(0.45),
+    }
     rows = _rows(markdown_table(_result(recon)))
     assert list(rows)[2:] == [
         "single trials",
@@ -68,10 +72,12 @@ def test_a_full_session_adds_the_blurry_rows_and_no_averaged_generated_images():
         "repetition-averaged",
         "repetition-averaged, blurry",
         "chance",
+        "chance, blurry",
     ]
     assert rows["single trials, blurry"][0] == ".400" and rows["single trials, blurry"][-1] == "–"
     assert rows["repetition-averaged"][0] == "–" and rows["repetition-averaged"][-1] == "70.0%"
     assert rows["repetition-averaged, blurry"][0] == ".450"
+    assert rows["chance"][0] == ".010" and rows["chance, blurry"][0] == ".300"
 
 
 def test_without_reconstructions_the_recon_columns_are_dashes():
