@@ -56,6 +56,18 @@ def add_stim_sim(sub) -> None:
         default=120.0,
         help="seconds to wait for the session to connect, and for the last results (default 120)",
     )
+    p.add_argument(
+        "--scanner",
+        metavar="DIR",
+        help="beside scanner-sim and `stream --scanner DIR`: start each run at its series' first "
+        "volume in DIR, and send a trigger marker per volume",
+    )
+    p.add_argument(
+        "--no-triggers",
+        dest="triggers",
+        action="store_false",
+        help="with --scanner: no trigger markers (the session times trials by the volumes' files)",
+    )
 
 
 def cmd_stim_sim(args) -> int:
@@ -71,6 +83,8 @@ def cmd_stim_sim(args) -> int:
         name=args.name or DEFAULT_MARKERS_NAME,
         results=None if args.results == "none" else args.results,
         wait_s=args.wait,
+        scanner=args.scanner,
+        triggers=args.triggers,
     )
     results = sim.run()
     got = {(r.get("run"), r.get("trial")) for r in results if r.get("type") == "retrieval"}

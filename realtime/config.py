@@ -167,11 +167,6 @@ class StreamConfig:
             from realtime.lsl_markers import parse_markers_option
 
             parse_markers_option(self.markers)
-            if self.scanner is not None:
-                raise ConfigError(
-                    "'markers' drives a replay in this version; a scanner session takes its "
-                    "trials from the design's events.tsv: leave --markers out with --scanner"
-                )
         if self.lsl_results is not None:
             check_results_prefix(self.lsl_results)
 

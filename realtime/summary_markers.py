@@ -2,8 +2,10 @@
 
 Read from ``markers.json``, which the source writes at each run's end
 (:mod:`realtime.stages.marker_events`).  ``clocks`` says, per run, what timed its trials:
-``triggers`` (scanner trigger markers), ``volumes`` (the first volume's time: later than the
-acquisition by a scanner's reconstruction delay) or ``onsets`` (the markers carried them).
+``triggers`` (scanner trigger markers), ``volumes`` (the volumes' times: a scanner's files are
+later than its acquisitions by its reconstruction delay) or ``onsets`` (the markers carried
+them).  ``late`` counts the trials of a scanner session whose markers came after volumes past
+their onsets had been sent (:mod:`realtime.stages.scanner_markers`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def marker_figures(out: Path) -> dict | None:
         "stream": data.get("stream", {}).get("name"),
         "received": int(counts.get("received", 0)),
         "trials": int(counts.get("trials", 0)),
+        "late": int(counts.get("late", 0)),
         "triggers": int(counts.get("triggers", 0)),
         "malformed": int(counts.get("malformed", 0)),
         "refused": int(counts.get("refused", 0)),
@@ -45,6 +48,7 @@ def marker_lines(markers: dict | None) -> list[str]:
     timed = "; ".join(CLOCK_WORDS.get(c, str(c)) for c in clocks) or "no run"
     return [
         f"markers: {markers['trials']} trials from LSL stream {markers['stream']!r} "
-        f"({markers['malformed']} malformed, {markers['refused']} refused, "
+        f"({markers.get('late', 0)} late, {markers['malformed']} malformed, "
+        f"{markers['refused']} refused, "
         f"{markers['triggers']} triggers); onsets timed by {timed}"
     ]

@@ -39,9 +39,9 @@ MARKER_COLUMNS = ("received", "lsl_time", "correction", "time", "run", "status",
 class _Run:
     """What the markers have said about the run being streamed."""
 
-    def __init__(self, name: str, tr: float, speed: float) -> None:
+    def __init__(self, name: str, clock) -> None:
         self.name = name
-        self.clock = RunClock(tr, speed)
+        self.clock = clock
         self.program_started = False
         self.program_stopped = False
         self.untimed: list = []  # (session time, TrialMarker) waiting for the clock
@@ -62,11 +62,17 @@ class MarkerEvents:
         marker leaves out (None: split ``unknown``, duration 3 s).
     notice : ``notice(level, text)``: the source's log for the operator.
     record_dir : the session folder (``markers.tsv``, ``markers.json``); None: not recorded.
+    clock : ``clock(tr)`` makes a run's clock (default a replay's
+        :class:`~realtime.marker_clock.RunClock` at ``speed``; a scanner's is
+        :class:`~realtime.marker_clock.LiveRunClock`).
     """
 
-    def __init__(self, inlet, *, speed=1.0, design=None, notice=None, record_dir=None) -> None:
+    def __init__(
+        self, inlet, *, speed=1.0, design=None, notice=None, record_dir=None, clock=None
+    ) -> None:
         self.inlet = inlet
         self.speed = float(speed)
+        self.make_clock = clock or (lambda tr: RunClock(tr, self.speed))
         self.notice = notice or (lambda level, text: None)
         self.record_dir = None if record_dir is None else Path(record_dir)
         self.splits: dict[int, str] = {}
@@ -87,7 +93,7 @@ class MarkerEvents:
     # -- the run -----------------------------------------------------------------------------
     def begin_run(self, name: str, tr: float) -> None:
         """Run ``name`` starts streaming: held markers are applied to it."""
-        self.run = _Run(name, tr, self.speed)
+        self.run = _Run(name, self.make_clock(tr))
         held, self.held = self.held, []
         starts = [i for i, m in enumerate(held) if m.marker and m.marker.type == "run_start"]
         if starts and starts[0]:  # before the program's run_start: its previous run's, late
@@ -136,6 +142,23 @@ class MarkerEvents:
         self.counts["trials"] += len(due)
         return due
 
+    def note_late(self, event: Event, behind_s: float) -> None:
+        """The source sent ``event`` after volumes at or past its onset (its marker came late):
+        counted, and told to the operator."""
+        self._count(self.run, "late")
+        self.notice(
+            "warning",
+            f"run {self.run.name}: trial {event.trial} (image {event.image_id}) came "
+            f"{behind_s:.2f} s of data after its onset: sent late, decoded when it can be",
+        )
+
+    def finish_run(self) -> None:
+        """The run's volumes are over: trials waiting for a later anchor get their onsets."""
+        close = getattr(self.run.clock, "close", None)
+        if close is not None:
+            close()
+        self._time_untimed()
+
     def end_run(self, n_volumes: int | None) -> dict:
         """The run is over: its markers' figures (also for ``run_end``'s meta); the trials of
         it not sent are dropped with a notice."""
@@ -153,7 +176,7 @@ class MarkerEvents:
             "program_run_stop": run.program_stopped,
             "triggers": run.clock.triggers,
             "n_volumes": n_volumes,
-            **{k: int(run.counts[k]) for k in ("trials", "malformed", "refused")},
+            **{k: int(run.counts[k]) for k in ("trials", "late", "malformed", "refused")},
         }
         self.runs_done[run.name] = info
         self.run = None
@@ -190,11 +213,16 @@ class MarkerEvents:
 
     def _on_run_start(self, run: _Run, marker, t: float) -> str:
         run.program_started = True
+        self.counts["run_starts"] += 1
         if marker.run and marker.run != run.name:
             self.notice("info", f"the program's run {marker.run!r} is streamed as run {run.name}")
         return "ok"
 
     def _on_run_stop(self, run: _Run, marker, t: float) -> str:
+        if not run.program_started and self.counts["run_starts"]:
+            # a program that starts its runs has not started this one: the stop of its last
+            # run, which a scanner's next series overtook
+            return "ignored: the stop of the program's previous run, after this run began"
         run.program_stopped = True
         return "ok"
 
@@ -222,7 +250,7 @@ class MarkerEvents:
             return
         waiting = []
         for t, marker, number in run.untimed:
-            if marker.onset is None and not run.clock.ready:
+            if marker.onset is None and not run.clock.final(t):
                 waiting.append((t, marker, number))
                 continue
             onset = marker.onset if marker.onset is not None else run.clock.onset(t)

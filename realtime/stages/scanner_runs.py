@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.stages.source_control import run_start_message
 from rt_base.errors import ConfigError
+from rt_wire.message import Message
 
 
 @dataclass
@@ -75,3 +77,41 @@ def plan_run(
     if expected is not None:
         events = [e for e in events if e.onset < expected * tr]
     return RunPlan(name, float(tr), expected, sorted(events, key=lambda e: e.onset), warning)
+
+
+def session_grid(run: ScannerRun | None, design, vol) -> tuple[tuple[int, ...], np.ndarray]:
+    """The grid (shape, affine) a volume must have: the current run's, else the design's, else
+    its own (the first volume of a session without design)."""
+    if run is not None:
+        return run.shape, run.affine
+    if design is not None:
+        return tuple(design.meta.shape), design.affine
+    return tuple(vol.data.shape), vol.affine
+
+
+def grid_mismatch(vol, shape, affine) -> str:
+    """Why ``vol`` is not on the session's grid (``shape``, ``affine``); "" when it is."""
+    if tuple(vol.data.shape) != tuple(shape):
+        return f"its matrix {tuple(vol.data.shape)} is not the session's grid {tuple(shape)}"
+    if not np.allclose(vol.affine, affine, atol=1e-3):
+        return f"its affine is not the session's grid {tuple(shape)}"
+    return ""
+
+
+def run_start_of(run: ScannerRun, vol, folder, design, **meta) -> Message:
+    """The ``run_start`` message of ``run``, whose first volume is ``vol`` (from ``folder``)."""
+    return run_start_message(
+        run.name,
+        tr=run.tr,
+        n_volumes=run.expected,
+        shape=run.shape,
+        affine=run.affine,
+        **meta,
+        input="scanner",
+        series=int(vol.series),
+        folder=str(folder),
+        format=vol.format,
+        dataset=None if design is None else design.meta.name,
+        dataset_path=None if design is None else str(design.root),
+        simulated=False if design is None else bool(design.meta.simulated),
+    )

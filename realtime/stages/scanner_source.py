@@ -18,7 +18,9 @@ Missing volumes
     lost volumes by the preprocess stage, and the source logs which file is missing.
 Trials
     Come from a design dataset's events (the runs of ``dataset`` in ``runs`` order map to the
-    scanner's runs in order), sent when the data time of the next volume reaches their onset.
+    scanner's runs in order), sent when the data time of the next volume reaches their onset;
+    with ``markers``, from the stimulus program's LSL markers instead
+    (:mod:`realtime.stages.scanner_markers`).
 Record
     With ``record_dir`` and ``record_labels``, each run's received volumes are written as they
     come to the record's BIDS bold file (:mod:`realtime.volume_record`), after they are sent on.
@@ -38,14 +40,21 @@ from pathlib import Path
 import numpy as np
 
 from realtime.export_folder import ExportFolder
-from realtime.stages.scanner_runs import ScannerRun, plan_run
-from realtime.stages.source_control import SourceStage, run_start_message, trial_message
+from realtime.stages.scanner_markers import ScannerMarkersMixin
+from realtime.stages.scanner_runs import (
+    ScannerRun,
+    grid_mismatch,
+    plan_run,
+    run_start_of,
+    session_grid,
+)
+from realtime.stages.source_control import SourceStage, trial_message
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
 
 
-class ScannerSource(SourceStage):
+class ScannerSource(ScannerMarkersMixin, SourceStage):
     """Streams the volumes a scanner exports into ``folder``.
 
     Parameters
@@ -68,6 +77,8 @@ class ScannerSource(SourceStage):
     record_dir : the session folder.
     record_labels : the record's BIDS ``subject``, ``session`` and ``task``: with them and
         ``record_dir``, the received volumes are written to the record.
+    markers : ``lsl`` or ``lsl:NAME``: trial events from the stimulus program's LSL markers
+        instead of the design's ``events.tsv``; ``markers_wait_s``: how long to look for them.
     control_addr : the operator's control channel (:mod:`realtime.stages.source_control`).
     """
 
@@ -90,6 +101,8 @@ class ScannerSource(SourceStage):
         idle_timeout_s: float = 60.0,
         record_dir: str | None = None,
         record_labels: dict | None = None,
+        markers: str | None = None,
+        markers_wait_s: float = 120.0,
         control_addr: str | None = None,
         **kwargs,
     ) -> None:
@@ -132,6 +145,7 @@ class ScannerSource(SourceStage):
         from realtime.volume_record import open_volume_record
 
         self.volume_record = open_volume_record(record_dir, record_labels, self.notice)
+        self._init_markers(markers, markers_wait_s, record_dir)
         self.run: ScannerRun | None = None
         self.finished: dict[int, str] = {}  # series -> run name
         self.counts = dict.fromkeys(
@@ -156,6 +170,7 @@ class ScannerSource(SourceStage):
         return {
             **self.counters,
             **self.counts,
+            **self._marker_status(),
             **self.control_state(),
             "folder": str(self.folder.folder),
             "pending_files": len(self.folder.pending),
@@ -188,6 +203,7 @@ class ScannerSource(SourceStage):
         return self.volume_record.tap(self._produce())  # recorded after they are sent
 
     def _produce(self) -> Iterator[Message]:
+        self._open_markers()
         self.folder.start()
         try:
             while not self._stop.is_set():
@@ -195,16 +211,18 @@ class ScannerSource(SourceStage):
                 self._maybe_status()
                 yield from self._take(self.folder.check())
                 if not self.paused:
+                    yield from self._poll_markers()
                     yield from self._send_ready()
                 if self._session_over():
                     break
                 self.folder.wait(0.02)
+            if self.run is not None and not self._stop.is_set():
+                yield from self._end_run("the session ended")
         finally:
             self.folder.stop()
+            self._close_markers()
         if self._stop.is_set():
             return
-        if self.run is not None:
-            yield from self._end_run("the session ended")
         self.flush_notices()
         meta = {"runs": list(self.finished.values()), "input": "scanner"}
         if self.halted:
@@ -267,19 +285,10 @@ class ScannerSource(SourceStage):
         run.last_volume = time.monotonic()
 
     def _grid_ok(self, vol) -> bool:
-        shape, affine = self._grid(vol)
-        if tuple(vol.data.shape) != tuple(shape) or not np.allclose(vol.affine, affine, atol=1e-3):
-            what = f"matrix {tuple(vol.data.shape)}" if vol.data.shape != tuple(shape) else "affine"
-            self._ignore(vol, f"its {what} is not the session's grid {tuple(shape)}")
-            return False
-        return True
-
-    def _grid(self, vol) -> tuple[tuple[int, ...], np.ndarray]:
-        if self.run is not None:
-            return self.run.shape, self.run.affine
-        if self.design is not None:
-            return tuple(self.design.meta.shape), self.design.affine
-        return tuple(vol.data.shape), vol.affine
+        why = grid_mismatch(vol, *session_grid(self.run, self.design, vol))
+        if why:
+            self._ignore(vol, why)
+        return not why
 
     def _ignore(self, vol, why: str) -> None:
         self.counts["files_ignored"] += 1
@@ -298,27 +307,17 @@ class ScannerSource(SourceStage):
         if plan.warning:
             self.notice("warning", plan.warning)
         name, tr, expected, events = plan.name, plan.tr, plan.expected, plan.events
-        shape, affine = self._grid(vol)
+        shape, affine = session_grid(None, self.design, vol)
         self.run = ScannerRun(
             name, int(vol.series), float(tr), tuple(shape), np.asarray(affine), expected
         )
-        self.run.events = events
+        if self.markers is None:
+            self.run.events = events
+        else:
+            self.markers.begin_run(name, tr)
         self.notice("info", f"run {name}: series {vol.series} from {self.folder.folder}")
-        return run_start_message(
-            name,
-            tr=tr,
-            n_volumes=expected,
-            shape=shape,
-            affine=affine,
-            n_trials=len(self.run.events),
-            input="scanner",
-            series=int(vol.series),
-            folder=str(self.folder.folder),
-            format=vol.format,
-            dataset=None if self.design is None else self.design.meta.name,
-            dataset_path=None if self.design is None else str(self.design.root),
-            simulated=False if self.design is None else bool(self.design.meta.simulated),
-        )
+        trials = {"n_trials": len(events)} if self.markers is None else {"trials_from": "markers"}
+        return run_start_of(self.run, vol, self.folder.folder, self.design, **trials)
 
     def _send_ready(self) -> Iterator[Message]:
         run = self.run
@@ -362,7 +361,10 @@ class ScannerSource(SourceStage):
     def _send_volume(self, vol, times: tuple[float, float]) -> Iterator[Message]:
         run = self.run
         k = run.next_index
-        yield from self._send_events_until(k * run.tr)
+        if self.markers is None:
+            yield from self._send_events_until(k * run.tr)
+        else:
+            yield from self._marker_trials_before(k, times[0])
         self.counts["volumes"] += 1
         run.next_index = k + 1
         data = np.ascontiguousarray(vol.data, dtype=np.float32)
@@ -390,9 +392,12 @@ class ScannerSource(SourceStage):
         run = self.run
         if not self.halted:  # the series is over: send what came, in order
             yield from self._send_in_order(time.monotonic(), 0.0)
-        if run.expected is not None:  # the design's trials of volumes never sent
+        n_volumes = run.expected if run.expected is not None else run.next_index
+        if self.markers is not None:  # the program's trials up to the run's end
+            yield from self._marker_trials_at_end(n_volumes * run.tr - 1e-9)
+        elif run.expected is not None:  # the design's trials of volumes never sent
             yield from self._send_events_until(run.expected * run.tr - 1e-9)
-        meta = {"n_volumes": run.expected if run.expected is not None else run.next_index}
+        meta = {"n_volumes": n_volumes, **self._markers_run_end(n_volumes)}
         if self.halted:
             meta.update(stopped=True, n_volumes_sent=run.next_index)
         if why:
