@@ -30,6 +30,7 @@ NNNN in every file.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,9 @@ RECON_COLUMNS = [
     "recon_file",
     "blurry_file",
 ]
+
+#: what a run name may be, since the recorder makes file names of it
+SAFE_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _check_image(msg: Message, name: str) -> np.ndarray:
@@ -189,6 +193,12 @@ class RecorderStage(Stage):
         }
 
     def handle(self, msg: Message):
+        if msg.run is not None and not SAFE_RUN.fullmatch(str(msg.run)):
+            # run names become file names here: never a path, a hidden file or a device name
+            raise MessageError(
+                f"{msg.kind!r} of run {str(msg.run)[:80]!r}: a run name must be 1-64 letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit; not recorded"
+            )
         handler = getattr(self, f"_on_{msg.kind}", None)
         if handler is not None:
             handler(msg)
@@ -199,7 +209,7 @@ class RecorderStage(Stage):
             "n_volumes": None if msg.meta.get("n_volumes") is None else int(msg.meta["n_volumes"]),
             "received": 0,
             "tr": float(msg.meta["tr"]),
-            "n_trials": int(msg.meta.get("n_trials", 0)),
+            "n_trials": int(msg.meta.get("n_trials") or 0),  # unknown ahead with markers
             "started": time.time(),
             "meta": msg.meta,
         }

@@ -114,3 +114,13 @@ def test_bad_messages_are_refused_and_write_nothing(tmp_path, msg, match):
     assert rec.n_retrievals == 0
     rec.handle(_session()[-2])  # the next good trial is still trial 1
     assert (tmp_path / "trials" / "0001_embedding.npy").exists()
+
+
+@pytest.mark.parametrize("run", ["../escape", "/etc/x", ".hidden", "a b", "r" * 65, ""])
+def test_a_run_name_that_is_not_a_safe_file_name_is_refused(tmp_path, run):
+    rec = _record(tmp_path / "session", [])
+    msg = Message("run_start", run=run, meta={"tr": 1.5, "n_volumes": 4, "n_trials": 1})
+    with pytest.raises(MessageError, match="a run name must be"):
+        rec.handle(msg)
+    outside = [p for p in tmp_path.rglob("*") if "session" not in p.parts]
+    assert outside == [] and rec.runs == {}
