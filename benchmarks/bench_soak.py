@@ -58,7 +58,7 @@ def junk_frames(rng: np.random.Generator) -> list[bytes]:
             "t": {},
             "buffers": [{"name": "z", "dtype": "float32", "shape": [10, 10]}],
         }
-        return [b"tr", json.dumps(head).encode(), noise]
+        return [b"tr", json.dumps(head).encode(), noise + bytes(401)]  # never 400 bytes
     if kind == 4:  # topic and kind disagree
         return [b"end", json.dumps({"schema": 2, "kind": "tr"}).encode()]
     if kind == 5:  # an unknown schema version

@@ -309,13 +309,14 @@ class Stage(ABC):
                 continue
             if self.recovery.is_duplicate(msg, self._out_mark(push)):
                 continue
+            origin = self.recovery.origin(msg)
             self.counters["received"] += 1
             msg.t[f"{self.name}.received"] = now
             if msg.kind == "end":
                 outs += list(self._safe(self.finish))
                 outs.append(msg)
                 self._emit(push, outs)
-                self.recovery.handled(msg, self._out_mark(push))
+                self.recovery.handled(origin, self._out_mark(push))
                 self.ended = True
                 if self.exit_on_end:
                     self._drain(push)
@@ -323,7 +324,7 @@ class Stage(ABC):
                 continue
             outs += list(self._safe(lambda m=msg: self.handle(m), msg))
             self._emit(push, outs)
-            self.recovery.handled(msg, self._out_mark(push))
+            self.recovery.handled(origin, self._out_mark(push))
 
     def _check_sequence(self, msg: Message) -> list[Message] | None:
         """Check ``msg.seq`` against its sender's own sequence: None drops a repeat; else the

@@ -53,6 +53,22 @@ def message_key(msg: Message) -> tuple:
     return (msg.kind, msg.run, msg.index)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What a receiver notes of a message before handling it (a stage that forwards the message
+    object stamps its own sender and sequence number on it when it sends it on)."""
+
+    key: tuple
+    kind: str
+    run: str | None
+    sender: Sender | None
+    seq: int
+
+
+def origin_of(msg: Message) -> Origin:
+    return Origin(message_key(msg), msg.kind, msg.run, msg.sender, msg.seq)
+
+
 @dataclass
 class _Boundary:
     """A ``run_end`` / ``end`` handled: ``seq`` of ``sender`` may be released once the
@@ -99,18 +115,18 @@ class InputAcks:
         """Whether a message of the same kind, run and index was handled already."""
         return message_key(msg) in self._handled.get(msg.run, ())
 
-    def handled(self, msg: Message, out_mark: int | None) -> None:
-        """Note ``msg`` as handled; ``out_mark`` is our last sequence number sent so far (None:
-        a sink, or nothing sent yet)."""
-        keys = self._handled.get(msg.run)
+    def handled(self, origin: Origin, out_mark: int | None) -> None:
+        """Note a message (its :func:`origin_of`, taken before it was handled) as handled;
+        ``out_mark`` is our last sequence number sent so far (None: a sink, or nothing sent)."""
+        keys = self._handled.get(origin.run)
         if keys is None:
-            keys = self._handled[msg.run] = set()
+            keys = self._handled[origin.run] = set()
             while len(self._handled) > KEPT_RUNS:
                 self._handled.popitem(last=False)
-        keys.add(message_key(msg))
-        if msg.kind in BOUNDARY_KINDS and msg.sender is not None:
+        keys.add(origin.key)
+        if origin.kind in BOUNDARY_KINDS and origin.sender is not None:
             mark = -1 if out_mark is None else out_mark
-            self._boundaries.append(_Boundary(msg.sender, msg.seq, mark, msg.run))
+            self._boundaries.append(_Boundary(origin.sender, origin.seq, mark, origin.run))
 
     def release(self, downstream_through: int | None, *, sink: bool) -> None:
         """Release the boundaries whose output the downstream has released (all for a sink)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import zmq
 
-from realtime.stages.link_acks import ACK_PERIOD_S, InputAcks, OutputLink
+from realtime.stages.link_acks import ACK_PERIOD_S, InputAcks, Origin, OutputLink, origin_of
 from realtime.stages.replay_buffer import ReplayBuffer
 from rt_base.errors import StageError, WireError
 from rt_wire import transport
@@ -92,12 +92,17 @@ class Recovery:
         if not self.on or self.inputs is None or not self.inputs.is_duplicate(msg):
             return False
         self.counters["duplicates"] += 1
-        self.inputs.handled(msg, out_mark)  # a repeated run_end / end is still released
+        self.inputs.handled(origin_of(msg), out_mark)  # a repeated run_end / end is released
         return True
 
-    def handled(self, msg: Message, out_mark: int | None) -> None:
-        if self.on and self.inputs is not None:
-            self.inputs.handled(msg, out_mark)
+    def origin(self, msg: Message) -> Origin | None:
+        """What :meth:`handled` needs of ``msg``, taken before the stage handles (and perhaps
+        forwards and restamps) it."""
+        return origin_of(msg) if self.on and self.inputs is not None else None
+
+    def handled(self, origin: Origin | None, out_mark: int | None) -> None:
+        if origin is not None:
+            self.inputs.handled(origin, out_mark)
 
     # -- sending -----------------------------------------------------------------------------
     def address(self, msg: Message) -> None:

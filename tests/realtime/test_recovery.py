@@ -14,7 +14,7 @@ import pytest
 
 from realtime.config import StreamConfig
 from realtime.stages.base import Stage
-from realtime.stages.link_acks import LINK_TO, InputAcks, OutputLink, message_key
+from realtime.stages.link_acks import LINK_TO, InputAcks, OutputLink, message_key, origin_of
 from realtime.stages.replay_buffer import ReplayBuffer, message_bytes
 from realtime.summary_restarts import read_restarts, restart_figures
 from realtime.supervisor import RESTARTS_FILE, Supervisor, describe_exit
@@ -69,7 +69,7 @@ def test_a_restarted_stage_takes_only_messages_addressed_to_it():
 
 def test_duplicates_are_found_by_kind_run_and_index_whoever_sends_them():
     acks = InputAcks("estimate", ME, "a", 0)
-    acks.handled(_msg("tr", 0, index=4), None)
+    acks.handled(origin_of(_msg("tr", 0, index=4)), None)
     other = Sender("preprocess", "9-ffffff")
     assert acks.is_duplicate(_msg("tr", 17, index=4, sender=other))
     assert not acks.is_duplicate(_msg("tr", 1, index=5))
@@ -77,7 +77,7 @@ def test_duplicates_are_found_by_kind_run_and_index_whoever_sends_them():
     assert not acks.is_duplicate(_msg("tr", 1, run="run-02", index=4))
     gap = _msg("gap", 3, lost_volumes=[7], sender=UP)
     gap.meta["sender"] = str(UP)
-    acks.handled(gap, None)
+    acks.handled(origin_of(gap), None)
     again = _msg("gap", 0, lost_volumes=[7], sender=other)
     again.meta["sender"] = str(other)
     assert acks.is_duplicate(again)
@@ -86,11 +86,11 @@ def test_duplicates_are_found_by_kind_run_and_index_whoever_sends_them():
 
 def test_input_is_released_at_run_end_once_the_output_is_released():
     acks = InputAcks("estimate", ME, "tcp://x:1", 0)
-    acks.handled(_msg("run_start", 0), out_mark=0)
-    acks.handled(_msg("tr", 1, index=0), out_mark=1)
+    acks.handled(origin_of(_msg("run_start", 0)), out_mark=0)
+    acks.handled(origin_of(_msg("tr", 1, index=0)), out_mark=1)
     acks.release(1, sink=False)
     assert acks.released == {}  # no run boundary yet: the run's state still needs it
-    acks.handled(_msg("run_end", 2), out_mark=3)
+    acks.handled(origin_of(_msg("run_end", 2)), out_mark=3)
     acks.release(2, sink=False)
     assert acks.released == {}  # our run_end (seq 3) not yet released downstream
     acks.release(3, sink=False)
@@ -103,9 +103,9 @@ def test_input_is_released_at_run_end_once_the_output_is_released():
 
 def test_a_sink_releases_at_once_and_a_restarted_upstream_replaces_the_old():
     acks = InputAcks("recorder", ME, "a", 0)
-    acks.handled(_msg("run_end", 5), out_mark=None)
+    acks.handled(origin_of(_msg("run_end", 5)), out_mark=None)
     new = Sender("preprocess", "7-dddddd")
-    acks.handled(_msg("run_end", 9, run="run-02", sender=new), out_mark=None)
+    acks.handled(origin_of(_msg("run_end", 9, run="run-02", sender=new)), out_mark=None)
     acks.release(None, sink=True)
     assert acks.ack_message().meta["through"] == {str(new): 9}
 
