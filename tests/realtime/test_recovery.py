@@ -232,3 +232,13 @@ def test_a_crashed_stage_exits_non_zero(monkeypatch):
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def test_release_names_the_upstream_even_when_the_stage_forwards_the_message():
+    acks = InputAcks("estimate", ME, "a", 0)
+    msg = _msg("run_end", 7)
+    origin = origin_of(msg)
+    msg.sender, msg.seq = ME, 99  # a stage forwards the object with its own stamp
+    acks.handled(origin, out_mark=None)
+    acks.release(None, sink=True)
+    assert acks.released == {"preprocess": (UP, 7)}
