@@ -251,6 +251,9 @@ def _volume_figures(out: Path, session: dict) -> dict:
         "volumes_received": int(received),
         "volumes_lost": (int(expected) - int(received)) if expected is not None else None,
         "gaps": recorder["gaps"] if recorder else [],
+        # messages a failing disk kept out of the record; how far behind the recorder fell
+        "not_recorded": recorder.get("not_recorded") if recorder else None,
+        "recorder_max_lag_s": recorder.get("max_lag_s") if recorder else None,
         "latency_ms": stages,
         "end_to_end_ms": e2e,
         "realtime_factor": round(n_vol_time / data_span, 3) if data_span else None,
@@ -276,6 +279,11 @@ def _print_summary(s: dict, out: Path, log) -> None:
         f"trials decoded {s['trials']} ({s['trials_scored']} scored, {s['retrieval_ways']}-way); "
         f"volumes received {s['volumes_received']}, lost {s['volumes_lost']}"
     )
+    if s.get("not_recorded"):
+        log(
+            f"WARNING: {s['not_recorded']} message(s) were decoded but not recorded (the disk "
+            "failed: see the recorder's log); the figures below count only what was recorded"
+        )
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
     log(
         f"top-1 real-time {fmt(s['retrieval_top1'])}, offline {fmt(s['offline_top1'])}, "

@@ -41,6 +41,7 @@ from PIL import Image
 from realtime.session_layout import RecordLabels
 from realtime.stages.base import Stage
 from realtime.stages.recorder_bids import BidsTables
+from realtime.stages.recorder_health import RecorderHealth, describe_write_error
 from rt_base import atomic
 from rt_base.errors import MessageError
 from rt_wire.message import Message
@@ -154,6 +155,7 @@ class RecorderStage(Stage):
         self._writer("events.tsv", "run\ttrial\tonset\tduration\timage_id\trepetition\tsplit\n")
         self._writer("retrievals.tsv", "\t".join(RETRIEVAL_COLUMNS) + "\n")
         self.bids = BidsTables(self.out, RecordLabels.from_dict(record_labels or DEFAULT_LABELS))
+        self.health = RecorderHealth(self.report)  # a full or slow disk never stops decoding
 
     @classmethod
     def from_options(
@@ -190,6 +192,7 @@ class RecorderStage(Stage):
             "volumes_received": received,
             "trials": self.n_retrievals,
             "reconstructions": self.n_recons,
+            **self.health.status(),
         }
 
     def handle(self, msg: Message):
@@ -200,8 +203,14 @@ class RecorderStage(Stage):
                 "digits, '.', '_' or '-', starting with a letter or digit; not recorded"
             )
         handler = getattr(self, f"_on_{msg.kind}", None)
-        if handler is not None:
+        if handler is None:
+            return ()
+        try:
             handler(msg)
+        except OSError as err:
+            self.health.failed(msg, err)
+        else:
+            self.health.written(msg)
         return ()
 
     def _on_run_start(self, msg: Message) -> None:
@@ -219,10 +228,10 @@ class RecorderStage(Stage):
     def _on_tr(self, msg: Message) -> None:
         run = self._run_of(msg)
         raw = _buffer(msg, "raw")
+        run["received"] += 1  # counted before any write: a failing disk loses no count
         fh = self._writer(f"runs/{msg.run}_raw.f32")
         fh.write(np.ascontiguousarray(raw, np.float32).tobytes())
         fh.flush()
-        run["received"] += 1
         run["n_voxels"] = int(raw.size)
         self._line(
             f"runs/{msg.run}_tr.tsv",
@@ -389,11 +398,18 @@ class RecorderStage(Stage):
             "volumes_expected": sum(r["n_volumes"] or r["received"] for r in self.runs.values()),
             "gaps": self.gaps,
             "counters": self.counters,
+            **self.health.status(),
             "finished": time.time(),
         }
-        atomic.write_json(self.out / "recorder.json", info)
+        try:
+            atomic.write_json(self.out / "recorder.json", info)
+        except OSError as err:
+            self.report("error", f"recorder.json not written: {describe_write_error(err)}")
         for fh in self._files.values():
-            fh.close()
+            try:
+                fh.close()
+            except OSError:  # its last buffered lines: the failure is reported already
+                pass
         self._files.clear()
         self.bids.close()
         return ()
