@@ -35,9 +35,9 @@ from rt_wire.sender import Sender
 
 #: how often a stage publishes its acknowledgements (seconds)
 ACK_PERIOD_S = 0.2
-#: runs whose handled keys a receiver keeps (a resend never reaches further back than the two
-#: runs around one restart; more are kept for stacked restarts)
-KEPT_RUNS = 4
+#: runs whose handled keys a receiver keeps (a resend reaches back to the oldest unreleased run,
+#: many runs at --speed 0 with stacked restarts; 256 runs of keys are a few MB)
+KEPT_RUNS = 256
 #: the meta key that addresses a message to one instance of the downstream stage
 LINK_TO = "link_to"
 #: kinds after which a stage's state starts afresh: where its input can be released
