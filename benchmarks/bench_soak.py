@@ -7,10 +7,12 @@ stages' input ports; prints volumes, kills, frames injected, volumes lost and ea
 The subject is the tests' tiny simulated subject (60 volumes, 20 trials a run); its test runs are
 repeated under new run labels until the session has ``--volumes`` volumes.  While the session
 runs (``mindeye-rt stream``, stages as processes), a seeded chaos thread kills a random data
-stage (source, preprocess, estimate, decode) with SIGKILL every ``--kill-every`` seconds on
-average, and sends ``--junk-rate`` malformed frames a second to random stage input ports (each
-kind of frame that ``decode`` must refuse); a sampler reads every stage process's RSS from
-``/proc`` once a second.  The recorder is never killed (see docs/interfaces.md, "Restarts").
+stage (source, preprocess, estimate, decode, recorder) with SIGKILL every ``--kill-every``
+seconds on average, and sends ``--junk-rate`` malformed frames a second to random stage input
+ports (each kind of frame that ``decode`` must refuse); a sampler reads every stage process's
+RSS from ``/proc`` once a second.  Printed per stage: its RSS at 25, 50, 75 and 100 % of the
+session (whichever process of the stage was running then), and the same marks over the life of
+its longest-lived process (flat memory: the last mark close to the first).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-KILLED_STAGES = ("source", "preprocess", "estimate", "decode")
-STAGES = (*KILLED_STAGES, "recorder")
+KILLED_STAGES = ("source", "preprocess", "estimate", "decode", "recorder")
+STAGES = KILLED_STAGES
+#: where in a run (fraction of its samples) RSS is printed
+MARKS = (0.25, 0.5, 0.75, 1.0)
 #: a stage process younger than this is not killed (it is still loading)
 MIN_AGE_S = 4.0
 
@@ -102,6 +106,30 @@ def rss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def at_marks(samples: list) -> list:
+    """The samples at :data:`MARKS` of ``samples`` (time order)."""
+    return [samples[max(0, round(m * len(samples)) - 1)] for m in MARKS]
+
+
+def rss_lines(stage: str, samples: list[tuple[float, int, int]]) -> list[str]:
+    """RSS of ``stage`` (samples: seconds, pid, KiB) at 25/50/75/100 % of the session, and over
+    the life of its longest-lived process."""
+
+    def fmt(xs):
+        return ", ".join(f"{x[2] / 1024:6.1f} MiB @{x[0]:4.0f}s" for x in xs)
+
+    pids = {
+        pid: [x for x in samples if x[1] == pid] for pid in dict.fromkeys(x[1] for x in samples)
+    }
+    longest = max(pids.values(), key=len)
+    return [
+        f"RSS {stage:<10s} session 25/50/75/100 %: {fmt(at_marks(samples))}; "
+        f"{len(pids)} process(es), max {max(x[2] for x in samples) / 1024:6.1f} MiB",
+        f"RSS {stage:<10s} longest process (pid {longest[0][1]}, {len(longest)} samples) "
+        f"25/50/75/100 %: {fmt(at_marks(longest))}",
+    ]
 
 
 class Chaos:
@@ -212,22 +240,19 @@ def main() -> None:
     print(f"exit code {code}; wall {wall:.0f} s; session {out}")
     print(f"volumes: expected {n_volumes}, received {s.get('volumes_received')}, "
           f"lost {s.get('volumes_lost')}; trials decoded {s.get('trials')} of {n_events}")  # fmt: skip
+    retrievals = out / "retrievals.tsv"
+    rows = retrievals.read_text().splitlines()[1:] if retrievals.exists() else []
+    trials = {tuple(r.split("\t")[1:3]) for r in rows}
+    print(
+        f"retrievals.tsv: {len(rows)} rows, {len(trials)} distinct trials (each once: {len(rows) == len(trials)})"
+    )
     per_stage = {k: sum(x["stage"] == k for x in chaos.kills) for k in KILLED_STAGES}
     print(f"kills: {len(chaos.kills)} {per_stage}; restarts reported {len(s.get('restarts', []))}")
     print(f"junk frames injected: {chaos.injected}; summary nothing_lost: {s.get('nothing_lost')}")
     for stage, samples in chaos.rss.items():
-        if not samples:
-            continue
-        first_pid = samples[0][1]
-        same = [x for x in samples if x[1] == first_pid]
-        warm = same[len(same) // 5 :] or same  # past start-up (imports, model loading)
-        last = samples[-1]
-        print(
-            f"RSS {stage:<10s} first process ({len(same)} samples): {warm[0][2] / 1024:6.1f} MiB "
-            f"at {warm[0][0]:4.0f} s -> {same[-1][2] / 1024:6.1f} MiB at {same[-1][0]:4.0f} s; "
-            f"last process at {last[0]:4.0f} s: {last[2] / 1024:6.1f} MiB; max "
-            f"{max(x[2] for x in samples) / 1024:6.1f} MiB"
-        )
+        if samples:
+            for line in rss_lines(stage, samples):
+                print(line)
     (work / "soak_result.json").write_text(
         json.dumps({"kills": chaos.kills, "injected": chaos.injected, "rss": chaos.rss}) + "\n"
     )

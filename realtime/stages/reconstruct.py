@@ -5,6 +5,10 @@ once (retrievals never wait for a reconstruction); each ``latent`` is queued and
 by a worker thread, in order, and its ``recon`` is sent on (and published to the console) when
 ready.  No trial is skipped: when the worker falls behind, the stage says so in its status
 (``backlog``, ``behind_s``) and in warnings, and the session's end waits for the queue to drain.
+
+A ``run_end`` that arrives while trials are queued waits in the queue behind them and is sent on
+after their ``recon``s; the stage's upstream is released at it only then (``Recovery.hold``), so
+a restart of this stage never loses a trial it had queued (docs/interfaces.md, "Restarts").
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class ReconstructStage(Stage):
         self._worker: threading.Thread | None = None
         self._busy = False
         self._queued = 0
+        self._ends_queued = 0  # run_ends waiting in the queue behind trials (stage thread only)
         self._warned_at = 0
         self.reconstructed = 0
         self.failed = 0
@@ -153,7 +158,17 @@ class ReconstructStage(Stage):
             "compute_ms": float(np.median(recent)) if recent else None,
         }
 
+    def _pending(self) -> bool:
+        """Whether trials (or run_ends) are queued, in work, or done and not yet sent on."""
+        with self._lock:
+            return bool(self._waiting or self._busy or self._outbox or self._ends_queued)
+
     def handle(self, msg: Message):
+        if msg.kind == "run_end" and self._pending():
+            self.recovery.hold(msg)  # released once sent on, after the run's recons
+            self._ends_queued += 1
+            self._jobs.put(msg)
+            return ()
         if msg.kind != "latent":
             return [msg]
         for name, ndim in (("tokens", 2), ("response", 1)):
@@ -187,6 +202,8 @@ class ReconstructStage(Stage):
             while self._outbox:
                 item = self._outbox.popleft()
                 (errors if isinstance(item, Exception) else out).append(item)
+                if isinstance(item, Message) and item.kind == "run_end":
+                    self._ends_queued -= 1
             caught_up = self._warned_at and not self._waiting and not self._busy
         for err in errors:  # the socket thread reports (ZMQ sockets are not thread-safe)
             self.failed += 1
@@ -205,16 +222,18 @@ class ReconstructStage(Stage):
 
     def finish(self):
         """At the session's end: wait until every queued trial is reconstructed."""
+        out = []
         while True:
             with self._lock:
                 done = not self._waiting and not self._busy and self._jobs.empty()
-            if done:
+            out += self.idle()
+            if done and not self._ends_queued:
                 break
             if self._worker is None or not self._worker.is_alive():
                 break
             self._maybe_status()
             time.sleep(0.01)
-        return self.idle()
+        return out
 
     # -- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -222,6 +241,10 @@ class ReconstructStage(Stage):
             msg = self._jobs.get()
             if msg is _DONE:
                 return
+            if msg.kind != "latent":  # a run_end queued behind its run's trials
+                with self._lock:
+                    self._outbox.append(msg)
+                continue
             with self._lock:
                 self._waiting.popleft()
                 self._busy = True

@@ -12,6 +12,8 @@ used), ``scans.tsv`` and the head-motion derivative (with --motion estimate or c
     runs/RUN_tr.tsv     TR index and timestamps of each row
     runs/RUN_bad.tsv    the bad (censored) volumes: index, reasons, details (JSON); created
                         with the run's first bad volume
+    runs/RUN_info.json  the run as the recorder knows it (its length, TR, trials; at its end,
+                        when and whether it was stopped): what a restarted recorder reads back
     trials/NNNN_response.npy, trials/NNNN_embedding.npy
     trials/NNNN_recon.png     the trial's reconstruction (when a reconstruct stage runs)
     trials/NNNN_blurry.png    its blurry low-level image ("full" mode only; in "lowlevel" mode
@@ -25,102 +27,37 @@ used), ``scans.tsv`` and the head-motion derivative (with --motion estimate or c
 
 NNNN is the session-wide trial number (1-based, in decode order): the same trial has the same
 NNNN in every file.
+
+A recorder process restarted by the launcher rebuilds its state from these files and writes
+only what they lack (:mod:`realtime.stages.recorder_resume`), so the record has each row once.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from realtime.session_layout import RecordLabels
 from realtime.stages.base import Stage
 from realtime.stages.recorder_bids import BidsTables
+from realtime.stages.recorder_files import (
+    RECON_COLUMNS,
+    RETRIEVAL_COLUMNS,
+    SAFE_RUN,
+    buffer_of,
+    check_image,
+    save_npy,
+    write_png,
+)
 from realtime.stages.recorder_health import RecorderHealth, describe_write_error
+from realtime.stages.recorder_resume import ResumedRecord, gap_key, write_run_info
 from rt_base import atomic
 from rt_base.errors import MessageError
 from rt_wire.message import Message
-
-RETRIEVAL_COLUMNS = [
-    "n",
-    "run",
-    "trial",
-    "image_id",
-    "split",
-    "repetition",
-    "top1",
-    "rank",
-    "ways",
-    "top_ids",
-    "top_scores",
-    "truncated",
-    "latency_ms",
-]
-
-RECON_COLUMNS = [
-    "n",
-    "run",
-    "trial",
-    "image_id",
-    "mode",
-    "compute_ms",
-    "delay_ms",
-    "backlog",
-    "recon_file",
-    "blurry_file",
-]
-
-#: what a run name may be, since the recorder makes file names of it
-SAFE_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def _check_image(msg: Message, name: str) -> np.ndarray:
-    """The ``name`` buffer of a recon message as a C-contiguous (H, W, 3) uint8 array.
-
-    Raises
-    ------
-    MessageError
-        The buffer is missing or is not a non-empty (H, W, 3) uint8 image.
-    """
-    where = f"recon of {msg.run} trial {msg.index}"
-    if name not in msg.buffers:
-        raise MessageError(
-            f"{where} has no {name!r} buffer (buffers: {sorted(msg.buffers)}); the reconstruct "
-            "stage must send its image as 'image'"
-        )
-    arr = msg.buffers[name]
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3 or 0 in arr.shape:
-        raise MessageError(
-            f"{where}: buffer {name!r} must be a non-empty (H, W, 3) uint8 RGB image, got "
-            f"{arr.dtype} {tuple(arr.shape)}"
-        )
-    return np.ascontiguousarray(arr)
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 image as PNG, atomically: ``path`` never holds a partial file."""
-    atomic.write_with(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
-
-
-def _buffer(msg: Message, name: str) -> np.ndarray:
-    """The ``name`` buffer of ``msg``; a message without it is bad."""
-    if name not in msg.buffers:
-        raise MessageError(
-            f"{msg.kind!r} {msg.index} of run {msg.run!r} has no {name!r} buffer "
-            f"(buffers: {sorted(msg.buffers)})"
-        )
-    return msg.buffers[name]
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Save ``array`` as ``.npy``, atomically."""
-    atomic.write_with(path, lambda tmp: np.save(tmp, array))
-
 
 #: a record's labels when none are given (a recorder started alone)
 DEFAULT_LABELS = {"subject": "01", "session": "01"}
@@ -146,15 +83,19 @@ class RecorderStage(Stage):
         (self.out / "trials").mkdir(exist_ok=True)
         self.print_trials = print_trials
         self._files: dict[str, object] = {}
-        self.runs: dict[str, dict] = {}
-        self.n_trials = 0
-        self.n_retrievals = 0
-        self.n_recons = 0
-        self.gaps: list[dict] = []
-        self._numbers: dict[tuple[str | None, int | None], int] = {}
+        # a restarted recorder (incarnation > 0) starts from what its files hold
+        self.resumed = ResumedRecord(self.out, resume=self.recovery.incarnation > 0)
+        self.runs: dict[str, dict] = dict(self.resumed.runs)
+        self.n_trials = self.resumed.n_trials
+        self.n_retrievals = self.resumed.n_retrievals
+        self.n_recons = self.resumed.n_recons
+        self.gaps: list[dict] = list(self.resumed.gaps)
+        self._numbers: dict[tuple[str | None, int | None], int] = dict(self.resumed.numbers)
+        self._last_number = max(self._numbers.values(), default=0)
         self._writer("events.tsv", "run\ttrial\tonset\tduration\timage_id\trepetition\tsplit\n")
         self._writer("retrievals.tsv", "\t".join(RETRIEVAL_COLUMNS) + "\n")
-        self.bids = BidsTables(self.out, RecordLabels.from_dict(record_labels or DEFAULT_LABELS))
+        labels = RecordLabels.from_dict(record_labels or DEFAULT_LABELS)
+        self.bids = BidsTables(self.out, labels, resume=self.recovery.incarnation > 0)
         self.health = RecorderHealth(self.report)  # a full or slow disk never stops decoding
 
     @classmethod
@@ -180,10 +121,20 @@ class RecorderStage(Stage):
             self._files[name] = fh
         return self._files[name]
 
-    def _line(self, name: str, text: str) -> None:
+    def _line(self, name: str, text: str, key=None) -> bool:
+        """Append ``text`` to file ``name``, unless the file already holds row ``key`` (written by
+        this recorder's previous process); True when written."""
+        if key is not None and self.resumed.has(name, key):
+            return False
         fh = self._writer(name)
         fh.write(text)
         fh.flush()
+        return True
+
+    def _timing(self, msg: Message) -> None:
+        """The message's timestamps, one line of ``timing.jsonl``."""
+        row = {"kind": msg.kind, "run": msg.run, "index": msg.index, "t": msg.t}
+        self._line("timing.jsonl", json.dumps(row) + "\n", key=(msg.kind, msg.run, msg.index))
 
     def status(self) -> dict:
         received = sum(r["received"] for r in self.runs.values())
@@ -214,33 +165,34 @@ class RecorderStage(Stage):
         return ()
 
     def _on_run_start(self, msg: Message) -> None:
-        self.runs[msg.run] = {
-            "n_volumes": None if msg.meta.get("n_volumes") is None else int(msg.meta["n_volumes"]),
-            "received": 0,
-            "tr": float(msg.meta["tr"]),
-            "n_trials": int(msg.meta.get("n_trials") or 0),  # unknown ahead with markers
-            "started": time.time(),
-            "meta": msg.meta,
-        }
+        if msg.run not in self.resumed.runs:  # else rebuilt from runs/RUN_info.json
+            n_volumes = msg.meta.get("n_volumes")
+            self.runs[msg.run] = {
+                "n_volumes": None if n_volumes is None else int(n_volumes),
+                "received": self.resumed.received(msg.run),
+                "tr": float(msg.meta["tr"]),
+                "n_trials": int(msg.meta.get("n_trials") or 0),  # unknown ahead with markers
+                "started": time.time(),
+                "meta": msg.meta,
+            }
+            write_run_info(self.out, msg.run, self.runs[msg.run])
         self._writer(f"runs/{msg.run}_tr.tsv", "index\tacquired\trecorded\n")
         self.bids.run_start(msg.run, msg.meta)
 
     def _on_tr(self, msg: Message) -> None:
         run = self._run_of(msg)
-        raw = _buffer(msg, "raw")
-        run["received"] += 1  # counted before any write: a failing disk loses no count
-        fh = self._writer(f"runs/{msg.run}_raw.f32")
-        fh.write(np.ascontiguousarray(raw, np.float32).tobytes())
-        fh.flush()
+        raw = np.ascontiguousarray(buffer_of(msg, "raw"), np.float32)
         run["n_voxels"] = int(raw.size)
-        self._line(
-            f"runs/{msg.run}_tr.tsv",
-            f"{msg.index}\t{msg.t.get('source.acquired', 0):.6f}\t{time.time():.6f}\n",
-        )
-        self._line(
-            "timing.jsonl",
-            json.dumps({"kind": "tr", "run": msg.run, "index": msg.index, "t": msg.t}) + "\n",
-        )
+        tr_file = f"runs/{msg.run}_tr.tsv"
+        if not self.resumed.has(tr_file, msg.index):  # else recorded by the previous process
+            run["received"] += 1  # counted before any write: a failing disk loses no count
+            self.resumed.trim_raw(msg.run, raw.nbytes)
+            fh = self._writer(f"runs/{msg.run}_raw.f32")
+            fh.write(raw.tobytes())
+            fh.flush()
+            acquired = msg.t.get("source.acquired", 0)
+            self._line(tr_file, f"{msg.index}\t{acquired:.6f}\t{time.time():.6f}\n")
+        self._timing(msg)
         motion = msg.meta.get("motion")
         if isinstance(motion, dict):
             self.bids.motion(msg.run, int(msg.index), motion.get("params", []), motion.get("fd"))
@@ -249,7 +201,8 @@ class RecorderStage(Stage):
             name = f"runs/{msg.run}_bad.tsv"
             self._writer(name, "index\treasons\tdetails\n")
             reasons = ",".join(str(r) for r in bad.get("reasons", []))
-            self._line(name, f"{msg.index}\t{reasons}\t{json.dumps(bad.get('details', {}))}\n")
+            details = json.dumps(bad.get("details", {}))
+            self._line(name, f"{msg.index}\t{reasons}\t{details}\n", key=msg.index)
 
     def _run_of(self, msg: Message) -> dict:
         """What the recorder knows of the run ``msg`` belongs to (it must have started)."""
@@ -265,11 +218,13 @@ class RecorderStage(Stage):
         missing = [k for k in ("onset", "duration", "image_id") if k not in m]
         if missing:
             raise MessageError(f"trial {msg.index} of run {msg.run!r} has no {missing} in its meta")
-        self.n_trials += 1
+        key = (msg.run, msg.index)
+        self.n_trials += not self.resumed.has("events.tsv", key)  # counted before the write
         self._line(
             "events.tsv",
             f"{msg.run}\t{msg.index}\t{m['onset']}\t{m['duration']}\t{m['image_id']}\t"
             f"{m.get('repetition', '')}\t{m.get('split', '')}\n",
+            key=key,
         )
         self.bids.trial(msg.run, int(msg.index), m)
 
@@ -277,20 +232,22 @@ class RecorderStage(Stage):
         """Session-wide trial number NNNN (1-based, in decode order) of a run's trial."""
         key = (msg.run, msg.index)
         if key not in self._numbers:
-            self._numbers[key] = len(self._numbers) + 1
+            self._last_number += 1
+            self._numbers[key] = self._last_number
         return self._numbers[key]
 
     def _on_response(self, msg: Message) -> None:
-        response = _buffer(msg, "response")  # checked before the trial gets a number
+        response = buffer_of(msg, "response")  # checked before the trial gets a number
         n = self._trial_number(msg)
-        _save_npy(self.out / "trials" / f"{n:04d}_response.npy", response)
+        save_npy(self.out / "trials" / f"{n:04d}_response.npy", response)
 
     def _on_retrieval(self, msg: Message) -> None:
-        embedding, ids, scores = (_buffer(msg, k) for k in ("embedding", "ids", "scores"))
-        self.n_retrievals += 1
+        embedding, ids, scores = (buffer_of(msg, k) for k in ("embedding", "ids", "scores"))
+        new = not self.resumed.has("retrievals.tsv", (msg.run, msg.index))
+        self.n_retrievals += new
         n = self._trial_number(msg)
         m = msg.meta
-        _save_npy(self.out / "trials" / f"{n:04d}_embedding.npy", embedding)
+        save_npy(self.out / "trials" / f"{n:04d}_embedding.npy", embedding)
         ids = [int(i) for i in ids]
         scores = [float(s) for s in scores]
         latency = 1e3 * (msg.t.get("decode.done", time.time()) - msg.t.get("source.acquired", 0))
@@ -309,13 +266,10 @@ class RecorderStage(Stage):
             int(bool(m.get("truncated"))),
             f"{latency:.1f}",
         ]
-        self._line("retrievals.tsv", "\t".join("" if v is None else str(v) for v in row) + "\n")
-        self._line(
-            "timing.jsonl",
-            json.dumps({"kind": "retrieval", "run": msg.run, "index": msg.index, "t": msg.t})
-            + "\n",
-        )
-        if self.print_trials:
+        text = "\t".join("" if v is None else str(v) for v in row) + "\n"
+        self._line("retrievals.tsv", text, key=(msg.run, msg.index))
+        self._timing(msg)
+        if self.print_trials and new:
             rank = m.get("rank")
             rank_s = f"{rank:>3d}/{m.get('ways')}" if rank is not None else "  (not in bank)"
             hit = "  hit" if rank == 1 else ""
@@ -327,9 +281,10 @@ class RecorderStage(Stage):
 
     def _on_recon(self, msg: Message) -> None:
         """Save a trial's reconstruction (and blurry image) as PNG and log it in recons.tsv."""
-        image = _check_image(msg, "image")  # both checked before anything is written
-        blurry = _check_image(msg, "blurry") if "blurry" in msg.buffers else None
+        image = check_image(msg, "image")  # both checked before anything is written
+        blurry = check_image(msg, "blurry") if "blurry" in msg.buffers else None
         n = self._trial_number(msg)
+        new = not self.resumed.has("recons.tsv", (msg.run, msg.index))
         m, t = msg.meta, msg.t
         recon_file = f"trials/{n:04d}_recon.png"
         write_png(self.out / recon_file, image)
@@ -337,7 +292,7 @@ class RecorderStage(Stage):
         if blurry is not None:
             blurry_file = f"trials/{n:04d}_blurry.png"
             write_png(self.out / blurry_file, blurry)
-        self.n_recons += 1
+        self.n_recons += new
         compute_ms = m.get("compute_ms")
         delay_ms = None
         if "reconstruct.done" in t and "decode.done" in t:
@@ -355,12 +310,10 @@ class RecorderStage(Stage):
             blurry_file,
         ]
         self._writer("recons.tsv", "\t".join(RECON_COLUMNS) + "\n")
-        self._line("recons.tsv", "\t".join("" if v is None else str(v) for v in row) + "\n")
-        self._line(
-            "timing.jsonl",
-            json.dumps({"kind": "recon", "run": msg.run, "index": msg.index, "t": t}) + "\n",
-        )
-        if self.print_trials:
+        text = "\t".join("" if v is None else str(v) for v in row) + "\n"
+        self._line("recons.tsv", text, key=(msg.run, msg.index))
+        self._timing(msg)
+        if self.print_trials and new:
             ms = f"{float(compute_ms):7.1f} ms" if compute_ms is not None else "      - ms"
             delay = f"  delay {delay_ms:7.1f} ms" if delay_ms is not None else ""
             backlog = f"  backlog {m['backlog']}" if m.get("backlog") else ""
@@ -372,8 +325,11 @@ class RecorderStage(Stage):
 
     def _on_gap(self, msg: Message) -> None:
         record = {"run": msg.run, **msg.meta, "time": time.time()}
+        key = gap_key(record)
+        if self.resumed.has("gaps.jsonl", key):
+            return  # recorded by the previous process
         self.gaps.append(record)
-        self._line("gaps.jsonl", json.dumps(record) + "\n")
+        self._line("gaps.jsonl", json.dumps(record) + "\n", key=key)
         print(f"WARNING: {json.dumps(record)}", file=sys.stderr, flush=True)
 
     def _on_run_end(self, msg: Message) -> None:
@@ -385,6 +341,7 @@ class RecorderStage(Stage):
             if msg.meta.get("stopped"):  # an operator stopped the replay: count what was sent
                 run["n_volumes"] = int(msg.meta.get("n_volumes_sent", run["n_volumes"]))
                 run["stopped"] = True
+            write_run_info(self.out, msg.run, run)
 
     def finish(self):
         info = {

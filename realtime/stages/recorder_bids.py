@@ -2,10 +2,15 @@
 head-motion derivative, appended line by line as the messages come (a crash loses nothing
 already received).  The names come from :mod:`realtime.session_layout`; the dataset's
 description files from :mod:`realtime.record_sidecars`.
+
+A restarted recorder's tables pick up the files (``resume``): the run numbers and the runs
+listed from ``scans.tsv``, the trials of each ``_events.tsv`` and the rows of each motion table
+are not written again (:mod:`realtime.stages.recorder_resume`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +24,7 @@ from realtime.session_layout import (
     RunNumbers,
     SessionLayout,
 )
+from realtime.stages.recorder_resume import complete_lines
 
 SCANS_COLUMNS = ("filename", "acq_time", RUN_NAME_COLUMN)
 
@@ -35,15 +41,35 @@ class BidsTables:
     ----------
     out : the session folder.
     labels : the record's subject, session and task.
+    resume : pick up the tables already in ``out`` (a restarted recorder).
     """
 
-    def __init__(self, out: str | Path, labels: RecordLabels) -> None:
+    def __init__(self, out: str | Path, labels: RecordLabels, *, resume: bool = False) -> None:
         self.layout = SessionLayout(out, labels)
         self.numbers = RunNumbers()
         self._files: dict[Path, object] = {}
         self._next_motion: dict[str, int] = {}
         self._named = False
-        write_dataset_files(self.layout)
+        self._listed: set[str] = set()  # runs in scans.tsv
+        self._trials: dict[int, set[str]] = {}  # trials in a run's _events.tsv (resumed runs)
+        if resume and self.layout.dataset_description.exists():
+            self._resume()
+        else:
+            write_dataset_files(self.layout)
+
+    def _resume(self) -> None:
+        """Take up the tables a previous recorder process wrote."""
+        name = json.loads(self.layout.dataset_description.read_text()).get("Name", "")
+        self._named = " of " in name  # named after the dataset by a run_start already
+        complete_lines(self.layout.scans_tsv)
+        self.numbers.numbers.update(self.layout.recorded_runs())
+        self._listed = set(self.numbers.numbers)
+        for run, number in self.numbers.numbers.items():
+            lines = complete_lines(self.layout.events_tsv(number))
+            self._trials[number] = {line.rsplit("\t", 1)[-1] for line in lines[1:]}
+            motion = complete_lines(self.layout.motion_tsv(number))
+            if len(motion) > 1:
+                self._next_motion[run] = len(motion) - 1
 
     def _append(self, path: Path, columns, values) -> None:
         """Append one row to ``path``, writing the header first if the file is new."""
@@ -63,9 +89,11 @@ class BidsTables:
             self._named = True
             write_dataset_files(self.layout, meta["dataset"])
         number = self.numbers.number(run)
-        bold = self.layout.bold_gz(number).relative_to(self.layout.session_dir).as_posix()
-        started = datetime.fromtimestamp(time.time()).isoformat(timespec="milliseconds")
-        self._append(self.layout.scans_tsv, SCANS_COLUMNS, (bold, started, run))
+        if run not in self._listed:
+            self._listed.add(run)
+            bold = self.layout.bold_gz(number).relative_to(self.layout.session_dir).as_posix()
+            started = datetime.fromtimestamp(time.time()).isoformat(timespec="milliseconds")
+            self._append(self.layout.scans_tsv, SCANS_COLUMNS, (bold, started, run))
         events = self.layout.events_tsv(number)
         if not events.exists():
             events.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +101,9 @@ class BidsTables:
 
     def trial(self, run: str, index: int, meta: dict) -> None:
         """One trial as the pipeline used it, in the run's ``_events.tsv``."""
+        number = self.numbers.number(run)
+        if str(index) in self._trials.get(number, ()):
+            return  # written by the previous recorder process
         row = (
             meta["onset"],
             meta["duration"],
@@ -82,7 +113,7 @@ class BidsTables:
             meta.get("split"),
             index,
         )
-        self._append(self.layout.events_tsv(self.numbers.number(run)), EVENT_COLUMNS, row)
+        self._append(self.layout.events_tsv(number), EVENT_COLUMNS, row)
 
     def motion(self, run: str, index: int, params, fd) -> None:
         """Volume ``index``'s head motion, in the run's motion table (row ``index``: rows of

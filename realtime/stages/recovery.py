@@ -10,13 +10,22 @@ a stage run alone by a test or a tool keeps nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 
 import zmq
 
-from realtime.stages.link_acks import ACK_PERIOD_S, InputAcks, Origin, OutputLink, origin_of
+from realtime.stages.link_acks import (
+    ACK_PERIOD_S,
+    BOUNDARY_KINDS,
+    InputAcks,
+    Origin,
+    OutputLink,
+    message_key,
+    origin_of,
+)
 from realtime.stages.replay_buffer import ReplayBuffer
 from rt_base.errors import StageError, WireError
 from rt_wire import transport
@@ -66,6 +75,9 @@ class Recovery:
         self._sub: zmq.Socket | None = None
         self._last_ack = 0.0
         self._resend_pending = False
+        #: boundaries a stage forwards later (see :meth:`hold`): their key -> the origins of the
+        #: copies received, released once the boundary is sent on
+        self._held: dict[tuple, list[Origin]] = {}
 
     def open(self, ctx: zmq.Context) -> None:
         """Open the socket acks are read on (a stage with a downstream, recovery on)."""
@@ -92,7 +104,7 @@ class Recovery:
         if not self.on or self.inputs is None or not self.inputs.is_duplicate(msg):
             return False
         self.counters["duplicates"] += 1
-        self.inputs.handled(origin_of(msg), out_mark)  # a repeated run_end / end is released
+        self.handled(origin_of(msg), out_mark)  # a repeated run_end / end is released
         return True
 
     def origin(self, msg: Message) -> Origin | None:
@@ -101,8 +113,20 @@ class Recovery:
         return origin_of(msg) if self.on and self.inputs is not None else None
 
     def handled(self, origin: Origin | None, out_mark: int | None) -> None:
-        if origin is not None:
-            self.inputs.handled(origin, out_mark)
+        if origin is None:
+            return
+        held = self._held.get(origin.key)
+        if held is not None:  # noted as handled now, its boundary once it is sent on (keep)
+            held.append(origin)
+            origin = dataclasses.replace(origin, sender=None)  # a boundary without a sender
+        self.inputs.handled(origin, out_mark)
+
+    def hold(self, msg: Message) -> None:
+        """``msg`` (a ``run_end``) is forwarded later, once the work queued before it is done
+        (the reconstruct stage's trials): its upstream is released only once it has been sent
+        on and the downstream has released it, not when :meth:`handled` is called."""
+        if self.on and self.inputs is not None and msg.kind in BOUNDARY_KINDS:
+            self._held.setdefault(message_key(msg), [])
 
     # -- sending -----------------------------------------------------------------------------
     def address(self, msg: Message) -> None:
@@ -110,7 +134,11 @@ class Recovery:
             self.output.address(msg)
 
     def keep(self, msg: Message) -> None:
-        """Keep a sent message (its ``seq`` set) until the downstream releases it."""
+        """Keep a sent message (its ``seq`` set) until the downstream releases it; a held
+        boundary (:meth:`hold`) is released once the downstream has released it."""
+        if self._held and msg.kind in BOUNDARY_KINDS:
+            for origin in self._held.pop(message_key(msg), ()):
+                self.inputs.handled(origin, msg.seq)
         if self.buffer is not None:
             before = self.buffer.overflow
             self.buffer.add(msg)

@@ -13,6 +13,7 @@ import pytest
 
 from realtime.config import StreamConfig
 from realtime.pipeline import run_stream
+from tests.conftest import _next_block
 
 #: the recorder's TR lines at which the stage is killed (mid-way through the first run)
 KILL_AFTER_TRS = 25
@@ -35,7 +36,7 @@ def _killer(out, stage, killed: list, after: int = KILL_AFTER_TRS, timeout: floa
         time.sleep(0.02)
 
 
-def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage):
+def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage, **options):
     out = tmp_path / f"kill-{stage}"
     cfg = StreamConfig(
         replay=str(tiny_dataset.root),
@@ -46,14 +47,16 @@ def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage):
         launcher="process",
         base_port=base_port,
         quiet=True,
-        recon="none",
+        **{"recon": "none", **options},
     )
     killed: list = []
     thread = threading.Thread(target=_killer, args=(out, stage, killed), daemon=True)
-    thread.start()
+    if stage is not None:
+        thread.start()
     lines: list[str] = []
     s = run_stream(cfg, log=lines.append)
-    thread.join(1)
+    if stage is not None:
+        thread.join(1)
     return s, out, killed, lines
 
 
@@ -86,3 +89,55 @@ def test_preprocess_killed_mid_run_loses_nothing(tiny_dataset, tiny_model, tmp_p
 def test_a_stage_killed_mid_run_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port, stage):
     s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, stage)
     _check_nothing_lost(s, out, tiny_dataset, stage, killed, lines)
+
+
+def _record(out) -> dict:
+    """A session's record less its timing columns: retrievals (less the latency), trials,
+    each run's TR indices and raw values, and the BIDS events and scans tables."""
+    record = {
+        "retrievals": [
+            r.split("\t")[:-1] for r in (out / "retrievals.tsv").read_text().splitlines()
+        ],
+        "events": (out / "events.tsv").read_text(),
+    }
+    for path in sorted((out / "runs").glob("*_tr.tsv")):
+        record[path.name] = [r.split("\t")[0] for r in path.read_text().splitlines()]
+    for path in sorted((out / "runs").glob("*_raw.f32")):
+        record[path.name] = path.read_bytes()
+    for path in sorted(out.glob("sub-*/ses-*/func/*_events.tsv")):
+        record[path.name] = path.read_text()
+    for path in sorted(out.glob("sub-*/ses-*/*_scans.tsv")):
+        record[path.name] = [r.split("\t")[::2] for r in path.read_text().splitlines()]
+    return record
+
+
+@pytest.mark.slow
+def test_a_killed_recorder_writes_the_record_of_an_unkilled_one(
+    tiny_dataset, tiny_model, tmp_path, base_port
+):
+    """The restarted recorder rebuilds its state from its files and drops what they hold."""
+    s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, "recorder")
+    _check_nothing_lost(s, out, tiny_dataset, "recorder", killed, lines)
+    ref, ref_out, _, _ = _session(tiny_dataset, tiny_model, tmp_path, _next_block(), None)
+    assert ref["nothing_lost"] is True and ref["trials"] == s["trials"]
+    assert _record(out) == _record(ref_out)
+
+
+@pytest.mark.slow
+def test_a_killed_reconstruct_stage_loses_no_image(
+    tiny_dataset, tiny_model, tiny_recon, tmp_path, base_port
+):
+    s, out, killed, lines = _session(
+        tiny_dataset,
+        tiny_model,
+        tmp_path,
+        base_port,
+        "reconstruct",
+        recon="lowlevel",
+        recon_models=str(tiny_recon),
+    )
+    _check_nothing_lost(s, out, tiny_dataset, "reconstruct", killed, lines)
+    rows = (out / "recons.tsv").read_text().strip().splitlines()[1:]
+    keys = [tuple(r.split("\t")[1:3]) for r in rows]
+    assert len(set(keys)) == len(keys) == s["trials"] == s["reconstructions"]
+    assert len(list((out / "trials").glob("*_recon.png"))) == s["trials"]
