@@ -22,6 +22,8 @@ from realtime.cli_nsd import add_prepare_nsd, cmd_prepare_nsd
 from realtime.cli_rerun import add_rerun, cmd_rerun
 from realtime.cli_scanner import add_scanner_sim, add_stream_scanner_options, cmd_scanner_sim
 from realtime.config import StreamConfig, load_config
+from realtime.finetune_options import add_stream_finetune_options
+from realtime.finetune_step import add_finetune_step, cmd_finetune_step
 from replay_data.simulation_config import MOTION_KINDS, PRESETS
 from rt_base.checks import check_address, check_number, check_path
 from rt_base.errors import ConfigError, MindEyeRTError
@@ -46,6 +48,7 @@ def _add_stream(sub) -> None:
     _add_stream_run_options(p)
     add_stream_scanner_options(p)
     add_stream_lsl_options(p)
+    add_stream_finetune_options(p)
     _add_stream_recon_options(p.add_argument_group("reconstruction"))
 
 
@@ -409,6 +412,7 @@ COMMANDS = {
     "stim-sim": (add_stim_sim, cmd_stim_sim),
     "keys": (add_keys_parser, cmd_keys),
     "prepare-nsd": (add_prepare_nsd, cmd_prepare_nsd),
+    "finetune-step": (add_finetune_step, cmd_finetune_step),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from mindeye_models.decode_precision import PRECISIONS as DECODE_PRECISIONS
 from mindeye_models.recon_options import check_recon_options, resolve_mode
+from realtime.finetune_options import check_finetune
 from realtime.session_layout import check_label
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
@@ -77,6 +78,9 @@ class StreamConfig:
     curve: bool = False
     subject: str | None = None
     session: str | None = None
+    finetune: str = "off"
+    finetune_budget: float | str = 60.0
+    finetune_params: str = "lin0"
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -122,6 +126,9 @@ class StreamConfig:
         for key in ("subject", "session"):  # the record's BIDS labels (default: preparation's)
             if getattr(self, key) is not None:
                 check_label(getattr(self, key), key)
+        self.finetune, self.finetune_budget, self.finetune_params = check_finetune(
+            self.finetune, self.finetune_budget, self.finetune_params
+        )
 
     def _check_keys(self) -> None:
         """Links that leave loopback (or ``curve``) need a key directory: say so before any

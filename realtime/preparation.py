@@ -17,6 +17,7 @@ from typing import Any
 
 from mindeye_models.recon_options import TINY_RANDOM_GENERATOR, ReconOptions
 from realtime.config import StreamConfig
+from realtime.finetune_options import add_finetune_specs
 from realtime.session_layout import session_labels
 from replay_data.home import data_home
 from rt_base.atomic import write_json
@@ -92,6 +93,7 @@ def prepare(cfg: StreamConfig, log=print) -> PreparedSession:
     labels = session_labels(cfg.subject, cfg.session, ds.meta.subject).to_dict()
     specs["source"].update(record_dir=str(out), record_labels=labels)  # the received volumes
     specs["recorder"]["record_labels"] = labels  # the BIDS record (realtime.session_layout)
+    add_finetune_specs(cfg, ds, runs, specs, out)  # --finetune between-runs
     if bundle is not None:
         specs["decode"].update(emit_latents=True, out_addr=cfg.addresses()["reconstruct"])
         specs["reconstruct"] = _reconstruct_spec(cfg, options, bundle)

@@ -27,6 +27,7 @@ from pathlib import Path
 from realtime.config import StreamConfig
 from realtime.record_dataset import RecordDataset
 from realtime.session_layout import rerun_diff_path, retrievals_path
+from realtime.stages.decode_swaps import replay_swaps_in
 from rt_base.atomic import write_json, write_text
 from rt_base.checks import check_path
 from rt_base.errors import ConfigError
@@ -164,6 +165,7 @@ def adjust_for_rerun(plan: RerunPlan):
             drop_volumes=missing,
         )
         prep.specs["decode"]["bank_ids"] = session["bank_ids"]
+        replay_swaps_in(record.record_root, prep.specs)  # the fine-tuned weights, as recorded
         prep.session.update(
             bank_ids=session["bank_ids"],
             runs=record.runs,

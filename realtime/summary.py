@@ -14,6 +14,7 @@ import numpy as np
 from fmri_compute.normalize import zscore_run
 from fmri_compute.offline_glm import trial_betas
 from mindeye_models.ranks import top_k_accuracy, true_ranks
+from realtime.summary_finetune import finetune_figures, finetune_lines
 from realtime.summary_markers import marker_figures, marker_lines
 from realtime.summary_motion import motion_figures
 from realtime.summary_quality import drop_censored, quality_figures, quality_lines
@@ -192,6 +193,7 @@ def summarize(
             _tr_from_config(session),
         ),
         "markers": marker_figures(out),
+        "finetune": finetune_figures(out, retrievals),
         "decode_delay_s": session["config"]["decode_delay"],
         "speed": session["config"]["speed"],
         "wall_s": round(wall_s, 2) if wall_s is not None else None,
@@ -329,5 +331,7 @@ def _print_summary(s: dict, out: Path, log) -> None:
     for line in marker_lines(s.get("markers")):
         log(line)
     for line in quality_lines(s.get("quality")):
+        log(line)
+    for line in finetune_lines(s):
         log(line)
     log(f"real-time factor {s['realtime_factor']}; summary: {out / 'summary.json'}")

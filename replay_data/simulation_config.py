@@ -221,6 +221,26 @@ class SimulationConfig:
         return replace(cls(), **overrides)
 
     @classmethod
+    def subj02(cls, **overrides) -> SimulationConfig:
+        """A second simulated subject for fine-tuning between runs: its own anatomy and voxel
+        tuning (another seed, gain spread and HRF), a smaller ROI, a short first session (744
+        training trials, 12 runs) and a test session of 4 runs in which each of 100 test images
+        is shown twice, in consecutive runs: from run 2 on, half of a run's test trials repeat an
+        image of the run before and half show it for the first time."""
+        base = dict(
+            name="subj02",
+            seed=2,
+            n_roi=12000,
+            gain_sd=0.5,
+            hrf_peak_mean=5.0,
+            n_test_images=100,
+            test_reps=2,
+            n_train_images=600,
+            n_train_trials=744,
+        )
+        return replace(cls(), **{**base, **overrides})
+
+    @classmethod
     def tiny(cls, **overrides) -> SimulationConfig:
         """A few-second subject for tests: 20x24x20 grid, 600 ROI voxels, one 20-trial run."""
         base = cls(
@@ -263,6 +283,7 @@ class SimulationConfig:
 PRESETS = {
     "subj01": SimulationConfig.subj01,
     "subj01-moving": SimulationConfig.subj01_moving,
+    "subj02": SimulationConfig.subj02,
     "tiny": SimulationConfig.tiny,
     "tiny-moving": SimulationConfig.tiny_moving,
 }

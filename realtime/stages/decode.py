@@ -26,6 +26,9 @@ class DecodeStage(Stage):
         retrieval, for a reconstruct stage downstream.
     precision : the forward pass's arithmetic, ``fp32`` or ``int8`` (CPU; see
         :mod:`mindeye_models.decode_precision`).  The bank search is float32 either way.
+    finetuner : a :class:`~realtime.stages.decode_finetune.BetweenRunsFinetuner` (``stream
+        --finetune between-runs``): it is handed each decoded trial, starts a step at each
+        ``run_end``, and better weights replace the model at a ``run_start``, never mid-run.
     """
 
     name = "decode"
@@ -40,6 +43,7 @@ class DecodeStage(Stage):
         device: str = "cpu",
         emit_latents: bool = False,
         precision: str = "fp32",
+        finetuner=None,
         **kwargs,
     ) -> None:
         from mindeye_models.decode_precision import for_inference
@@ -53,6 +57,7 @@ class DecodeStage(Stage):
         self.device = device
         self.decoded = 0
         self.forward_ms: list[float] = []
+        self.finetuner = finetuner
 
     @classmethod
     def from_options(
@@ -68,6 +73,7 @@ class DecodeStage(Stage):
         top_k: int = 5,
         emit_latents: bool = False,
         precision: str = "fp32",
+        finetune: dict | None = None,
     ) -> DecodeStage:
         """Build from a spec: loads the MindEye ``checkpoint`` and builds the bank of
         ``bank_ids`` (images of ``dataset``) before the stage starts."""
@@ -91,6 +97,18 @@ class DecodeStage(Stage):
             precision=precision,
             **links,
         )
+        if finetune:
+            from realtime.stages.decode_finetune import finetuner_from_spec
+
+            stage.finetuner = finetuner_from_spec(
+                finetune,
+                checkpoint=checkpoint,
+                dataset=dataset,
+                device=device,
+                clip_weights=clip_weights,
+                cache_dir=cache_dir,
+                report=stage.report,
+            )
         stage.warm_up()
         return stage
 
@@ -115,9 +133,23 @@ class DecodeStage(Stage):
             "decoded": self.decoded,
             "precision": self.precision,
             "forward_ms": float(np.median(recent)) if recent else None,
+            **(self.finetuner.status() if self.finetuner is not None else {}),
         }
 
+    def idle(self):
+        """A fine-tune step that has just settled is published at once (a source waits)."""
+        if self.finetuner is not None and self.finetuner.poll():
+            self._publish_status()
+        return ()
+
+    def finish(self):
+        if self.finetuner is not None:
+            self.finetuner.close()
+        return ()
+
     def handle(self, msg: Message):
+        if self.finetuner is not None and msg.kind in ("run_start", "run_end"):
+            self._between_runs(msg)
         if msg.kind != "response":
             return [msg]
         import torch
@@ -135,6 +167,8 @@ class DecodeStage(Stage):
         rank = true_ranks(ids, true_id) or None  # None: not in the bank, not scored
         k = min(self.top_k, len(ids))
         self.decoded += 1
+        if self.finetuner is not None:
+            self.finetuner.observe(msg.run, msg.index, true_id, response)
         out = msg.derive(
             "retrieval",
             meta={**msg.meta, "rank": rank, "in_bank": rank is not None, "ways": len(ids)},
@@ -155,6 +189,17 @@ class DecodeStage(Stage):
             },
         )
         return [msg, out, latent]
+
+    def _between_runs(self, msg: Message) -> None:
+        """Start a fine-tune step at ``run_end``; swap in better weights at ``run_start``."""
+        if msg.kind == "run_end":
+            self.finetuner.run_ended(msg.run)
+            return
+        model = self.finetuner.take_swap(msg.run)
+        if model is not None:
+            from mindeye_models.decode_precision import for_inference
+
+            self.model = for_inference(model, self.precision, self.device)
 
     def _response_of(self, msg: Message) -> np.ndarray:
         """The (V,) response buffer of ``msg``, V being the model's voxel count."""

@@ -42,6 +42,9 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
     record_dir : the session folder, where the markers are recorded as received.
     record_labels : the record's BIDS ``subject``, ``session`` and ``task``: with them, the
         volumes sent are written to the record after each is sent (:mod:`realtime.volume_record`).
+    finetune_wait_s, finetune_status_addr : with ``stream --finetune between-runs``, wait at
+        most this long between runs for the decode stage's fine-tune step, reading its status
+        at this address (the telemetry hub's output; :mod:`realtime.stages.finetune_wait`).
     """
 
     def __init__(
@@ -57,9 +60,16 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         markers_wait_s: float = 120.0,
         record_dir: str | None = None,
         record_labels: dict | None = None,
+        finetune_wait_s: float | None = None,
+        finetune_status_addr: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(control_addr=control_addr, **kwargs)
+        self.finetune_wait = None
+        if finetune_wait_s is not None and finetune_status_addr is not None:
+            from realtime.stages.finetune_wait import FinetuneWait
+
+            self.finetune_wait = FinetuneWait(finetune_status_addr, finetune_wait_s)
         from realtime.record_dataset import open_replay
         from realtime.volume_record import open_volume_record
 
@@ -103,6 +113,8 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         markers_wait_s: float = 120.0,
         record_dir: str | None = None,
         record_labels: dict | None = None,
+        finetune_wait_s: float | None = None,
+        finetune_status_addr: str | None = None,
     ) -> ReplaySource:
         """Build from a spec (JSON values: ``drop_volumes`` is a list of ``[run, index]``)."""
         return cls(
@@ -116,6 +128,8 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
             markers_wait_s=markers_wait_s,
             record_dir=record_dir,
             record_labels=record_labels,
+            finetune_wait_s=finetune_wait_s,
+            finetune_status_addr=finetune_status_addr,
             **links,
         )
 
@@ -174,8 +188,10 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         if done in runs:  # a restarted source: the runs its downstream released are not sent
             runs = runs[runs.index(done) + 1 :]
             self.report("warning", f"restarted: resuming after run {done!r}, at {runs[:1]}")
+        if self.finetune_wait is not None:
+            self.finetune_wait.open(self._ctx)
         try:
-            for run in runs:
+            for number, run in enumerate(runs):
                 if self.pacer.halted:
                     break
                 if self.markers is not None:
@@ -184,7 +200,11 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
                     yield from self._replay_run(run)
                 if self._stop.is_set():
                     return  # stop(): no end message (the stages are being stopped too)
+                if self.finetune_wait is not None and number + 1 < len(runs):
+                    self._wait_for_finetune(run)
         finally:
+            if self.finetune_wait is not None:
+                self.finetune_wait.close()
             if self.markers is not None:
                 self.markers.close()
                 self.markers.inlet.close()
@@ -193,6 +213,17 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         if self.pacer.halted:
             meta["stopped"] = True
         yield Message("end", meta=meta, t={"source.sent": time.time()})
+
+    def _wait_for_finetune(self, run: str) -> None:
+        """Hold the next run until the decode stage has settled ``run``'s fine-tune step."""
+        wait = self.finetune_wait
+        if not wait.wait(run, self._stop.is_set, self._while_waiting):
+            if not self._stop.is_set():
+                self.report(
+                    "warning",
+                    f"no word of the fine-tune step after {run} in {wait.timeout_s:g} s: "
+                    "the next run starts without it",
+                )
 
     def _open_markers(self) -> None:
         """Find the program's marker stream (on the producing thread: it may take a while)."""

@@ -1,0 +1,135 @@
+"""Fine-tuning between runs on a new subject: real-time retrieval per run with and without.
+
+    python benchmarks/finetune_subj02.py [--epochs 30] [--budget 60s] [--out DIR]
+
+1. The demo model of the simulated subj01 (cached, else trained) is carried over to the
+   simulated subj02 (another ROI size and voxel tuning): its backbone and projector kept, a new
+   input layer ``lin0`` trained on subj02's short first session (744 training trials).
+2. subj02's test session (4 runs) is streamed at ``--speed 0`` twice with that model: without
+   fine-tuning, and with ``--finetune between-runs``.
+3. Per run, the real-time top-1 (100-way, the test images) of both sessions, split into trials
+   whose image an earlier run of the session showed (repeats: the fine-tuning may have trained
+   on them) and trials showing their image for the first time (unseen: the headline).
+
+Prints a markdown table and writes ``finetune_subj02.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+
+def transfer_model(models_dir: Path, epochs: int, log) -> Path:
+    """subj01's demo model with a lin0 for subj02, trained on subj02's first session."""
+    from mindeye_models.bank import ImageBank
+    from mindeye_models.checkpoint import load_checkpoint, save_checkpoint
+    from mindeye_models.embedder import load_embedder
+    from mindeye_models.finetune_config import FinetuneConfig
+    from mindeye_models.model_cache import ensure_model
+    from mindeye_models.transfer import new_subject_model, train_input_layer
+    from replay_data.resolve import resolve_replay
+
+    path = models_dir / f"subj02-from-subj01-demo-lin0-{epochs}ep.safetensors"
+    if path.is_file():
+        log(f"transfer model cached: {path}")
+        return path
+    subj01 = resolve_replay("subj01", log=log)
+    source, extra = load_checkpoint(ensure_model(subj01, models_dir=models_dir, log=log))
+    subj02 = resolve_replay("subj02", log=log)
+    voxels, ids = subj02.training_responses()
+    embedder = load_embedder(extra.get("embedder", "tiny-random"))
+    unique = sorted({int(i) for i in ids})
+    targets = ImageBank.build(subj02.stimuli()[unique], unique, embedder)
+    model = new_subject_model(source, subj02.meta.n_voxels)
+    cfg = FinetuneConfig(params="lin0", epochs=epochs, lr=1e-3, budget_s=3600)
+    start = time.perf_counter()
+    result = train_input_layer(model, voxels, ids, targets, cfg, log=log)
+    log(
+        f"lin0 for subj02 trained in {time.perf_counter() - start:.0f} s on {result.n_train} "
+        f"trials; held-out ({result.n_val}, {result.after['ways']}-way) top-1 "
+        f"{result.before['top1']:.3f} -> {result.after['top1']:.3f}"
+    )
+    info = {"transfer_from": str(subj01.meta.name), "lin0_training": result.to_dict()}
+    save_checkpoint(model, path, extra={**extra, "dataset": "subj02", **info})
+    return path
+
+
+def stream(checkpoint: Path, out: Path, finetune: bool, budget: str, base_port: int) -> dict:
+    from realtime.config import StreamConfig
+    from realtime.pipeline import run_stream
+
+    cfg = StreamConfig(
+        replay="subj02",
+        out=str(out),
+        speed=0,
+        headless=True,
+        checkpoint=str(checkpoint),
+        quiet=True,
+        recon="none",
+        base_port=base_port,
+        finetune="between-runs" if finetune else "off",
+        finetune_budget=budget,
+    )
+    return run_stream(cfg, log=print)
+
+
+def per_run(out: Path) -> dict[str, dict]:
+    """Top-1 per run over all scored trials, repeats and first showings."""
+    with open(out / "retrievals.tsv") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t")]
+    seen_before: set[str] = set()
+    runs: dict[str, dict] = {}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        this = [r for r in rows if r["run"] == run and r["rank"] != ""]
+        groups = {
+            "all": this,
+            "repeats": [r for r in this if r["image_id"] in seen_before],
+            "unseen": [r for r in this if r["image_id"] not in seen_before],
+        }
+        runs[run] = {
+            k: {"n": len(v), "top1": sum(r["rank"] == "1" for r in v) / len(v) if v else None}
+            for k, v in groups.items()
+        }
+        seen_before |= {r["image_id"] for r in rows if r["run"] == run}
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=30, help="epochs of subj02's lin0 training")
+    ap.add_argument("--budget", default="60s", help="--finetune-budget of the session")
+    ap.add_argument("--out", default="finetune-subj02", help="folder of the two sessions")
+    ap.add_argument("--base-port", type=int, default=5750)
+    args = ap.parse_args()
+    from replay_data.home import data_home
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = transfer_model(data_home() / "models", args.epochs, print)
+    results = {}
+    for name, finetune in (("without", False), ("with", True)):
+        folder = out / f"session-{name}"
+        summary = stream(checkpoint, folder, finetune, args.budget, args.base_port)
+        results[name] = {"runs": per_run(folder), "top1": summary["retrieval_top1"]}
+        if finetune:
+            results[name]["steps"] = summary["finetune"]["steps"]
+    (out / "finetune_subj02.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("| run | without: all / repeats / unseen | with: all / repeats / unseen |")
+    print("| --- | --- | --- |")
+    pct = lambda g: "n/a" if g["top1"] is None else f"{100 * g['top1']:.0f} % ({g['n']})"  # noqa: E731
+    for run in results["without"]["runs"]:
+        cells = [
+            " / ".join(pct(results[k]["runs"][run][g]) for g in ("all", "repeats", "unseen"))
+            for k in ("without", "with")
+        ]
+        print(f"| {run} | {cells[0]} | {cells[1]} |")
+    for step in results["with"]["steps"]:
+        print(json.dumps(step))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Fine-tuning a trained MindEye on a few trials of the current session, with a held-out check.
+
+Between runs of a real-time session the runs already decoded, whose images are known, are
+training data: :func:`finetune_step` trains the chosen parameters (the per-subject input layer
+``backbone.lin0`` by default, as MindEye2 fits a new subject's ridge; or all of them) with the
+paper's contrastive losses (BiMixCo with voxel mixup for the first third of the epochs, then
+SoftCLIP) against the image embeddings of each trial, and validates on held-out trials (the last
+``val_fraction`` of the session, in decode order): the true image's rank among the retrieval
+candidates, before and after.  A model that validates worse is returned as not accepted.
+
+The input normalization is kept: the decoder's responses keep their scale from run to run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from mindeye_models.bank import ImageBank
+from mindeye_models.finetune_config import FinetuneConfig
+from mindeye_models.inference import predict
+from mindeye_models.losses import mixco, mixco_nce, soft_clip_loss
+from mindeye_models.model import MindEye
+from mindeye_models.ranks import true_ranks
+from rt_base.errors import ConfigError
+
+
+@dataclass
+class FinetuneResult:
+    """What a step did: the trials used, validation before and after, the verdict."""
+
+    accepted: bool
+    reason: str
+    n_train: int
+    n_val: int
+    before: dict[str, float] | None = None
+    after: dict[str, float] | None = None
+    epochs_run: int = 0
+    train_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def held_out_split(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and the held-out trials: the last ``val_fraction`` of ``n``
+    (at least one when ``n >= 2``), so validation is on the most recent trials."""
+    n_val = min(n - 1, max(1, int(round(n * val_fraction)))) if n >= 2 else 0
+    return np.arange(n - n_val), np.arange(n - n_val, n)
+
+
+def validate(model: MindEye, voxels: np.ndarray, image_ids: np.ndarray, bank: ImageBank) -> dict:
+    """Retrieval of held-out trials among every image of ``bank``: top-1 and mean rank of the
+    true image (ranks from :func:`mindeye_models.ranks.true_ranks`)."""
+    _, proj = predict(model, voxels)
+    ids, _ = bank.retrieve(proj, k=len(bank))
+    ranks = true_ranks(ids, np.asarray(image_ids))
+    if np.any(ranks == 0):
+        raise ConfigError("every validation image must be in the bank it is ranked in")
+    return {
+        "top1": float(np.mean(ranks == 1)),
+        "mean_rank": float(np.mean(ranks)),
+        "n": int(len(ranks)),
+        "ways": int(len(bank)),
+    }
+
+
+def is_better(after: dict, before: dict) -> bool:
+    """The rule of a swap: a higher held-out top-1, or the same top-1 and a lower mean rank."""
+    if after["top1"] != before["top1"]:
+        return after["top1"] > before["top1"]
+    return after["mean_rank"] < before["mean_rank"]
+
+
+def finetune_step(
+    model: MindEye,
+    voxels: np.ndarray,
+    image_ids: np.ndarray,
+    targets: ImageBank,
+    config: FinetuneConfig | None = None,
+    *,
+    log=None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` in place on the session's trials so far and validate it.
+
+    Parameters
+    ----------
+    model : MindEye (trained); its parameters outside ``config.params`` are left as they are.
+    voxels : (N, V) responses in decode order.
+    image_ids : (N,) the image of each trial; all must be in ``targets``.
+    targets : the image embeddings of the trials' images; validation ranks among all of them.
+    config : FinetuneConfig; None for the defaults.
+    log : optional ``log(text)`` for progress lines.
+
+    Returns
+    -------
+    FinetuneResult; ``accepted`` is False when the step was skipped (too few trials), the loss
+    stopped being finite, or the held-out retrieval did not improve (``model`` then holds the
+    rejected weights: the caller keeps its own copy of the current ones).
+    """
+    cfg = FinetuneConfig() if config is None else config
+    voxels = np.asarray(voxels, np.float32)
+    image_ids = np.asarray(image_ids, np.int64).reshape(-1)
+    if voxels.ndim != 2 or len(voxels) != len(image_ids):
+        raise ConfigError(
+            f"'voxels' must be (N, V) with one row per image id ({len(image_ids)}), got "
+            f"{voxels.shape}"
+        )
+    train, val = held_out_split(len(voxels), cfg.val_fraction)
+    result = FinetuneResult(False, "", len(train), len(val), config=asdict(cfg))
+    if len(train) < cfg.min_train or len(val) < cfg.min_val:
+        result.reason = (
+            f"too few trials: {len(train)} to train, {len(val)} to validate (needs "
+            f"{cfg.min_train} and {cfg.min_val})"
+        )
+        return result
+    model.to(cfg.device)
+    result.before = validate(model, voxels[val], image_ids[val], targets)
+    tokens = torch.from_numpy(targets.lookup(image_ids[train])).to(cfg.device)
+    x = torch.from_numpy(voxels[train]).to(cfg.device)
+    finite = _train(model, x, tokens, cfg, result, log)
+    result.after = validate(model, voxels[val], image_ids[val], targets)
+    if not finite:
+        result.reason = f"the loss stopped being finite at epoch {result.epochs_run}: lower 'lr'"
+    elif is_better(result.after, result.before):
+        result.accepted, result.reason = True, "held-out retrieval improved"
+    else:
+        result.reason = "held-out retrieval did not improve: the current model is kept"
+    return result
+
+
+def trained_parameters(model: MindEye, params: str) -> list[torch.nn.Parameter]:
+    """The parameters a step trains; the others get ``requires_grad=False``."""
+    chosen = model.backbone.lin0 if params == "lin0" else model
+    keep = {id(p) for p in chosen.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _train(
+    model: MindEye,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: FinetuneConfig,
+    result: FinetuneResult,
+    log,
+) -> bool:
+    """The training loop; False when the loss stopped being finite."""
+    params = trained_parameters(model, cfg.params)
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0}],
+        lr=cfg.lr,
+    )
+    rng = np.random.default_rng(cfg.seed)
+    bs = min(cfg.batch_size, len(x))
+    n_mix = int(cfg.mixup_pct * cfg.epochs)
+    start = time.perf_counter()
+    finite = True
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model.train()
+        for epoch in range(cfg.epochs):
+            if time.perf_counter() - start > cfg.budget_s:
+                break
+            order = rng.permutation(len(x))
+            total = 0.0
+            for b in range(len(x) // bs):
+                idx = torch.from_numpy(order[b * bs : (b + 1) * bs])
+                xb, yb = x[idx], y[idx]
+                if epoch < n_mix:
+                    xb, perm, w = mixco(xb, rng=rng)
+                    loss = mixco_nce(
+                        model(xb)[1], yb, temperature=cfg.mixco_temp, perm=perm, weights=w
+                    )
+                else:
+                    loss = soft_clip_loss(model(xb)[1], yb, temperature=cfg.softclip_temp)
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+            result.epochs_run = epoch + 1
+            result.losses.append(total / max(len(x) // bs, 1))
+            if not finite:
+                break
+            if log is not None and (epoch + 1) % 10 == 0:
+                log(f"fine-tune epoch {epoch + 1}/{cfg.epochs}: loss {result.losses[-1]:.3f}")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    result.train_seconds = round(time.perf_counter() - start, 3)
+    return finite

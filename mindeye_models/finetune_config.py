@@ -1,0 +1,74 @@
+"""Options of a fine-tune step (:mod:`mindeye_models.finetune`), without torch: the stream's
+configuration checks them before anything heavy is imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rt_base.checks import check_choice, check_number, check_torch_device
+from rt_base.errors import ConfigError
+
+#: which parameters a step trains: the input layer (``backbone.lin0``) or the whole network
+PARAMS = ("lin0", "all")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Options of :func:`finetune_step`.
+
+    Parameters
+    ----------
+    params : ``lin0`` (the per-subject input layer: its Linear and LayerNorm) or ``all``.
+    epochs : passes over the training trials (fewer when ``budget_s`` runs out first).
+    batch_size : trials per step (at most the training trials).
+    lr : AdamW learning rate (constant).
+    weight_decay : AdamW weight decay of weight matrices.
+    mixup_pct : fraction of the epochs trained with BiMixCo + voxel mixup; SoftCLIP after.
+    mixco_temp, softclip_temp : the losses' temperatures (MindEye1: 0.006; 0.0075 at the end).
+    val_fraction : the last fraction of the trials (decode order) held out for validation.
+    min_train, min_val : fewer trials than this and the step is skipped.
+    budget_s : seconds of training at most (validation and saving come after).
+    seed : batch order, mixup and dropout.
+    device : torch device.
+    """
+
+    params: str = "lin0"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 1e-2
+    mixup_pct: float = 0.33
+    mixco_temp: float = 0.006
+    softclip_temp: float = 0.0075
+    val_fraction: float = 0.2
+    min_train: int = 8
+    min_val: int = 2
+    budget_s: float = 60.0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_choice(self.params, "params", PARAMS)
+        check_number(self.epochs, "epochs", minimum=1, integer=True)
+        check_number(self.batch_size, "batch_size", minimum=2, integer=True)
+        check_number(self.lr, "lr", minimum=0, strict_min=True)
+        check_number(self.weight_decay, "weight_decay", minimum=0)
+        check_number(self.mixup_pct, "mixup_pct", minimum=0, maximum=1)
+        for key in ("mixco_temp", "softclip_temp"):
+            check_number(getattr(self, key), key, minimum=0, strict_min=True)
+        check_number(self.val_fraction, "val_fraction", minimum=0, maximum=0.9, strict_min=True)
+        check_number(self.min_train, "min_train", minimum=2, integer=True)
+        check_number(self.min_val, "min_val", minimum=1, integer=True)
+        check_number(self.budget_s, "budget_s", minimum=0, strict_min=True, unit="seconds")
+        check_number(self.seed, "seed", minimum=0, integer=True)
+        check_torch_device(self.device, "device")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        """Build from a dict (a job file); unknown keys raise ConfigError."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown fine-tune options {unknown}; known: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,82 @@
+"""``stream --finetune between-runs --finetune-budget 60s``: the options, and what they add to
+the stage specs (the decode stage's ``finetune`` mapping, the replay source's wait)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from mindeye_models.finetune_config import PARAMS
+from rt_base.checks import check_choice, check_number
+from rt_base.errors import ConfigError
+
+#: ``--finetune`` values: no fine-tuning, or a step after each run
+FINETUNE_MODES = ("off", "between-runs")
+FOLDER = "finetune"
+_SECONDS = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*(s|sec|min|m)?\s*")
+
+
+def parse_budget(value: Any) -> float:
+    """``60``, ``"60s"``, ``"1.5min"`` -> seconds (1 s to 1 h)."""
+    if isinstance(value, str):
+        match = _SECONDS.fullmatch(value)
+        if match is None:
+            raise ConfigError(
+                f"'finetune_budget' must be seconds like 60 or '60s' (or '2min'), got {value!r}"
+            )
+        value = float(match.group(1)) * (60 if match.group(2) in ("min", "m") else 1)
+    return float(check_number(value, "finetune_budget", minimum=1, maximum=3600, unit="seconds"))
+
+
+def check_finetune(mode: str, budget: Any, params: str) -> tuple[str, float, str]:
+    """The checked ``finetune``, ``finetune_budget`` (seconds) and ``finetune_params``."""
+    check_choice(mode, "finetune", FINETUNE_MODES)
+    check_choice(params, "finetune_params", PARAMS)
+    return mode, parse_budget(budget), params
+
+
+def add_stream_finetune_options(p) -> None:
+    """The ``stream`` options of fine-tuning between runs."""
+    g = p.add_argument_group("fine-tuning between runs")
+    g.add_argument(
+        "--finetune",
+        choices=list(FINETUNE_MODES),
+        help="between-runs: after each run, fine-tune the decoder on the session's trials so "
+        "far in its own process, and decode the next run with it if it validates better on "
+        "held-out trials (default off)",
+    )
+    g.add_argument(
+        "--finetune-budget",
+        dest="finetune_budget",
+        help="time a step may take, e.g. 60s (default); a replay waits for it between runs",
+    )
+    g.add_argument(
+        "--finetune-params",
+        dest="finetune_params",
+        choices=list(PARAMS),
+        help="what a step trains: lin0, the per-subject input layer (default), or all",
+    )
+
+
+def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Path) -> None:
+    """With ``--finetune between-runs``: the decode stage's ``finetune`` mapping (targets: every
+    image the replayed runs show) and, for a replay, the source's wait between runs."""
+    if cfg.finetune == "off":
+        return
+    from realtime.stages.decode_finetune import wait_limit_s
+
+    image_ids = sorted({int(e.image_id) for r in runs for e in ds.events(r)})
+    specs["decode"]["finetune"] = {
+        "mode": cfg.finetune,
+        "dir": str(out / FOLDER),
+        "budget_s": cfg.finetune_budget,
+        "params": cfg.finetune_params,
+        "image_ids": image_ids,
+        "last_run": None if cfg.scanner else runs[-1],  # a scanner may run more or fewer
+    }
+    if not cfg.scanner:  # the scanner sets the pace: its breaks are the step's time
+        specs["source"].update(
+            finetune_wait_s=wait_limit_s(cfg.finetune_budget),
+            finetune_status_addr=cfg.addresses()["telemetry"],
+        )

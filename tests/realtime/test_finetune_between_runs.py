@@ -1,0 +1,160 @@
+"""``stream --finetune between-runs`` on the tiny subject: a step after run 1 in its own process,
+its weights swapped in at run 2's start (or kept out when they validate worse), nothing lost."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mindeye_models.checkpoint import load_checkpoint, save_checkpoint
+from realtime.config import StreamConfig
+from realtime.finetune_options import parse_budget
+from realtime.pipeline import run_stream
+from realtime.stages.finetune_wait import FinetuneWait
+from rt_base.errors import ConfigError
+
+
+def _config(dataset, checkpoint, tmp_path, base_port, **changes) -> StreamConfig:
+    cfg = StreamConfig(
+        replay=str(dataset.root),
+        out=str(tmp_path / "s"),
+        speed=0,
+        headless=True,
+        checkpoint=str(checkpoint),
+        launcher="thread",
+        base_port=base_port,
+        quiet=True,
+        recon="none",
+        finetune="between-runs",
+        finetune_budget="60s",
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+@pytest.fixture(scope="module")
+def new_subject_model(tiny_model, tmp_path_factory):
+    """The tiny model with a freshly initialised input layer: a subject it was not trained on,
+    as far as ``lin0`` goes (what fine-tuning between runs is for)."""
+    model, extra = load_checkpoint(tiny_model)
+    torch.manual_seed(3)
+    model.backbone.lin0[0].reset_parameters()
+    return save_checkpoint(model, tmp_path_factory.mktemp("fresh") / "fresh", extra)
+
+
+def _embeddings_by_run(out) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per run, each decoded trial's (response, recorded embedding)."""
+    runs: dict[str, list] = {}
+    with open(out / "retrievals.tsv") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            n = int(row["n"])
+            response = np.load(out / "trials" / f"{n:04d}_response.npy")
+            embedding = np.load(out / "trials" / f"{n:04d}_embedding.npy")
+            runs.setdefault(row["run"], []).append((response, embedding))
+    return runs
+
+
+def _predicts(model, pairs) -> bool:
+    """Whether ``model`` gives the recorded embedding of every (response, embedding) pair."""
+    x = torch.from_numpy(np.stack([r for r, _ in pairs]))
+    with torch.no_grad():
+        _, projected = model.eval()(x)
+    return np.allclose(projected.numpy(), np.stack([e for _, e in pairs]), atol=1e-5)
+
+
+def _steps(out) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in (out / "finetune" / "steps.jsonl").read_text().split("\n")
+        if line
+    ]
+
+
+def test_a_better_model_is_swapped_in_at_the_next_run(
+    tiny_dataset, new_subject_model, tmp_path, base_port, data_home
+):
+    cfg = _config(tiny_dataset, new_subject_model, tmp_path, base_port)
+    s = run_stream(cfg, log=lambda *a: None)
+    out = tmp_path / "s"
+    run1, run2 = tiny_dataset.runs
+    # nothing lost: every volume and every trial of both runs
+    assert s["complete"] and s["volumes_lost"] == 0 and s["nothing_lost"]
+    assert s["trials"] == sum(len(tiny_dataset.events(r)) for r in tiny_dataset.runs)
+    steps = _steps(out)
+    step = next(r for r in steps if r["event"] == "step")
+    assert step["after_run"] == run1 and step["outcome"] == "accepted", step
+    assert step["after"]["mean_rank"] <= step["before"]["mean_rank"]
+    swap = next(r for r in steps if r["event"] == "swap")
+    assert swap["run"] == run2 and swap["step"] == 1
+    weights = out / "finetune" / "step-01" / "model.safetensors"
+    assert (
+        swap["weights"] == str(weights) and (out / "finetune" / "step-01" / "model.json").is_file()
+    )
+    # run 1 was decoded by the initial model, every trial of run 2 by the swapped one
+    initial, _ = load_checkpoint(new_subject_model)
+    swapped, extra = load_checkpoint(weights)
+    assert extra["finetuned"]["after_run"] == run1
+    by_run = _embeddings_by_run(out)
+    assert _predicts(initial, by_run[run1]) and not _predicts(swapped, by_run[run1])
+    assert _predicts(swapped, by_run[run2]) and not _predicts(initial, by_run[run2])
+    ft = s["finetune"]
+    assert ft["runs"][run1]["model"] == "initial" and ft["runs"][run2]["model"] == "step-01"
+    assert [x["outcome"] for x in ft["steps"]][0] == "accepted"
+    # a rerun of the record swaps the recorded weights in at the same run: same retrievals
+    from realtime.rerun import rerun_session
+
+    _, diff, _ = rerun_session(out, tmp_path / "rerun", log=lambda *a: None)
+    assert diff["trials"] == s["trials"] and diff["same"] == s["trials"], diff["rows"][:3]
+    assert not (tmp_path / "rerun" / "finetune" / "step-01").exists()  # no step ran again
+
+
+def test_a_model_that_validates_worse_is_not_swapped(
+    tiny_dataset, tiny_model, tmp_path, base_port, data_home
+):
+    def ruin(prep):  # an absurd learning rate: the step's model validates worse
+        prep.specs["decode"]["finetune"].update(lr=50.0, params="all")
+        return prep
+
+    cfg = _config(tiny_dataset, tiny_model, tmp_path, base_port)
+    lines = []
+    s = run_stream(cfg, log=lines.append, adjust=ruin)
+    out = tmp_path / "s"
+    run1, run2 = tiny_dataset.runs
+    assert s["complete"] and s["volumes_lost"] == 0 and s["nothing_lost"]
+    step = _steps(out)[0]
+    assert step["after_run"] == run1 and step["outcome"] in ("rejected", "failed"), step
+    assert not any(r["event"] == "swap" for r in _steps(out))
+    assert not (out / "finetune" / "step-01" / "model.safetensors").exists()
+    initial, _ = load_checkpoint(tiny_model)
+    by_run = _embeddings_by_run(out)
+    assert _predicts(initial, by_run[run1]) and _predicts(initial, by_run[run2])
+    assert s["finetune"]["runs"][run2]["model"] == "initial"
+    assert any("fine-tune after" in line and "rejected" in line for line in lines), lines
+
+
+def test_a_source_waits_no_longer_than_its_limit():
+    import time
+
+    import zmq
+
+    wait = FinetuneWait("tcp://127.0.0.1:1", timeout_s=0.3)
+    wait.open(zmq.Context.instance())
+    start = time.monotonic()
+    try:
+        assert wait.wait("run-01", lambda: False, lambda: None) is False
+    finally:
+        wait.close()
+    assert 0.3 <= time.monotonic() - start < 1.0
+
+
+def test_budget_and_mode_options():
+    assert parse_budget("60s") == 60.0 and parse_budget("1.5min") == 90.0 and parse_budget(45) == 45
+    with pytest.raises(ConfigError, match="finetune_budget"):
+        parse_budget("soon")
+    with pytest.raises(ConfigError, match="finetune"):
+        StreamConfig(finetune="always")
+    assert StreamConfig(finetune_budget="2min").finetune_budget == 120.0
