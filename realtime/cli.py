@@ -294,7 +294,12 @@ def cmd_train(args) -> int:
 
 def _add_model_info(sub) -> None:
     p = sub.add_parser("model-info", help="parameter counts of a model preset, as JSON")
-    p.add_argument("--preset", default="mindeye1-subj01")
+    p.add_argument(
+        "--preset",
+        default="mindeye1-subj01",
+        help="a MindEye1, MindEye2, prior or low-level preset (default mindeye1-subj01; e.g. "
+        "mindeye2-subj01, demo; an unknown name is refused with the list of all)",
+    )
 
 
 def cmd_model_info(args) -> int:
