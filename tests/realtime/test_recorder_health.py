@@ -87,16 +87,16 @@ def test_a_full_disk_never_stops_the_recorder_and_recording_resumes(tmp_path, mo
     monkeypatch.setattr(rec, "report", lambda *r: reports.append(r))
     rec.health.report = rec.report
     rec.handle(Message("run_start", run="run-01", meta={"tr": 1.5, "n_volumes": 4}))
-    real_save = recorder_module._save_npy
+    real_save = recorder_module.save_npy
 
     def full(path, array):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(recorder_module, "_save_npy", full)
+    monkeypatch.setattr(recorder_module, "save_npy", full)
     assert list(rec.handle(_retrieval(0))) == []  # no exception: the stage lives on
     assert rec.status()["not_recorded"] == 1 and reports[0][0] == "error"
     assert "the disk is full" in reports[0][1]
-    monkeypatch.setattr(recorder_module, "_save_npy", real_save)
+    monkeypatch.setattr(recorder_module, "save_npy", real_save)
     rec.handle(_retrieval(1))
     assert "recording resumed" in reports[-1][1]
     assert (tmp_path / "s" / "trials" / "0002_embedding.npy").exists()
@@ -126,7 +126,7 @@ def test_a_session_whose_disk_fills_decodes_every_trial_and_says_what_is_missing
 ):
     from realtime.pipeline import run_stream
 
-    real_save, calls = recorder_module._save_npy, []
+    real_save, calls = recorder_module.save_npy, []
 
     def filling(path, array):  # the disk fills after ten trial files
         calls.append(path)
@@ -134,7 +134,7 @@ def test_a_session_whose_disk_fills_decodes_every_trial_and_says_what_is_missing
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_save(path, array)
 
-    monkeypatch.setattr(recorder_module, "_save_npy", filling)
+    monkeypatch.setattr(recorder_module, "save_npy", filling)
     s = run_stream(_session_config(tiny_dataset, tiny_model, tmp_path, base_port), log=print)
     n_events = sum(len(tiny_dataset.events(r)) for r in tiny_dataset.runs)
     info = json.loads((tmp_path / "s" / "recorder.json").read_text())
