@@ -43,7 +43,7 @@ def test_motion_validation(bad, match):
 
 
 def test_presets_and_derived_counts():
-    assert sorted(PRESETS) == ["subj01", "subj01-moving", "tiny", "tiny-moving"]
+    assert sorted(PRESETS) == ["subj01", "subj01-moving", "subj02", "tiny", "tiny-moving"]
     for still in ("subj01", "tiny"):
         cfg, moving = PRESETS[still](), PRESETS[f"{still}-moving"]()
         assert cfg.motion == "none" and moving.motion == "cooperative"
@@ -53,4 +53,7 @@ def test_presets_and_derived_counts():
     assert cfg.n_slots == 72 and cfg.n_test_runs == 3
     assert cfg.n_filler == 3 * 62 - 50 * 3
     runs = assign_test_images(50, 3, 62)
+    subj02 = PRESETS["subj02"]()  # fine-tuning between runs: another subject, 4 test runs
+    assert subj02.seed != cfg.seed and subj02.n_roi != cfg.n_roi
+    assert subj02.n_test_runs == 4 and subj02.n_train_trials == 744
     assert len(runs) == 3 and sorted(i for r in runs for i in r) == sorted(list(range(50)) * 3)
