@@ -158,3 +158,68 @@ def test_budget_and_mode_options():
     with pytest.raises(ConfigError, match="finetune"):
         StreamConfig(finetune="always")
     assert StreamConfig(finetune_budget="2min").finetune_budget == 120.0
+
+
+def _finetuner(tmp_path, checkpoint, n_trials=20, **kwargs):
+    """A finetuner on random responses of the checkpoint's voxel count, and the run it saw."""
+    from mindeye_models.bank import ImageBank
+    from mindeye_models.checkpoint import read_sidecar
+    from realtime.stages.decode_finetune import BetweenRunsFinetuner
+
+    config = read_sidecar(checkpoint)["config"]
+    rng = np.random.default_rng(0)
+    ids = np.arange(10)
+    bank = ImageBank(ids, rng.normal(size=(10, config["n_tokens"], config["clip_dim"])))
+    reports = []
+    ft = BetweenRunsFinetuner(
+        tmp_path / "finetune",
+        checkpoint,
+        bank,
+        report=lambda level, text: reports.append((level, text)),
+        **kwargs,
+    )
+    for i in range(n_trials):
+        ft.observe("run-01", i, int(ids[i % 10]), rng.normal(size=config["n_voxels"]))
+    ft.observe("run-01", n_trials, None, rng.normal(size=config["n_voxels"]))  # no image: left
+    return ft, reports
+
+
+def _settle(ft, limit_s=60.0):
+    import time
+
+    start = time.monotonic()
+    while not ft.poll():
+        assert time.monotonic() - start < limit_s, "the step never settled"
+        time.sleep(0.05)
+
+
+def test_a_step_over_its_budget_is_stopped_and_reported(tmp_path, tiny_model, monkeypatch):
+    from realtime.stages import decode_finetune
+
+    monkeypatch.setattr(decode_finetune, "KILL_GRACE_S", 0.0)  # a step cannot load in 1 s
+    ft, reports = _finetuner(tmp_path, tiny_model, budget_s=1.0)
+    assert len(ft.trials) == 20
+    ft.run_ended("run-01")
+    assert ft.status()["finetune_state"] == "running" and ft.status()["finetune_settled"] == []
+    _settle(ft)
+    assert ft.status()["finetune_settled"] == ["run-01"] and ft.proc is None
+    assert ft.take_swap("run-02") is None and ft.status()["finetune_model"] == "initial"
+    step = _steps(tmp_path)[0]
+    assert step["outcome"] == "timeout" and not step["accepted"], step
+    assert any(level == "warning" and "timeout" in text for level, text in reports), reports
+
+
+def test_a_failed_step_and_too_few_trials_are_settled_and_reported(tmp_path, tiny_model):
+    ft, reports = _finetuner(tmp_path, tiny_model, n_trials=4)
+    ft.run_ended("run-01")  # 4 trials: skipped, no process
+    assert ft.proc is None and ft.status()["finetune_settled"] == ["run-01"]
+    for i in range(20):  # then a step whose checkpoint is gone: the process fails
+        ft.observe("run-02", i, i % 10, np.zeros_like(ft.trials[0][0]))
+    ft.current = str(tmp_path / "gone.safetensors")
+    ft.run_ended("run-02")
+    _settle(ft)
+    assert ft.take_swap("run-03") is None
+    outcomes = [(s["after_run"], s["outcome"]) for s in _steps(tmp_path)]
+    assert outcomes == [("run-01", "skipped"), ("run-02", "failed")], outcomes
+    assert ft.status()["finetune_settled"] == ["run-01", "run-02"]
+    assert any(level == "warning" and "failed" in text for level, text in reports), reports
