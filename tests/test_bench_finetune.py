@@ -1,0 +1,45 @@
+"""``benchmarks/finetune_subj02.py``: the per-run split into repeats and first showings."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "finetune_subj02.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("finetune_subj02", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["finetune_subj02"] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop("finetune_subj02", None)
+    return module
+
+
+def test_per_run_splits_repeats_from_first_showings(tmp_path):
+    rows = [  # run, image, rank ("" = not in the bank: not scored)
+        ("run-01", 1, "1"),
+        ("run-01", 2, "3"),
+        ("run-01", 9, ""),
+        ("run-02", 1, "2"),  # a repeat, missed
+        ("run-02", 2, "1"),  # a repeat, hit
+        ("run-02", 3, "1"),  # first showing, hit
+        ("run-02", 4, "5"),  # first showing, missed
+        ("run-02", 9, ""),  # shown before but not scored: in no group
+        ("run-03", 4, "1"),
+    ]
+    lines = ["run\timage_id\trank"] + [f"{r}\t{i}\t{k}" for r, i, k in rows]
+    (tmp_path / "retrievals.tsv").write_text("\n".join(lines) + "\n")
+    runs = _load().per_run(tmp_path)
+    assert list(runs) == ["run-01", "run-02", "run-03"]
+    assert runs["run-01"]["all"] == {"n": 2, "top1": 0.5}
+    assert runs["run-01"]["repeats"] == {"n": 0, "top1": None}
+    assert runs["run-01"]["unseen"] == {"n": 2, "top1": 0.5}
+    assert runs["run-02"]["repeats"] == {"n": 2, "top1": 0.5}
+    assert runs["run-02"]["unseen"] == {"n": 2, "top1": 0.5}
+    assert runs["run-02"]["all"] == {"n": 4, "top1": 0.5}
+    assert runs["run-03"]["repeats"] == {"n": 1, "top1": 1.0}  # image 4: run-02 showed it
