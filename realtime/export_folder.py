@@ -138,8 +138,17 @@ class ExportFolder:
         self._observer = observer
         existing = sorted(p for p in self.folder.iterdir() if p.is_file())
         if self.include_existing:
+            # a file unchanged for settle_s already is complete by the settle rule: it is read at
+            # the first look, with the others in name order, not after a file the console closes
+            # meanwhile (a restarted source would start the run of that newer file first)
+            now, wall = time.monotonic(), time.time()
             for path in existing:
-                self._events.put(("created", str(path)))
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                age = max(0.0, wall - st.st_mtime)
+                self._pending[path] = _Pending(size=st.st_size, changed=now - age)
         else:
             for path in existing:
                 self._finish(path)

@@ -4,6 +4,7 @@ new run (its name, TR, expected length and trial events) from the design dataset
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,3 +116,24 @@ def run_start_of(run: ScannerRun, vol, folder, design, **meta) -> Message:
         dataset_path=None if design is None else str(design.root),
         simulated=False if design is None else bool(design.meta.simulated),
     )
+
+
+def skip_released(messages: Iterator[Message], done: str, counts: dict) -> Iterator[Message]:
+    """A restarted scanner source's messages less those of the runs its downstream released.
+
+    The restarted source reads its folder again from the start and finds the same runs, in the
+    same order, under the same names (series order; the design's runs in order, or
+    ``series-NNN``), so every message up to the ``run_end`` of run ``done`` was handled
+    downstream already and is not sent again; the ``end`` always is.  ``counts`` gets
+    ``runs_skipped`` and ``volumes_skipped``.
+    """
+    skipping = True
+    for msg in messages:
+        if skipping and msg.kind != "end":
+            if msg.kind == "volume":
+                counts["volumes_skipped"] = counts.get("volumes_skipped", 0) + 1
+            elif msg.kind == "run_end":
+                counts["runs_skipped"] = counts.get("runs_skipped", 0) + 1
+                skipping = msg.run != done
+            continue
+        yield msg

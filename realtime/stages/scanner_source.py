@@ -47,6 +47,7 @@ from realtime.stages.scanner_runs import (
     plan_run,
     run_start_of,
     session_grid,
+    skip_released,
 )
 from realtime.stages.source_control import SourceStage, trial_message
 from rt_base.checks import check_number
@@ -198,9 +199,22 @@ class ScannerSource(ScannerMarkersMixin, SourceStage):
 
     # -- producing ---------------------------------------------------------------------------
     def produce(self) -> Iterator[Message]:
+        messages = self._after_released(self._produce())
         if self.volume_record is None:
-            return self._produce()
-        return self.volume_record.tap(self._produce())  # recorded after they are sent
+            return messages
+        return self.volume_record.tap(messages)  # recorded after they are sent
+
+    def _after_released(self, messages: Iterator[Message]) -> Iterator[Message]:
+        """A restarted source (incarnation > 0) reads the folder again but sends only what comes
+        after the last run its downstream released (docs/interfaces.md, "Restarts")."""
+        done = self.recovery.resume_point(self._stop.is_set, self._pub)  # None unless restarted
+        if done is None:
+            yield from messages
+            return
+        if self.volume_record is not None:  # the BIDS numbers of the runs on record
+            self.volume_record.numbers.numbers.update(self.volume_record.layout.recorded_runs())
+        self.report("warning", f"restarted: reading the folder again, sending after run {done!r}")
+        yield from skip_released(messages, done, self.counts)
 
     def _produce(self) -> Iterator[Message]:
         self._open_markers()

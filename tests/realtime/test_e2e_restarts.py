@@ -36,7 +36,7 @@ def _killer(out, stage, killed: list, after: int = KILL_AFTER_TRS, timeout: floa
         time.sleep(0.02)
 
 
-def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage, **options):
+def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage, kill_after=None, **options):
     out = tmp_path / f"kill-{stage}"
     cfg = StreamConfig(
         replay=str(tiny_dataset.root),
@@ -50,7 +50,8 @@ def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage, **options):
         **{"recon": "none", **options},
     )
     killed: list = []
-    thread = threading.Thread(target=_killer, args=(out, stage, killed), daemon=True)
+    after = kill_after or KILL_AFTER_TRS
+    thread = threading.Thread(target=_killer, args=(out, stage, killed, after), daemon=True)
     if stage is not None:
         thread.start()
     lines: list[str] = []
@@ -141,3 +142,36 @@ def test_a_killed_reconstruct_stage_loses_no_image(
     keys = [tuple(r.split("\t")[1:3]) for r in rows]
     assert len(set(keys)) == len(keys) == s["trials"] == s["reconstructions"]
     assert len(list((out / "trials").glob("*_recon.png"))) == s["trials"]
+
+
+@pytest.mark.slow
+def test_a_killed_scanner_source_resumes_after_the_released_run(
+    tiny_dataset, tiny_model, tmp_path, base_port
+):
+    """Killed in the second run, the restarted scanner source reads the folder again and sends
+    only from the run its downstream had not released: the record is an unkilled one's."""
+    from realtime.scanner_sim import export_session
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    pid_file = tmp_path / "kill-source" / "logs" / "source.pid"
+
+    def export():  # the console exports while the session runs, at 10x the TR's pace
+        while not pid_file.exists():
+            time.sleep(0.05)
+        export_session(tiny_dataset, folder, fmt="nifti", speed=10, log=lambda *a: None)
+
+    writer = threading.Thread(target=export, daemon=True)
+    writer.start()
+    first = tiny_dataset.load_run(tiny_dataset.runs[0]).shape[-1]
+    s, out, killed, lines = _session(
+        tiny_dataset, tiny_model, tmp_path, base_port, "source", first + 25, scanner=str(folder)
+    )
+    writer.join(60)
+    _check_nothing_lost(s, out, tiny_dataset, "source", killed, lines)
+    log = (out / "logs" / "source.log").read_text()
+    assert f"sending after run {tiny_dataset.runs[0]!r}" in log, log[-2000:]
+    ref, ref_out, _, _ = _session(
+        tiny_dataset, tiny_model, tmp_path, _next_block(), None, scanner=str(folder)
+    )
+    assert _record(out) == _record(ref_out)
