@@ -183,6 +183,8 @@ def _run_processes(
             f"incarnation={incarnation}",
             *key_arguments(security),
         ]
+        if name == "reconstruct":  # its trial numbers (the full mode's seeds) survive a restart
+            cmd += ["--set", f"numbers_file={logs / 'reconstruct_numbers.json'}"]
         err = open(logs / f"{name}.log", "w" if incarnation == 0 else "a")
         stage_env = dict(env)
         # One compute thread per stage process: five processes share the cores, and a

@@ -9,19 +9,27 @@ ready.  No trial is skipped: when the worker falls behind, the stage says so in 
 A ``run_end`` that arrives while trials are queued waits in the queue behind them and is sent on
 after their ``recon``s; the stage's upstream is released at it only then (``Recovery.hold``), so
 a restart of this stage never loses a trial it had queued (docs/interfaces.md, "Restarts").
+
+Trial numbers (``full`` mode seeds ``seed + number``) count the session's trials in decode
+order.  With ``numbers_file`` (the process launcher gives ``logs/reconstruct_numbers.json``) the
+number each run starts from is kept on disk at its ``run_start``, so a restarted stage, sent its
+unreleased runs again from their ``run_start``, numbers their trials as before: the same seeds.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import queue
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 from mindeye_models.recon_options import ReconOptions, resolve_mode
 from realtime.stages.base import Stage
+from rt_base import atomic
 from rt_base.checks import check_number
 from rt_base.debug import reraise_background_errors
 from rt_base.errors import MessageError
@@ -43,6 +51,8 @@ class ReconstructStage(Stage):
         backlog is a burst, not a lag (at ``--speed 0`` trials arrive in bursts), and no warning
         is given; the status always reports the backlog.
     generator : name of the generator, recorded in each ``recon``'s meta.
+    numbers_file : where the number each run's trials start from is kept (JSON ``{run: n}``),
+        read back by a restarted stage (incarnation > 0); None: kept in memory only.
     """
 
     name = "reconstruct"
@@ -58,6 +68,7 @@ class ReconstructStage(Stage):
         warn_backlog: int = 2,
         warn_seconds: float = 1.0,
         generator: str | None = None,
+        numbers_file: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,6 +85,12 @@ class ReconstructStage(Stage):
         self._busy = False
         self._queued = 0
         self._ends_queued = 0  # run_ends waiting in the queue behind trials (stage thread only)
+        self.numbers_file = None if numbers_file is None else Path(numbers_file)
+        self._run_starts: dict[str, int] = {}  # run -> trials numbered before it
+        if self.numbers_file is not None and self.recovery.incarnation > 0:
+            if self.numbers_file.is_file():
+                kept = json.loads(self.numbers_file.read_text())
+                self._run_starts = {str(k): int(v) for k, v in kept.items()}
         self._warned_at = 0
         self.reconstructed = 0
         self.failed = 0
@@ -88,6 +105,7 @@ class ReconstructStage(Stage):
         generator: str | None = None,
         warn_backlog: int = 2,
         warn_seconds: float = 1.0,
+        numbers_file: str | None = None,
         **recon,
     ) -> ReconstructStage:
         """Build from a spec: loads the reconstruction ``bundle`` (and in ``full`` mode the
@@ -118,6 +136,7 @@ class ReconstructStage(Stage):
             warn_backlog=warn_backlog,
             warn_seconds=warn_seconds,
             generator=generator if full else None,
+            numbers_file=numbers_file,
             **links,
         )
 
@@ -163,7 +182,18 @@ class ReconstructStage(Stage):
         with self._lock:
             return bool(self._waiting or self._busy or self._outbox or self._ends_queued)
 
+    def _number_run(self, run: str) -> None:
+        """At a run's start: its trials are numbered from where they were the first time."""
+        if run in self._run_starts:
+            self._queued = self._run_starts[run]  # a run sent again to a restarted stage
+            return
+        self._run_starts[run] = self._queued
+        if self.numbers_file is not None:
+            atomic.write_json(self.numbers_file, self._run_starts)
+
     def handle(self, msg: Message):
+        if msg.kind == "run_start" and msg.run is not None:
+            self._number_run(msg.run)
         if msg.kind == "run_end" and self._pending():
             self.recovery.hold(msg)  # released once sent on, after the run's recons
             self._ends_queued += 1

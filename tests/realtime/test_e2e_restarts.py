@@ -142,6 +142,11 @@ def test_a_killed_reconstruct_stage_loses_no_image(
     keys = [tuple(r.split("\t")[1:3]) for r in rows]
     assert len(set(keys)) == len(keys) == s["trials"] == s["reconstructions"]
     assert len(list((out / "trials").glob("*_recon.png"))) == s["trials"]
+    numbers = json.loads((out / "logs" / "reconstruct_numbers.json").read_text())
+    before = [sum(len(tiny_dataset.events(r)) for r in tiny_dataset.runs[:i]) for i in range(2)]
+    assert numbers == dict(
+        zip(tiny_dataset.runs, before, strict=True)
+    )  # where each run's count began
 
 
 @pytest.mark.slow

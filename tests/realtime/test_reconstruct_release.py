@@ -146,3 +146,48 @@ def test_the_sessions_end_sends_the_waiting_run_ends_after_their_trials(rig):
         _step(rig, msg)
     rig.recon.gate.set()
     assert [m.kind for m in rig.stage.finish()] == ["recon", "run_end"]
+
+
+class _Numbered:
+    """A reconstructor that draws at once."""
+
+    options = ReconOptions(mode="lowlevel", seed=100)
+
+    def __call__(self, tokens, response, number):
+        return SimpleNamespace(image=np.zeros((4, 4, 3), np.uint8), blurry=None, timings_ms={})
+
+
+def _seeds(stage: ReconstructStage, runs: dict[str, int]) -> list[tuple[str, int, int]]:
+    """Each trial's (run, index, seed) when ``stage`` is sent ``runs`` (run -> trials)."""
+    seeds = []
+    for run, n in runs.items():
+        msgs = [Message("run_start", run=run, meta={"tr": 1.5})]
+        for i in range(n):
+            buffers = {"tokens": np.zeros((2, 3), "f4"), "response": np.zeros(4, "f4")}
+            msgs.append(Message("latent", run=run, index=i, buffers=buffers))
+        for msg in [*msgs, Message("run_end", run=run)]:
+            stage.handle(msg)
+            while not stage._jobs.empty():
+                job = stage._jobs.get()
+                if job.kind == "latent":
+                    out = stage.reconstruct(job)
+                    seeds.append((out.run, out.index, out.meta["seed"]))
+    return seeds
+
+
+def test_a_restarted_stage_numbers_the_trials_sent_again_as_before(tmp_path):
+    """Killed in run-02, the stage is sent run-02 again from its run_start: the same numbers,
+    so the same seeds (``full`` mode: ``seed + number``) as an unkilled stage's."""
+    numbers = str(tmp_path / "reconstruct_numbers.json")
+    first = ReconstructStage(_Numbered(), numbers_file=numbers)
+    seeds = _seeds(first, {"run-01": 3, "run-02": 2})
+    assert [s for _, _, s in seeds] == [101, 102, 103, 104, 105]
+    again = ReconstructStage(_Numbered(), numbers_file=numbers, incarnation=1)
+    assert _seeds(again, {"run-02": 2, "run-03": 2}) == [
+        ("run-02", 0, 104),
+        ("run-02", 1, 105),
+        ("run-03", 0, 106),
+        ("run-03", 1, 107),
+    ]
+    fresh = ReconstructStage(_Numbered(), numbers_file=numbers)  # a new session: from 1
+    assert [s for _, _, s in _seeds(fresh, {"run-02": 1})] == [101]
