@@ -342,6 +342,11 @@ class RecorderStage(Stage):
                 run["n_volumes"] = int(msg.meta.get("n_volumes_sent", run["n_volumes"]))
                 run["stopped"] = True
             write_run_info(self.out, msg.run, run)
+        for suffix in ("_tr.tsv", "_raw.f32", "_bad.tsv"):  # a long session keeps no run's open
+            fh = self._files.pop(f"runs/{msg.run}{suffix}", None)
+            if fh is not None:
+                fh.close()
+        self.bids.run_end(msg.run)
 
     def finish(self):
         info = {

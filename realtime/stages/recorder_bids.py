@@ -134,6 +134,14 @@ class BidsTables:
         )
         self._next_motion[run] = index + 1
 
+    def run_end(self, run: str) -> None:
+        """A run's tables are closed at its end (opened again should a row of it still come)."""
+        number = self.numbers.number(run)
+        for path in (self.layout.events_tsv(number), self.layout.motion_tsv(number)):
+            fh = self._files.pop(path, None)
+            if fh is not None:
+                fh.close()
+
     def close(self) -> None:
         for fh in self._files.values():
             fh.close()

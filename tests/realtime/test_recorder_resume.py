@@ -171,3 +171,16 @@ def test_a_first_recorder_process_does_not_read_an_old_record(tmp_path):
     resumed = _recorder(tmp_path, incarnation=1)
     assert resumed.status()["volumes_received"] == 8 and resumed.n_trials == 4
     assert resumed.n_recons == 4 and len(resumed.gaps) == 2
+
+
+def test_a_runs_files_are_closed_at_its_end(tmp_path):
+    """A long session (thousands of runs in a soak) keeps no file of an ended run open."""
+    rec = _recorder(tmp_path)
+    msgs = _session()
+    _feed(rec, msgs[:-1])  # all but the last run_end
+    open_files = sorted(str(k) for k in [*rec._files, *rec.bids._files])
+    assert not [f for f in open_files if RUNS[0] in f or "run-1_" in f], open_files
+    assert any(RUNS[1] in f for f in open_files)
+    _feed(rec, msgs[-1:])
+    open_files = sorted(str(k) for k in [*rec._files, *rec.bids._files])
+    assert not [f for f in open_files if "run" in f.rsplit("/", 1)[-1]], open_files
