@@ -78,6 +78,8 @@ class Recovery:
         #: boundaries a stage forwards later (see :meth:`hold`): their key -> the origins of the
         #: copies received, released once the boundary is sent on
         self._held: dict[tuple, list[Origin]] = {}
+        #: a source's: every run any stage of the session says it released (see resume_point)
+        self.released_anywhere: set[str] = set()
 
     def open(self, ctx: zmq.Context) -> None:
         """Open the socket acks are read on (a stage with a downstream, recovery on)."""
@@ -166,6 +168,9 @@ class Recovery:
                     continue
                 if self.output.on_ack(ack):
                     self._resend_pending = True
+                run = ack.meta.get("released_run")
+                if self.inputs is None and isinstance(run, str):  # a source
+                    self.released_anywhere.add(run)
             if self.output.through is not None:
                 self.buffer.release(self.output.through)
         if self.inputs is not None:
@@ -236,9 +241,17 @@ class Recovery:
         """Whether the downstream has released everything we sent."""
         return self.buffer is None or len(self.buffer) == 0
 
-    def resume_point(self, stopped: Callable[[], bool], pub: zmq.Socket | None) -> str | None:
+    def resume_point(
+        self, stopped: Callable[[], bool], pub: zmq.Socket | None, runs: list[str] | None = None
+    ) -> str | None:
         """For a restarted source: the last run its downstream released (resume after it);
-        None for a first start, or when the downstream has released no run."""
+        None for a first start, or when the downstream has released no run.
+
+        With ``runs`` (the session's runs in order): the last of them that *any* stage says it
+        released, heard for a few ack periods.  A stage releases a run only once everything
+        after it has, so a run released anywhere is through the whole pipeline; a downstream
+        that was itself just restarted has released nothing yet (resuming after its answer
+        would send the session again from its first run)."""
         if self.incarnation == 0 or self.output is None:
             return None
         deadline = time.monotonic() + RESUME_WAIT_S
@@ -253,4 +266,12 @@ class Recovery:
             self.turn(pub)
             time.sleep(0.02)
         self._resend_pending = False  # a new source has nothing to send again
-        return self.output.released_run
+        if not runs:
+            return self.output.released_run
+        listen = time.monotonic() + 3 * ACK_PERIOD_S  # every stage's ack, not only the first
+        while time.monotonic() < listen and not stopped():
+            self.turn(pub)
+            time.sleep(0.02)
+        self._resend_pending = False
+        released = [i for i, run in enumerate(runs) if run in self.released_anywhere]
+        return runs[max(released)] if released else None

@@ -207,7 +207,8 @@ class ScannerSource(ScannerMarkersMixin, SourceStage):
     def _after_released(self, messages: Iterator[Message]) -> Iterator[Message]:
         """A restarted source (incarnation > 0) reads the folder again but sends only what comes
         after the last run its downstream released (docs/interfaces.md, "Restarts")."""
-        done = self.recovery.resume_point(self._stop.is_set, self._pub)  # None unless restarted
+        order = self.design_runs or None  # the runs in order, when a design names them
+        done = self.recovery.resume_point(self._stop.is_set, self._pub, order)  # None: first
         if done is None:
             yield from messages
             return

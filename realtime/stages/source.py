@@ -184,7 +184,7 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         if self._marker_options is not None:
             self._open_markers()
         runs = self.runs
-        done = self.recovery.resume_point(self._stop.is_set, self._pub)  # None unless restarted
+        done = self.recovery.resume_point(self._stop.is_set, self._pub, runs)  # None: first start
         if done in runs:  # a restarted source: the runs its downstream released are not sent
             runs = runs[runs.index(done) + 1 :]
             self.report("warning", f"restarted: resuming after run {done!r}, at {runs[:1]}")

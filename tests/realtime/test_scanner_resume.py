@@ -40,7 +40,7 @@ def _stream(folder, released: str | None, **options) -> tuple[list[Message], Sca
     run ``released`` (None: a first start)."""
     spec = {"folder": str(folder), "settle_s": 0.01, "run_volumes": N, "idle_timeout_s": 0.5}
     source = ScannerSource.from_spec({**spec, **options})
-    source.recovery.resume_point = lambda stopped, pub: released
+    source.recovery.resume_point = lambda stopped, pub, runs=None: released
     return list(source.produce()), source
 
 
