@@ -1,12 +1,13 @@
 """Fine-tuning between runs on a new subject: real-time retrieval per run with and without.
 
-    python benchmarks/finetune_subj02.py [--epochs 30] [--budget 60s] [--out DIR]
+    python benchmarks/finetune_subj02.py [--epochs 30] [--budget 60s] [--holdout images]
+        [--out DIR]
 
 1. The demo model of the simulated subj01 (cached, else trained) is carried over to the
    simulated subj02 (another ROI size and voxel tuning): its backbone and projector kept, a new
    input layer ``lin0`` trained on subj02's short first session (744 training trials).
 2. subj02's test session (4 runs) is streamed at ``--speed 0`` twice with that model: without
-   fine-tuning, and with ``--finetune between-runs``.
+   fine-tuning, and with ``--finetune between-runs`` (``--finetune-holdout HOLDOUT``).
 3. Per run, the real-time top-1 (100-way, the test images) of both sessions, split into trials
    whose image an earlier run of the session showed (repeats: the fine-tuning may have trained
    on them) and trials showing their image for the first time (unseen: the headline).
@@ -45,7 +46,7 @@ def transfer_model(models_dir: Path, epochs: int, log) -> Path:
     unique = sorted({int(i) for i in ids})
     targets = ImageBank.build(subj02.stimuli()[unique], unique, embedder)
     model = new_subject_model(source, subj02.meta.n_voxels)
-    cfg = FinetuneConfig(params="lin0", epochs=epochs, lr=1e-3, budget_s=3600)
+    cfg = FinetuneConfig(params="lin0", epochs=epochs, lr=1e-3, budget_s=3600, holdout="trials")
     start = time.perf_counter()
     result = train_input_layer(model, voxels, ids, targets, cfg, log=log)
     log(
@@ -58,7 +59,9 @@ def transfer_model(models_dir: Path, epochs: int, log) -> Path:
     return path
 
 
-def stream(checkpoint: Path, out: Path, finetune: bool, budget: str, base_port: int) -> dict:
+def stream(
+    checkpoint: Path, out: Path, finetune: bool, budget: str, holdout: str, base_port: int
+) -> dict:
     from realtime.config import StreamConfig
     from realtime.pipeline import run_stream
 
@@ -73,6 +76,7 @@ def stream(checkpoint: Path, out: Path, finetune: bool, budget: str, base_port: 
         base_port=base_port,
         finetune="between-runs" if finetune else "off",
         finetune_budget=budget,
+        finetune_holdout=holdout,
     )
     return run_stream(cfg, log=print)
 
@@ -102,6 +106,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30, help="epochs of subj02's lin0 training")
     ap.add_argument("--budget", default="60s", help="--finetune-budget of the session")
+    ap.add_argument("--holdout", default="images", help="--finetune-holdout of the session")
     ap.add_argument("--out", default="finetune-subj02", help="folder of the two sessions")
     ap.add_argument("--base-port", type=int, default=5750)
     args = ap.parse_args()
@@ -113,10 +118,11 @@ def main() -> None:
     results = {}
     for name, finetune in (("without", False), ("with", True)):
         folder = out / f"session-{name}"
-        summary = stream(checkpoint, folder, finetune, args.budget, args.base_port)
+        summary = stream(checkpoint, folder, finetune, args.budget, args.holdout, args.base_port)
         results[name] = {"runs": per_run(folder), "top1": summary["retrieval_top1"]}
         if finetune:
             results[name]["steps"] = summary["finetune"]["steps"]
+            results[name]["holdout"] = args.holdout
     (out / "finetune_subj02.json").write_text(json.dumps(results, indent=2) + "\n")
     print("| run | without: all / repeats / unseen | with: all / repeats / unseen |")
     print("| --- | --- | --- |")

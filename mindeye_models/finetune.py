@@ -5,7 +5,8 @@ training data: :func:`finetune_step` trains the chosen parameters (the per-subje
 ``backbone.lin0`` by default, as MindEye2 fits a new subject's ridge; or all of them) with the
 paper's contrastive losses (BiMixCo with voxel mixup for the first third of the epochs, then
 SoftCLIP) against the image embeddings of each trial, and validates on held-out trials (the last
-``val_fraction`` of the session, in decode order): the true image's rank among the retrieval
+``val_fraction`` of the session, in decode order; with ``holdout="images"`` every trial of
+their images): the true image's rank among the retrieval
 candidates, before and after.  A model that validates worse is returned as not accepted.
 
 The input normalization is kept: the decoder's responses keep their scale from run to run.
@@ -48,11 +49,21 @@ class FinetuneResult:
         return asdict(self)
 
 
-def held_out_split(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def held_out_split(
+    n: int, val_fraction: float, image_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and the held-out trials: the last ``val_fraction`` of ``n``
-    (at least one when ``n >= 2``), so validation is on the most recent trials."""
+    (at least one when ``n >= 2``), so validation is on the most recent trials.
+
+    With ``image_ids`` (N,), the split is by image (``holdout="images"``): every trial showing
+    an image of those last trials is held out, so no held-out image is trained on and the
+    validation measures new images, as the first showings of the next run are."""
     n_val = min(n - 1, max(1, int(round(n * val_fraction)))) if n >= 2 else 0
-    return np.arange(n - n_val), np.arange(n - n_val, n)
+    if image_ids is None or n_val == 0:
+        return np.arange(n - n_val), np.arange(n - n_val, n)
+    image_ids = np.asarray(image_ids).reshape(-1)
+    held = np.isin(image_ids, image_ids[n - n_val :])
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def validate(model: MindEye, voxels: np.ndarray, image_ids: np.ndarray, bank: ImageBank) -> dict:
@@ -112,7 +123,8 @@ def finetune_step(
             f"'voxels' must be (N, V) with one row per image id ({len(image_ids)}), got "
             f"{voxels.shape}"
         )
-    train, val = held_out_split(len(voxels), cfg.val_fraction)
+    by_image = image_ids if cfg.holdout == "images" else None
+    train, val = held_out_split(len(voxels), cfg.val_fraction, by_image)
     result = FinetuneResult(False, "", len(train), len(val), config=asdict(cfg))
     if len(train) < cfg.min_train or len(val) < cfg.min_val:
         result.reason = (

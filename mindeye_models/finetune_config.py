@@ -11,6 +11,8 @@ from rt_base.errors import ConfigError
 
 #: which parameters a step trains: the input layer (``backbone.lin0``) or the whole network
 PARAMS = ("lin0", "all")
+#: which trials validate a step: the last ones, or every trial of the last ones' images
+HOLDOUTS = ("trials", "images")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class FinetuneConfig:
     mixup_pct : fraction of the epochs trained with BiMixCo + voxel mixup; SoftCLIP after.
     mixco_temp, softclip_temp : the losses' temperatures (MindEye1: 0.006; 0.0075 at the end).
     val_fraction : the last fraction of the trials (decode order) held out for validation.
+    holdout : ``images`` (every trial showing an image of those last trials is held out,
+        earlier showings too: validation is on images new to the fine-tuned model, as the next
+        run's first showings are) or ``trials`` (just the last trials; an image shown before
+        may then have been trained on, which favours memorizing).
     min_train, min_val : fewer trials than this and the step is skipped.
     budget_s : seconds of training at most (validation and saving come after).
     seed : batch order, mixup and dropout.
@@ -42,6 +48,7 @@ class FinetuneConfig:
     mixco_temp: float = 0.006
     softclip_temp: float = 0.0075
     val_fraction: float = 0.2
+    holdout: str = "images"
     min_train: int = 8
     min_val: int = 2
     budget_s: float = 60.0
@@ -58,6 +65,7 @@ class FinetuneConfig:
         for key in ("mixco_temp", "softclip_temp"):
             check_number(getattr(self, key), key, minimum=0, strict_min=True)
         check_number(self.val_fraction, "val_fraction", minimum=0, maximum=0.9, strict_min=True)
+        check_choice(self.holdout, "holdout", HOLDOUTS)
         check_number(self.min_train, "min_train", minimum=2, integer=True)
         check_number(self.min_val, "min_val", minimum=1, integer=True)
         check_number(self.budget_s, "budget_s", minimum=0, strict_min=True, unit="seconds")

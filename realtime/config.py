@@ -81,6 +81,7 @@ class StreamConfig:
     finetune: str = "off"
     finetune_budget: float | str = 60.0
     finetune_params: str = "lin0"
+    finetune_holdout: str = "images"
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -127,7 +128,7 @@ class StreamConfig:
             if getattr(self, key) is not None:
                 check_label(getattr(self, key), key)
         self.finetune, self.finetune_budget, self.finetune_params = check_finetune(
-            self.finetune, self.finetune_budget, self.finetune_params
+            self.finetune, self.finetune_budget, self.finetune_params, self.finetune_holdout
         )
 
     def _check_keys(self) -> None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mindeye_models.finetune_config import PARAMS
+from mindeye_models.finetune_config import HOLDOUTS, PARAMS
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
@@ -29,10 +29,14 @@ def parse_budget(value: Any) -> float:
     return float(check_number(value, "finetune_budget", minimum=1, maximum=3600, unit="seconds"))
 
 
-def check_finetune(mode: str, budget: Any, params: str) -> tuple[str, float, str]:
-    """The checked ``finetune``, ``finetune_budget`` (seconds) and ``finetune_params``."""
+def check_finetune(
+    mode: str, budget: Any, params: str, holdout: str = "images"
+) -> tuple[str, float, str]:
+    """The checked ``finetune``, ``finetune_budget`` (seconds) and ``finetune_params``
+    (``finetune_holdout`` is checked too)."""
     check_choice(mode, "finetune", FINETUNE_MODES)
     check_choice(params, "finetune_params", PARAMS)
+    check_choice(holdout, "finetune_holdout", HOLDOUTS)
     return mode, parse_budget(budget), params
 
 
@@ -57,6 +61,14 @@ def add_stream_finetune_options(p) -> None:
         choices=list(PARAMS),
         help="what a step trains: lin0, the per-subject input layer (default), or all",
     )
+    g.add_argument(
+        "--finetune-holdout",
+        dest="finetune_holdout",
+        choices=list(HOLDOUTS),
+        help="what validates a step: images (default; every trial of the last 20 %% of the "
+        "trials' images is held out, so validation is on images the step did not train on) "
+        "or trials (only the last 20 %% of the trials)",
+    )
 
 
 def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Path) -> None:
@@ -72,6 +84,7 @@ def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Pa
         "dir": str(out / FOLDER),
         "budget_s": cfg.finetune_budget,
         "params": cfg.finetune_params,
+        "holdout": cfg.finetune_holdout,
         "image_ids": image_ids,
         "last_run": None if cfg.scanner else runs[-1],  # a scanner may run more or fewer
     }

@@ -40,7 +40,16 @@ TARGETS_FILE = "targets.safetensors"
 #: stopped; a source waits that long more at most
 KILL_GRACE_S = 15.0
 #: the options of a decode spec's ``finetune`` mapping, besides mode, dir and image_ids
-STEP_OPTIONS = ("params", "epochs", "lr", "batch_size", "val_fraction", "min_train", "seed")
+STEP_OPTIONS = (
+    "params",
+    "epochs",
+    "lr",
+    "batch_size",
+    "val_fraction",
+    "holdout",
+    "min_train",
+    "seed",
+)
 
 
 def wait_limit_s(budget_s: float) -> float:
@@ -127,7 +136,8 @@ class BetweenRunsFinetuner:
             return
         from mindeye_models.finetune import held_out_split
 
-        train, val = held_out_split(len(self.trials), self.config["val_fraction"])
+        by_image = [t[1] for t in self.trials] if self.config["holdout"] == "images" else None
+        train, val = held_out_split(len(self.trials), self.config["val_fraction"], by_image)
         if len(train) < self.config["min_train"] or len(val) < self.config["min_val"]:
             self._record(
                 {

@@ -37,6 +37,21 @@ def test_the_last_trials_are_held_out():
     assert len(val) == 1 and len(train) == 2
 
 
+def test_holding_out_by_image_keeps_every_showing_of_the_held_out_images_out():
+    ids = np.array([5, 6, 7, 5, 8, 6, 9, 7, 6, 8])  # the last 2 trials show images 6 and 8
+    train, val = held_out_split(10, 0.2, ids)
+    assert val.tolist() == [1, 4, 5, 8, 9] and train.tolist() == [0, 2, 3, 6, 7]
+    assert not set(ids[train]) & set(ids[val])
+    model, voxels, image_ids, bank = _problem()
+    cfg = FinetuneConfig(epochs=2, holdout="images")
+    result = finetune_step(model, voxels, image_ids, bank, cfg)
+    held = set(image_ids[-13:].tolist())  # the images of the last 20 % of the 64 trials
+    assert result.n_val == int(np.isin(image_ids, sorted(held)).sum()) > 13
+    assert result.n_train + result.n_val == len(voxels)
+    with pytest.raises(ConfigError, match="holdout"):
+        FinetuneConfig(holdout="random")
+
+
 def test_the_swap_rule_is_top1_then_mean_rank():
     assert is_better({"top1": 0.5, "mean_rank": 3.0}, {"top1": 0.25, "mean_rank": 1.5})
     assert is_better({"top1": 0.5, "mean_rank": 1.4}, {"top1": 0.5, "mean_rank": 1.5})
@@ -47,7 +62,7 @@ def test_the_swap_rule_is_top1_then_mean_rank():
 def test_a_step_on_the_input_layer_improves_held_out_retrieval():
     model, voxels, ids, bank = _problem()
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "lin0" not in k}
-    cfg = FinetuneConfig(params="lin0", epochs=60, lr=3e-3, batch_size=16)
+    cfg = FinetuneConfig(params="lin0", epochs=60, lr=3e-3, batch_size=16, holdout="trials")
     result = finetune_step(model, voxels, ids, bank, cfg)
     assert result.n_train + result.n_val == len(voxels) and result.n_val == 13
     assert result.accepted, result
@@ -62,8 +77,12 @@ def test_a_step_on_the_input_layer_improves_held_out_retrieval():
 def test_a_step_that_validates_worse_is_not_accepted():
     model, voxels, ids, bank = _problem()
     # first make a good model, then ruin it with an absurd learning rate
-    finetune_step(model, voxels, ids, bank, FinetuneConfig(params="all", epochs=60, lr=3e-3))
-    result = finetune_step(model, voxels, ids, bank, FinetuneConfig(params="lin0", lr=50.0))
+    # (held out by trials: the problem has 8 images, so by image the last trials' images would
+    # hold out nearly every trial)
+    good = FinetuneConfig(params="all", epochs=60, lr=3e-3, holdout="trials")
+    finetune_step(model, voxels, ids, bank, good)
+    ruin = FinetuneConfig(params="lin0", lr=50.0, holdout="trials")
+    result = finetune_step(model, voxels, ids, bank, ruin)
     assert not result.accepted
     assert "did not improve" in result.reason or "not finite" in result.reason
 
