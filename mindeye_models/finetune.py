@@ -133,10 +133,12 @@ def finetune_step(
         )
         return result
     model.to(cfg.device)
+    started = time.perf_counter()
     result.before = validate(model, voxels[val], image_ids[val], targets)
+    val_s = time.perf_counter() - started  # the validation after training takes as long
     tokens = torch.from_numpy(targets.lookup(image_ids[train])).to(cfg.device)
     x = torch.from_numpy(voxels[train]).to(cfg.device)
-    finite = _train(model, x, tokens, cfg, result, log)
+    finite = _train(model, x, tokens, cfg, result, log, budget_s=cfg.budget_s - 2 * val_s)
     result.after = validate(model, voxels[val], image_ids[val], targets)
     if not finite:
         result.reason = f"the loss stopped being finite at epoch {result.epochs_run}: lower 'lr'"
@@ -163,8 +165,12 @@ def _train(
     cfg: FinetuneConfig,
     result: FinetuneResult,
     log,
+    *,
+    budget_s: float,
 ) -> bool:
-    """The training loop; False when the loss stopped being finite."""
+    """The training loop; False when the loss stopped being finite.  An epoch starts only when
+    it is expected to end within ``budget_s`` (seconds since the loop began; the first always
+    runs)."""
     params = trained_parameters(model, cfg.params)
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]
@@ -181,7 +187,8 @@ def _train(
         torch.manual_seed(cfg.seed)
         model.train()
         for epoch in range(cfg.epochs):
-            if time.perf_counter() - start > cfg.budget_s:
+            elapsed = time.perf_counter() - start
+            if epoch and elapsed + elapsed / epoch > budget_s:
                 break
             order = rng.permutation(len(x))
             total = 0.0

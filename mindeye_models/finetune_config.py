@@ -34,7 +34,8 @@ class FinetuneConfig:
         run's first showings are) or ``trials`` (just the last trials; an image shown before
         may then have been trained on, which favours memorizing).
     min_train, min_val : fewer trials than this and the step is skipped.
-    budget_s : seconds of training at most (validation and saving come after).
+    budget_s : seconds of a step at most, its two validations included: an epoch starts only
+        when it is expected to end in time (so fewer than ``epochs`` may run).
     seed : batch order, mixup and dropout.
     device : torch device.
     """

@@ -100,3 +100,15 @@ def test_bad_options_are_refused():
         FinetuneConfig(params="lin1")
     with pytest.raises(ConfigError, match="unknown fine-tune options"):
         FinetuneConfig.from_dict({"epochs": 3, "speed": 1})
+
+
+def test_a_step_ends_within_its_budget():
+    import time
+
+    model, voxels, ids, bank = _problem()
+    cfg = FinetuneConfig(epochs=100_000, budget_s=1.5, holdout="trials")
+    start = time.perf_counter()
+    result = finetune_step(model, voxels, ids, bank, cfg)
+    took = time.perf_counter() - start
+    assert 2 <= result.epochs_run < 100_000 and len(result.losses) == result.epochs_run
+    assert took <= 1.5 + 0.3, took  # the validations included; an epoch here takes ms
