@@ -3,6 +3,7 @@ stages' input ports; prints volumes, kills, frames injected, volumes lost and ea
 
     python benchmarks/bench_soak.py                      # 10,000 volumes of the tiny subject
     python benchmarks/bench_soak.py --volumes 2000 --kill-every 15 --seed 1
+    python benchmarks/bench_soak.py --speed 20 --kill-every 1e9  # memory over 13 min, no kill
 
 The subject is the tests' tiny simulated subject (60 volumes, 20 trials a run); its test runs are
 repeated under new run labels until the session has ``--volumes`` volumes.  While the session
@@ -204,6 +205,10 @@ def main() -> None:
     ap.add_argument("--kill-every", type=float, default=20.0, help="mean seconds between kills")
     ap.add_argument("--junk-rate", type=float, default=20.0, help="junk frames per second")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--speed", type=float, default=0.0, help="replay speed (0: as fast as it goes; 20: a "
+        "10,000-volume session lasts 13 min, long enough to see each process's memory)"
+    )  # fmt: skip
     ap.add_argument("--base-port", type=int, default=27400)
     ap.add_argument("--work", help="folder for the dataset and model (default: a temporary one)")
     args = ap.parse_args()
@@ -219,7 +224,7 @@ def main() -> None:
     out = work / f"session-{time.strftime('%H%M%S')}"
     cmd = [
         sys.executable, "-m", "realtime.cli", "stream", "--replay", str(ds.root), "--headless",
-        "--speed", "0", "--quiet", "--out", str(out), "--checkpoint", str(model),
+        "--speed", f"{args.speed:g}", "--quiet", "--out", str(out), "--checkpoint", str(model),
         "--base-port", str(args.base_port), "--recon", "none", "--max-restarts", "100",
     ]  # fmt: skip
     addresses = StreamConfig(replay=str(ds.root), base_port=args.base_port).addresses()

@@ -69,8 +69,12 @@ class Recovery:
         self.incarnation = incarnation
         self.counters = counters
         self.report = report
-        self.inputs = InputAcks(stage, sender, in_addr, incarnation) if in_addr else None
-        self.output = OutputLink(out_addr, sender) if out_addr and self.on else None
+        self.inputs = (
+            InputAcks(stage, sender, in_addr, incarnation, retake=out_addr is not None)
+            if in_addr
+            else None
+        )
+        self.output = OutputLink(out_addr, sender, incarnation) if out_addr and self.on else None
         self.buffer = ReplayBuffer() if self.output is not None else None
         self._sub: zmq.Socket | None = None
         self._last_ack = 0.0

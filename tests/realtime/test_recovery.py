@@ -14,7 +14,14 @@ import pytest
 
 from realtime.config import StreamConfig
 from realtime.stages.base import Stage
-from realtime.stages.link_acks import LINK_TO, InputAcks, OutputLink, message_key, origin_of
+from realtime.stages.link_acks import (
+    LINK_FROM,
+    LINK_TO,
+    InputAcks,
+    OutputLink,
+    message_key,
+    origin_of,
+)
 from realtime.stages.replay_buffer import ReplayBuffer, message_bytes
 from realtime.summary_restarts import read_restarts, restart_figures
 from realtime.supervisor import RESTARTS_FILE, Supervisor, describe_exit
@@ -135,6 +142,54 @@ def test_output_link_resends_only_to_a_restarted_downstream():
     restarted = Sender("estimate", "5-eeeeee")
     assert link.on_ack(_ack(restarted, incarnation=1))
     assert not link.on_ack(_ack(restarted, incarnation=1))  # told once
+
+
+def _take(acks: InputAcks, msg) -> bool:
+    """What the stage loop does with one message: True when it is handled (not a duplicate)."""
+    if acks.is_duplicate(msg):
+        return False
+    acks.handled(origin_of(msg), out_mark=None)
+    return True
+
+
+def test_a_stage_in_another_run_takes_a_run_again_from_its_start():
+    """Taken back to an older run (a restarted upstream), then sent a newer run it had begun:
+    a stage with per-run state takes that run again from its run_start; a sink never does."""
+    for retake in (True, False):
+        acks = InputAcks("estimate", ME, "tcp://x:1", 0, retake=retake)
+        assert _take(acks, _msg("run_start", 0, run="run-05"))
+        assert _take(acks, _msg("tr", 1, run="run-05", index=0))
+        assert _take(acks, _msg("run_start", 2, run="run-02"))  # an older run, never handled
+        again = [_msg("run_start", 3, run="run-05"), _msg("tr", 4, run="run-05", index=0)]
+        assert [_take(acks, m) for m in again] == [retake, retake]
+        assert _take(acks, _msg("tr", 5, run="run-05", index=1))  # new: in its run's state
+    acks = InputAcks("estimate", ME, "tcp://x:1", 0, retake=True)
+    assert _take(acks, _msg("run_start", 0, run="run-05"))
+    assert not _take(acks, _msg("run_start", 1, run="run-05"))  # its own run: a duplicate
+
+
+def test_the_tail_of_a_replaced_upstream_instance_is_dropped():
+    """Once a newer instance of an upstream stage has sent, what still comes from an older one
+    (queued before it was killed; a PULL socket takes its peers in turn) is stale."""
+    inputs = InputAcks("estimate", ME, "tcp://x:1", 0)
+    old, new = Sender("preprocess", "1-aaaaaa"), Sender("preprocess", "7-ffffff")
+
+    def tr(sender, incarnation, index):
+        return _msg("tr", index, index=index, sender=sender, **{LINK_FROM: incarnation})
+
+    assert inputs.accepts(tr(old, 2, 0))
+    assert inputs.accepts(tr(old, 2, 1))  # its tail before the new instance spoke: taken
+    assert inputs.accepts(tr(new, 3, 0))
+    assert not inputs.accepts(tr(old, 2, 2))  # after: dropped
+    assert inputs.accepts(tr(new, 3, 1))
+    msg = tr(new, 3, 2)
+    assert inputs.accepts(msg) and LINK_FROM not in msg.meta  # not passed on
+    assert inputs.accepts(tr(Sender("source", "2-cccccc"), 0, 0))  # another stage: apart
+    assert inputs.accepts(_msg("tr", 9, index=9, sender=old))  # no incarnation: recovery off
+    link = OutputLink("tcp://y:2", ME, incarnation=4)
+    out = _msg("tr", 0, sender=ME)
+    link.address(out)
+    assert out.meta[LINK_FROM] == 4
 
 
 # -- the supervisor ------------------------------------------------------------------------------
