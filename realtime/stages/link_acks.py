@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rt_wire.message import Message
@@ -117,6 +118,9 @@ class InputAcks:
         self.stage = stage
         self.retake = retake
         self.current_run: str | None = None  # the run of the last run_start taken
+        #: a sink's: the last run it has on record whole, in session order (its ``released_run``:
+        #: the recorder's survives its restarts, a restarted source never resumes before it)
+        self.complete_run: Callable[[], str | None] | None = None
         self.sender = sender
         self.in_addr = in_addr
         self.incarnation = int(incarnation)
@@ -189,7 +193,9 @@ class InputAcks:
             "in_addr": self.in_addr,
             "incarnation": self.incarnation,
             "through": {str(s): seq for s, seq in self.released.values()},
-            "released_run": self.last_released_run,
+            "released_run": (
+                self.last_released_run if self.complete_run is None else self.complete_run()
+            ),
         }
         return Message("ack", meta=meta, sender=self.sender)
 

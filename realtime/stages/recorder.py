@@ -97,6 +97,13 @@ class RecorderStage(Stage):
         labels = RecordLabels.from_dict(record_labels or DEFAULT_LABELS)
         self.bids = BidsTables(self.out, labels, resume=self.recovery.incarnation > 0)
         self.health = RecorderHealth(self.report)  # a full or slow disk never stops decoding
+        if self.recovery.inputs is not None:  # acks say the last run on record whole
+            self.recovery.inputs.complete_run = self.last_complete_run
+
+    def last_complete_run(self) -> str | None:
+        """The last run, in the order runs first started, whose ``run_end`` is on record."""
+        ended = [(r["started"], name) for name, r in self.runs.items() if r.get("ended")]
+        return max(ended)[1] if ended else None
 
     @classmethod
     def from_options(

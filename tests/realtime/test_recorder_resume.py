@@ -184,3 +184,15 @@ def test_a_runs_files_are_closed_at_its_end(tmp_path):
     _feed(rec, msgs[-1:])
     open_files = sorted(str(k) for k in [*rec._files, *rec.bids._files])
     assert not [f for f in open_files if "run" in f.rsplit("/", 1)[-1]], open_files
+
+
+def test_the_last_run_on_record_whole_survives_a_restart(tmp_path):
+    """What the recorder's acks say it released: a restarted source never resumes before it."""
+    msgs = _session()
+    second_end = next(i for i, m in enumerate(msgs) if m.kind == "run_end" and m.run == RUNS[1])
+    rec = _recorder(tmp_path)
+    _feed(rec, msgs[:second_end])
+    assert rec.last_complete_run() == RUNS[0]
+    _feed(rec, msgs[second_end:])
+    assert rec.last_complete_run() == RUNS[1]
+    assert _recorder(tmp_path, incarnation=1).last_complete_run() == RUNS[1]  # from its files

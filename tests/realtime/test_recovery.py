@@ -168,6 +168,15 @@ def test_a_stage_in_another_run_takes_a_run_again_from_its_start():
     assert not _take(acks, _msg("run_start", 1, run="run-05"))  # its own run: a duplicate
 
 
+def test_a_sinks_ack_says_the_last_run_it_has_whole():
+    acks = InputAcks("recorder", ME, "tcp://x:1", 0)
+    _take(acks, _msg("run_end", 0, run="run-09"))
+    acks.release(None, sink=True)
+    assert acks.ack_message().meta["released_run"] == "run-09"
+    acks.complete_run = lambda: "run-40"  # the recorder's, from its record
+    assert acks.ack_message().meta["released_run"] == "run-40"
+
+
 def test_the_tail_of_a_replaced_upstream_instance_is_dropped():
     """Once a newer instance of an upstream stage has sent, what still comes from an older one
     (queued before it was killed; a PULL socket takes its peers in turn) is stale."""
