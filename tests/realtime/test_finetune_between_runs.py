@@ -74,6 +74,7 @@ def _steps(out) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_a_better_model_is_swapped_in_at_the_next_run(
     tiny_dataset, new_subject_model, tmp_path, base_port, data_home
 ):
@@ -112,6 +113,7 @@ def test_a_better_model_is_swapped_in_at_the_next_run(
     assert not (tmp_path / "rerun" / "finetune" / "step-01").exists()  # no step ran again
 
 
+@pytest.mark.slow
 def test_a_model_that_validates_worse_is_not_swapped(
     tiny_dataset, tiny_model, tmp_path, base_port, data_home
 ):
@@ -193,6 +195,7 @@ def _settle(ft, limit_s=60.0):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_step_over_its_budget_is_stopped_and_reported(tmp_path, tiny_model, monkeypatch):
     from realtime.stages import decode_finetune
 
@@ -209,6 +212,7 @@ def test_a_step_over_its_budget_is_stopped_and_reported(tmp_path, tiny_model, mo
     assert any(level == "warning" and "timeout" in text for level, text in reports), reports
 
 
+@pytest.mark.slow
 def test_a_failed_step_and_too_few_trials_are_settled_and_reported(tmp_path, tiny_model):
     ft, reports = _finetuner(tmp_path, tiny_model, n_trials=4)
     ft.run_ended("run-01")  # 4 trials: skipped, no process
