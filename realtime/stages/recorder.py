@@ -120,7 +120,7 @@ class RecorderStage(Stage):
     def _writer(self, name: str, header: str | None = None, mode: str = "a"):
         if name not in self._files:
             path = self.out / name
-            new = not path.exists()
+            new = not path.exists() or path.stat().st_size == 0  # (killed before its header)
             fh = open(path, mode + ("b" if name.endswith(".f32") else ""))
             if header is not None and new:
                 fh.write(header)

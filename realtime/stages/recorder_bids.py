@@ -76,7 +76,7 @@ class BidsTables:
         fh = self._files.get(path)
         if fh is None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            new = not path.exists()
+            new = not path.exists() or path.stat().st_size == 0  # (killed before its header)
             fh = self._files[path] = open(path, "a")
             if new:
                 fh.write("\t".join(columns) + "\n")

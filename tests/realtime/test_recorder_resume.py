@@ -196,3 +196,17 @@ def test_the_last_run_on_record_whole_survives_a_restart(tmp_path):
     _feed(rec, msgs[second_end:])
     assert rec.last_complete_run() == RUNS[1]
     assert _recorder(tmp_path, incarnation=1).last_complete_run() == RUNS[1]  # from its files
+
+
+def test_a_file_created_without_its_header_gets_it(tmp_path, unkilled):
+    """Killed between creating a table and writing its header: the next process writes it."""
+    msgs = _session()
+    first_tr = next(i for i, m in enumerate(msgs) if m.kind == "tr")
+    _feed(_recorder(tmp_path), msgs[:first_tr])  # run_start: the run's tables are open
+    for name in ("runs/run-01_tr.tsv", "retrievals.tsv", "events.tsv"):
+        (tmp_path / name).write_text("")  # as left by a kill between open and header
+    again = _recorder(tmp_path, incarnation=1)
+    _feed(again, msgs)
+    again.finish()
+    _compare(tmp_path, unkilled)
+    _recorder(tmp_path, incarnation=2)  # reads its files back (it raised KeyError: 'index')
