@@ -1,6 +1,8 @@
 """Fine-tuning between runs on a new subject: real-time retrieval per run with and without.
 
     python benchmarks/finetune_subj02.py [--epochs 30] [--budget 60s] [--holdout images]
+        [--replay subj02]  (another simulated subject of the subj02 preset, e.g. one made with
+        mindeye-rt simulate --preset subj02 --name subj02-seed3 --seed 3: an independent check)
         [--out DIR]
 
 1. The demo model of the simulated subj01 (cached, else trained) is carried over to the
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 
-def transfer_model(models_dir: Path, epochs: int, log) -> Path:
+def transfer_model(models_dir: Path, epochs: int, log, replay: str = "subj02") -> Path:
     """subj01's demo model with a lin0 for subj02, trained on subj02's first session."""
     from mindeye_models.bank import ImageBank
     from mindeye_models.checkpoint import load_checkpoint, save_checkpoint
@@ -34,13 +36,13 @@ def transfer_model(models_dir: Path, epochs: int, log) -> Path:
     from mindeye_models.transfer import new_subject_model, train_input_layer
     from replay_data.resolve import resolve_replay
 
-    path = models_dir / f"subj02-from-subj01-demo-lin0-{epochs}ep.safetensors"
+    path = models_dir / f"{replay}-from-subj01-demo-lin0-{epochs}ep.safetensors"
     if path.is_file():
         log(f"transfer model cached: {path}")
         return path
     subj01 = resolve_replay("subj01", log=log)
     source, extra = load_checkpoint(ensure_model(subj01, models_dir=models_dir, log=log))
-    subj02 = resolve_replay("subj02", log=log)
+    subj02 = resolve_replay(replay, log=log)
     voxels, ids = subj02.training_responses()
     embedder = load_embedder(extra.get("embedder", "tiny-random"))
     unique = sorted({int(i) for i in ids})
@@ -55,18 +57,24 @@ def transfer_model(models_dir: Path, epochs: int, log) -> Path:
         f"{result.before['top1']:.3f} -> {result.after['top1']:.3f}"
     )
     info = {"transfer_from": str(subj01.meta.name), "lin0_training": result.to_dict()}
-    save_checkpoint(model, path, extra={**extra, "dataset": "subj02", **info})
+    save_checkpoint(model, path, extra={**extra, "dataset": replay, **info})
     return path
 
 
 def stream(
-    checkpoint: Path, out: Path, finetune: bool, budget: str, holdout: str, base_port: int
+    checkpoint: Path,
+    out: Path,
+    finetune: bool,
+    budget: str,
+    holdout: str,
+    base_port: int,
+    replay: str = "subj02",
 ) -> dict:
     from realtime.config import StreamConfig
     from realtime.pipeline import run_stream
 
     cfg = StreamConfig(
-        replay="subj02",
+        replay=replay,
         out=str(out),
         speed=0,
         headless=True,
@@ -109,16 +117,19 @@ def main() -> None:
     ap.add_argument("--holdout", default="images", help="--finetune-holdout of the session")
     ap.add_argument("--out", default="finetune-subj02", help="folder of the two sessions")
     ap.add_argument("--base-port", type=int, default=5750)
+    ap.add_argument("--replay", default="subj02", help="the new subject (default subj02)")
     args = ap.parse_args()
     from replay_data.home import data_home
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = transfer_model(data_home() / "models", args.epochs, print)
+    checkpoint = transfer_model(data_home() / "models", args.epochs, print, args.replay)
     results = {}
     for name, finetune in (("without", False), ("with", True)):
         folder = out / f"session-{name}"
-        summary = stream(checkpoint, folder, finetune, args.budget, args.holdout, args.base_port)
+        summary = stream(
+            checkpoint, folder, finetune, args.budget, args.holdout, args.base_port, args.replay
+        )
         results[name] = {"runs": per_run(folder), "top1": summary["retrieval_top1"]}
         if finetune:
             results[name]["steps"] = summary["finetune"]["steps"]
