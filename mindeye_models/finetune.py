@@ -83,10 +83,14 @@ def validate(model: MindEye, voxels: np.ndarray, image_ids: np.ndarray, bank: Im
 
 
 def is_better(after: dict, before: dict) -> bool:
-    """The rule of a swap: a higher held-out top-1, or the same top-1 and a lower mean rank."""
-    if after["top1"] != before["top1"]:
-        return after["top1"] > before["top1"]
-    return after["mean_rank"] < before["mean_rank"]
+    """The rule of a swap: better held-out retrieval by one measure and worse by neither — top-1
+    not lower, mean rank not higher, and one of them strictly better.  On a few dozen held-out
+    trials top-1 moves by whole trials: a one-trial gain with much worse ranks (measured on a
+    second simulated subj02: top-1 18 -> 21 %, mean rank 9.6 -> 13.5) is not an improvement."""
+    top1_up, top1_down = after["top1"] > before["top1"], after["top1"] < before["top1"]
+    rank_up = after["mean_rank"] > before["mean_rank"]
+    rank_down = after["mean_rank"] < before["mean_rank"]
+    return not top1_down and not rank_up and (top1_up or rank_down)
 
 
 def finetune_step(

@@ -52,8 +52,11 @@ def test_holding_out_by_image_keeps_every_showing_of_the_held_out_images_out():
         FinetuneConfig(holdout="random")
 
 
-def test_the_swap_rule_is_top1_then_mean_rank():
-    assert is_better({"top1": 0.5, "mean_rank": 3.0}, {"top1": 0.25, "mean_rank": 1.5})
+def test_the_swap_rule_needs_one_measure_better_and_neither_worse():
+    assert is_better({"top1": 0.5, "mean_rank": 1.5}, {"top1": 0.25, "mean_rank": 1.5})
+    assert is_better({"top1": 0.5, "mean_rank": 1.2}, {"top1": 0.25, "mean_rank": 1.5})
+    # a higher top-1 with worse ranks is not better (a one-trial gain on a small held-out set)
+    assert not is_better({"top1": 0.5, "mean_rank": 3.0}, {"top1": 0.25, "mean_rank": 1.5})
     assert is_better({"top1": 0.5, "mean_rank": 1.4}, {"top1": 0.5, "mean_rank": 1.5})
     assert not is_better({"top1": 0.5, "mean_rank": 1.5}, {"top1": 0.5, "mean_rank": 1.5})
     assert not is_better({"top1": 0.25, "mean_rank": 1.0}, {"top1": 0.5, "mean_rank": 3.0})
