@@ -23,8 +23,10 @@ SPEED = 8.0  # a tiny run of 60 volumes of 1.6 s in 12 s
 #: data seconds.  Triggers: the markers are stamped with their scheduled times, so only the
 #: clocks' agreement is left (measured max 0.0005 s).  Volumes: the files' times are later than
 #: the acquisitions by the time scanner-sim takes to write a file (4 pieces 12.5 ms apart at
-#: speed 8: about 0.04 s, x 8 in data time), so onsets come out earlier by up to about 0.5 s.
-TOLERANCE_S = {"triggers": 0.05, "volumes": 0.8}
+#: speed 8: about 0.04 s, x 8 in data time), so onsets come out earlier by up to about 0.5 s on
+#: an idle machine; on a busy one the writes stretch (measured 1.17 s in data time with a
+#: benchmark beside the suite), so the bound is one TR: within the volume that pins the clock.
+TOLERANCE_S = {"triggers": 0.05, "volumes": 1.6}
 
 
 def _rows(path):
