@@ -7,25 +7,16 @@ Read from ``finetune/steps.jsonl`` (:mod:`realtime.stages.decode_finetune`) and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from realtime.finetune_options import FOLDER
 from realtime.stages.decode_finetune import STEPS_FILE
+from rt_base.atomic import read_json_lines
 
 
 def read_steps(out: str | Path) -> list[dict]:
     """The lines of ``finetune/steps.jsonl`` in order (steps and swaps); [] without one."""
-    path = Path(out) / FOLDER / STEPS_FILE
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash
-    return rows
+    return read_json_lines(Path(out) / FOLDER / STEPS_FILE)
 
 
 def finetune_figures(out: str | Path, retrievals: list[dict]) -> dict | None:

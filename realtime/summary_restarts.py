@@ -8,24 +8,15 @@ recorder) and the trials decoded against the trials the source sent.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from realtime.supervisor import RESTARTS_FILE
+from rt_base.atomic import read_json_lines
 
 
 def read_restarts(out: str | Path) -> list[dict]:
     """The restarts of a session, in order (an empty list when there were none)."""
-    path = Path(out) / RESTARTS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash of the launcher itself
-    return rows
+    return read_json_lines(Path(out) / RESTARTS_FILE)
 
 
 def restart_figures(out: str | Path, volumes_lost: int | None, trials: int, events: int) -> dict:

@@ -1,7 +1,9 @@
 """Whole-or-nothing file writes: a reader sees the old file or the new one, never half of one.
 
 Each writer writes a temporary file next to the target and renames it over the target
-(``os.replace`` is atomic on POSIX and Windows within one file system).
+(``os.replace`` is atomic on POSIX and Windows within one file system).  Append-only JSON-lines
+logs, which cannot be replaced whole, are read back by :func:`read_json_lines`, which skips a
+line cut by a crash.
 """
 
 from __future__ import annotations
@@ -50,3 +52,18 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
     """Atomically write ``obj`` as JSON (sorted keys off, trailing newline)."""
     return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_json_lines(path: str | Path) -> list[dict]:
+    """The records of an append-only JSON-lines log, in order; [] when it does not exist.  A line
+    that does not parse (cut by a crash of its writer) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

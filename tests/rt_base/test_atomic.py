@@ -37,3 +37,10 @@ def test_temp_path_keeps_the_suffix_and_is_per_process(tmp_path):
     assert tmp.parent == tmp_path
     assert tmp.name.endswith("vol.nii.gz") and str(os.getpid()) in tmp.name
     assert tmp.name.startswith(".")
+
+
+def test_read_json_lines_skips_a_line_cut_by_a_crash(tmp_path):
+    path = tmp_path / "log.jsonl"
+    assert atomic.read_json_lines(path) == []
+    path.write_text('{"a": 1}\n{"b": 2}\n{"c": ')
+    assert atomic.read_json_lines(path) == [{"a": 1}, {"b": 2}]
