@@ -106,19 +106,9 @@ def test_a_full_disk_never_stops_the_recorder_and_recording_resumes(tmp_path, mo
 
 
 def _session_config(dataset, model, tmp_path, base_port):
-    from realtime.config import StreamConfig
+    from tests.realtime.test_e2e import _thread_config
 
-    return StreamConfig(
-        replay=str(dataset.root),
-        out=str(tmp_path / "s"),
-        speed=0,
-        headless=True,
-        checkpoint=str(model),
-        launcher="thread",
-        base_port=base_port,
-        quiet=True,
-        recon="none",
-    )
+    return _thread_config(dataset, model, tmp_path, base_port)
 
 
 def test_a_session_whose_disk_fills_decodes_every_trial_and_says_what_is_missing(
