@@ -7,7 +7,9 @@ paper's contrastive losses (BiMixCo with voxel mixup for the first third of the 
 SoftCLIP) against the image embeddings of each trial, and validates on held-out trials (the last
 ``val_fraction`` of the session, in decode order; with ``holdout="images"`` every trial of
 their images): the true image's rank among the retrieval
-candidates, before and after.  A model that validates worse is returned as not accepted.
+candidates, before and after.  After training, points between the starting and the fine-tuned
+weights (``config.alphas``) are validated too, and the best one that passes the verdict is the
+step's result; a model that validates worse is returned as not accepted.
 
 The input normalization is kept: the decoder's responses keep their scale from run to run.
 """
@@ -41,6 +43,10 @@ class FinetuneResult:
     before: dict[str, float] | None = None
     after: dict[str, float] | None = None
     epochs_run: int = 0
+    batches_run: int = 0
+    stopped_early: bool = False
+    alpha: float | None = None
+    grid: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -67,8 +73,8 @@ def held_out_split(
 
 
 def validate(model: MindEye, voxels: np.ndarray, image_ids: np.ndarray, bank: ImageBank) -> dict:
-    """Retrieval of held-out trials among every image of ``bank``: top-1 and mean rank of the
-    true image (ranks from :func:`mindeye_models.ranks.true_ranks`)."""
+    """Retrieval of held-out trials among every image of ``bank``: top-1, mean rank and mean
+    reciprocal rank of the true image (ranks from :func:`mindeye_models.ranks.true_ranks`)."""
     _, proj = predict(model, voxels)
     ids, _ = bank.retrieve(proj, k=len(bank))
     ranks = true_ranks(ids, np.asarray(image_ids))
@@ -77,16 +83,21 @@ def validate(model: MindEye, voxels: np.ndarray, image_ids: np.ndarray, bank: Im
     return {
         "top1": float(np.mean(ranks == 1)),
         "mean_rank": float(np.mean(ranks)),
+        "mrr": float(np.mean(1.0 / ranks)),
         "n": int(len(ranks)),
         "ways": int(len(bank)),
     }
 
 
-def is_better(after: dict, before: dict) -> bool:
-    """The rule of a swap: better held-out retrieval by one measure and worse by neither — top-1
-    not lower, mean rank not higher, and one of them strictly better.  On a few dozen held-out
-    trials top-1 moves by whole trials: a one-trial gain with much worse ranks (measured on a
-    second simulated subj02: top-1 18 -> 21 %, mean rank 9.6 -> 13.5) is not an improvement."""
+def is_better(after: dict, before: dict, verdict: str = "top1-rank") -> bool:
+    """The rule of a swap.  ``top1-rank``: better held-out retrieval by one measure and worse by
+    neither — top-1 not lower, mean rank not higher, and one of them strictly better.  On a few
+    dozen held-out trials top-1 moves by whole trials: a one-trial gain with much worse ranks
+    (measured on a second simulated subj02: top-1 18 -> 21 %, mean rank 9.6 -> 13.5) is not an
+    improvement.  ``mrr``: mean reciprocal rank strictly higher and top-1 not lower (a smoother
+    measure than top-1 that, unlike the mean rank, one far-off trial cannot dominate)."""
+    if verdict == "mrr":
+        return after["mrr"] > before["mrr"] and after["top1"] >= before["top1"]
     top1_up, top1_down = after["top1"] > before["top1"], after["top1"] < before["top1"]
     rank_up = after["mean_rank"] > before["mean_rank"]
     rank_down = after["mean_rank"] < before["mean_rank"]
@@ -115,9 +126,12 @@ def finetune_step(
 
     Returns
     -------
-    FinetuneResult; ``accepted`` is False when the step was skipped (too few trials), the loss
-    stopped being finite, or the held-out retrieval did not improve (``model`` then holds the
-    rejected weights: the caller keeps its own copy of the current ones).
+    FinetuneResult; ``accepted`` is False when the step was skipped (too few trials), no batch
+    fitted in the budget, the loss stopped being finite, or no weight of ``config.alphas``
+    validated better (``model`` then holds the fine-tuned weights, alpha 1, or what training
+    left: the caller keeps its own copy of the current ones).  When accepted, ``model`` holds
+    the chosen point ``result.alpha`` and ``result.after`` is its validation; ``result.grid``
+    has the validation of every alpha tried.
     """
     cfg = FinetuneConfig() if config is None else config
     voxels = np.asarray(voxels, np.float32)
@@ -138,19 +152,47 @@ def finetune_step(
         return result
     model.to(cfg.device)
     started = time.perf_counter()
+    deadline = started + cfg.budget_s
     result.before = validate(model, voxels[val], image_ids[val], targets)
-    val_s = time.perf_counter() - started  # the validation after training takes as long
+    val_s = time.perf_counter() - started
     tokens = torch.from_numpy(targets.lookup(image_ids[train])).to(cfg.device)
     x = torch.from_numpy(voxels[train]).to(cfg.device)
-    finite = _train(model, x, tokens, cfg, result, log, budget_s=cfg.budget_s - 2 * val_s)
-    result.after = validate(model, voxels[val], image_ids[val], targets)
+    params = trained_parameters(model, cfg.params)
+    start_weights = [p.detach().clone() for p in params]
+    # after training: one validation per alpha (each as long as the first, with a margin)
+    train_deadline = deadline - 1.5 * val_s * len(cfg.alphas)
+    finite = _train(model, params, x, tokens, cfg, result, log, deadline=train_deadline)
     if not finite:
+        result.after = validate(model, voxels[val], image_ids[val], targets)
         result.reason = f"the loss stopped being finite at epoch {result.epochs_run}: lower 'lr'"
-    elif is_better(result.after, result.before):
-        result.accepted, result.reason = True, "held-out retrieval improved"
+        return result
+    if result.batches_run == 0:
+        result.after = result.before
+        result.reason = "no time left in the budget to train: the current model is kept"
+        return result
+    tuned_weights = [p.detach().clone() for p in params]
+    for alpha in cfg.alphas:
+        blend(params, start_weights, tuned_weights, alpha)
+        row = validate(model, voxels[val], image_ids[val], targets)
+        result.grid.append({"alpha": alpha, **row})
+    best = select_alpha(result.grid, result.before, cfg.verdict)
+    chosen = result.grid[-1] if best is None else best
+    blend(params, start_weights, tuned_weights, chosen["alpha"])
+    result.after = {k: v for k, v in chosen.items() if k != "alpha"}
+    if best is not None:
+        result.accepted, result.alpha = True, chosen["alpha"]
+        result.reason = f"held-out retrieval improved (alpha {chosen['alpha']:g})"
     else:
         result.reason = "held-out retrieval did not improve: the current model is kept"
     return result
+
+
+def select_alpha(grid: list[dict], before: dict, verdict: str = "top1-rank") -> dict | None:
+    """The point of ``grid`` (validations with an ``alpha`` each) a step keeps: of those better
+    than ``before`` by :func:`is_better`, the one with the highest mean reciprocal rank (the
+    smaller alpha on a tie, nearer the model that decoded so far); None when none is better."""
+    passing = [r for r in grid if is_better(r, before, verdict)]
+    return max(passing, key=lambda r: (r["mrr"], -r["alpha"])) if passing else None
 
 
 def trained_parameters(model: MindEye, params: str) -> list[torch.nn.Parameter]:
@@ -162,20 +204,27 @@ def trained_parameters(model: MindEye, params: str) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+@torch.no_grad()
+def blend(params, start: list[torch.Tensor], tuned: list[torch.Tensor], alpha: float) -> None:
+    """Set ``params`` to ``start + alpha * (tuned - start)`` (alpha 1: the tuned weights)."""
+    for p, p0, p1 in zip(params, start, tuned, strict=True):
+        p.copy_(p1 if alpha == 1.0 else torch.lerp(p0, p1, alpha))
+
+
 def _train(
     model: MindEye,
+    params: list[torch.nn.Parameter],
     x: torch.Tensor,
     y: torch.Tensor,
     cfg: FinetuneConfig,
     result: FinetuneResult,
     log,
     *,
-    budget_s: float,
+    deadline: float,
 ) -> bool:
-    """The training loop; False when the loss stopped being finite.  An epoch starts only when
-    it is expected to end within ``budget_s`` (seconds since the loop began; the first always
-    runs)."""
-    params = trained_parameters(model, cfg.params)
+    """The training loop; False when the loss stopped being finite.  The clock is read before
+    every batch: a batch starts only when the mean batch so far would end before ``deadline``
+    (a ``time.perf_counter()`` value; the first batch needs only that it has not passed)."""
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -186,17 +235,19 @@ def _train(
     bs = min(cfg.batch_size, len(x))
     n_mix = int(cfg.mixup_pct * cfg.epochs)
     start = time.perf_counter()
-    finite = True
+    finite, out_of_time = True, False
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model.train()
         for epoch in range(cfg.epochs):
-            elapsed = time.perf_counter() - start
-            if epoch and elapsed + elapsed / epoch > budget_s:
-                break
             order = rng.permutation(len(x))
-            total = 0.0
+            total, done = 0.0, 0
             for b in range(len(x) // bs):
+                now = time.perf_counter()
+                per_batch = (now - start) / result.batches_run if result.batches_run else 0.0
+                if now + per_batch > deadline:
+                    out_of_time = True
+                    break
                 idx = torch.from_numpy(order[b * bs : (b + 1) * bs])
                 xb, yb = x[idx], y[idx]
                 if epoch < n_mix:
@@ -213,12 +264,16 @@ def _train(
                 loss.backward()
                 optimizer.step()
                 total += loss.item()
-            result.epochs_run = epoch + 1
-            result.losses.append(total / max(len(x) // bs, 1))
-            if not finite:
+                done += 1
+                result.batches_run += 1
+            if done:
+                result.epochs_run = epoch + 1
+                result.losses.append(total / done)
+            if not finite or out_of_time:
                 break
             if log is not None and (epoch + 1) % 10 == 0:
                 log(f"fine-tune epoch {epoch + 1}/{cfg.epochs}: loss {result.losses[-1]:.3f}")
+    result.stopped_early = out_of_time
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)

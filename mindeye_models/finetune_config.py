@@ -13,6 +13,8 @@ from rt_base.errors import ConfigError
 PARAMS = ("lin0", "all")
 #: which trials validate a step: the last ones, or every trial of the last ones' images
 HOLDOUTS = ("trials", "images")
+#: what a step's verdict compares (:func:`mindeye_models.finetune.is_better`)
+VERDICTS = ("top1-rank", "mrr")
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,17 @@ class FinetuneConfig:
         run's first showings are) or ``trials`` (just the last trials; an image shown before
         may then have been trained on, which favours memorizing).
     min_train, min_val : fewer trials than this and the step is skipped.
-    budget_s : seconds of a step at most, its two validations included: an epoch starts only
-        when it is expected to end in time (so fewer than ``epochs`` may run).
+    budget_s : seconds of a step at most, its validations included: the clock is read before
+        every batch, and a batch starts only when it is expected to end in time to leave room
+        for the validations after training (so fewer than ``epochs`` may run, the last one
+        partly).
+    alphas : the weights tried after training, as points between the starting (0) and the
+        fine-tuned (1) parameters: ``theta0 + alpha * (theta1 - theta0)``.  Each is validated;
+        of those that pass the verdict, the one with the best held-out mean reciprocal rank
+        (the smaller alpha on a tie) is the step's result; none passing keeps the current
+        model.  ``(1.0,)``: the fine-tuned weights only.
+    verdict : ``top1-rank`` (top-1 not lower, mean rank not higher, one strictly better) or
+        ``mrr`` (mean reciprocal rank higher and top-1 not lower).
     seed : batch order, mixup and dropout.
     device : torch device.
     """
@@ -53,6 +64,8 @@ class FinetuneConfig:
     min_train: int = 8
     min_val: int = 2
     budget_s: float = 60.0
+    alphas: tuple[float, ...] = (1.0,)
+    verdict: str = "top1-rank"
     seed: int = 0
     device: str = "cpu"
 
@@ -70,6 +83,8 @@ class FinetuneConfig:
         check_number(self.min_train, "min_train", minimum=2, integer=True)
         check_number(self.min_val, "min_val", minimum=1, integer=True)
         check_number(self.budget_s, "budget_s", minimum=0, strict_min=True, unit="seconds")
+        object.__setattr__(self, "alphas", check_alphas(self.alphas))
+        check_choice(self.verdict, "verdict", VERDICTS)
         check_number(self.seed, "seed", minimum=0, integer=True)
         check_torch_device(self.device, "device")
 
@@ -81,3 +96,18 @@ class FinetuneConfig:
         if unknown:
             raise ConfigError(f"unknown fine-tune options {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def check_alphas(value: Any, name: str = "alphas") -> tuple[float, ...]:
+    """A non-empty list of interpolation weights in (0, 1], sorted and without repeats; a
+    string like ``"0.25,0.5,1"`` is read too."""
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    if isinstance(value, (int, float)):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(
+            f"'{name}' must be a non-empty list of weights in (0, 1] like 0.25,0.5,1, got {value!r}"
+        )
+    alphas = [check_number(a, name, minimum=0, strict_min=True, maximum=1) for a in value]
+    return tuple(sorted({float(a) for a in alphas}))

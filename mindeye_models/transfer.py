@@ -49,7 +49,9 @@ def train_input_layer(
     log=None,
 ) -> FinetuneResult:
     """Fit the input normalization on ``voxels`` and train ``backbone.lin0`` on them (the last
-    ``config.val_fraction`` held out); ``model`` is trained in place whatever the verdict."""
+    ``config.val_fraction`` held out); ``model`` is trained in place whatever the verdict, and
+    to the end (alpha 1: a point between a random input layer and the trained one is no
+    candidate)."""
     model.fit_input_normalization(voxels)
-    config = dataclasses.replace(config, params="lin0")
+    config = dataclasses.replace(config, params="lin0", alphas=(1.0,))
     return finetune_step(model, voxels, image_ids, targets, config, log=log)

@@ -10,7 +10,7 @@ from typing import Any
 
 from mindeye_models.decode_precision import PRECISIONS as DECODE_PRECISIONS
 from mindeye_models.recon_options import check_recon_options, resolve_mode
-from realtime.finetune_options import check_finetune
+from realtime.finetune_options import check_finetune, check_finetune_choice
 from realtime.session_layout import check_label
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
@@ -82,6 +82,8 @@ class StreamConfig:
     finetune_budget: float | str = 60.0
     finetune_params: str = "lin0"
     finetune_holdout: str = "images"
+    finetune_alphas: str | tuple[float, ...] | None = None
+    finetune_verdict: str | None = None
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -129,6 +131,9 @@ class StreamConfig:
                 check_label(getattr(self, key), key)
         self.finetune, self.finetune_budget, self.finetune_params = check_finetune(
             self.finetune, self.finetune_budget, self.finetune_params, self.finetune_holdout
+        )
+        self.finetune_alphas, self.finetune_verdict = check_finetune_choice(
+            self.finetune_alphas, self.finetune_verdict
         )
 
     def _check_keys(self) -> None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mindeye_models.finetune_config import HOLDOUTS, PARAMS
+from mindeye_models.finetune_config import HOLDOUTS, PARAMS, VERDICTS, check_alphas
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
 
@@ -40,6 +40,16 @@ def check_finetune(
     return mode, parse_budget(budget), params
 
 
+def check_finetune_choice(alphas: Any, verdict: Any) -> tuple[tuple[float, ...] | None, str | None]:
+    """The checked ``finetune_alphas`` (``"0.25,0.5,1"`` or a list -> a sorted tuple) and
+    ``finetune_verdict``; None keeps the step's default (:class:`FinetuneConfig`)."""
+    if alphas is not None:
+        alphas = check_alphas(alphas, "finetune_alphas")
+    if verdict is not None:
+        check_choice(verdict, "finetune_verdict", VERDICTS)
+    return alphas, verdict
+
+
 def add_stream_finetune_options(p) -> None:
     """The ``stream`` options of fine-tuning between runs."""
     g = p.add_argument_group("fine-tuning between runs")
@@ -69,6 +79,21 @@ def add_stream_finetune_options(p) -> None:
         "trials' images is held out, so validation is on images the step did not train on) "
         "or trials (only the last 20 %% of the trials)",
     )
+    g.add_argument(
+        "--finetune-alphas",
+        dest="finetune_alphas",
+        help="points between the current (0) and the fine-tuned (1) weights that a step "
+        "validates, e.g. 0.25,0.5,0.75,1; it keeps the best that passes the verdict, or none "
+        "(1: the fine-tuned weights only; default: the step's, see the README)",
+    )
+    g.add_argument(
+        "--finetune-verdict",
+        dest="finetune_verdict",
+        choices=list(VERDICTS),
+        help="what a swap needs on the held-out trials: top1-rank (top-1 not lower, mean rank "
+        "not higher, one better) or mrr (mean reciprocal rank higher, top-1 not lower); "
+        "default: the step's, see the README",
+    )
 
 
 def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Path) -> None:
@@ -85,6 +110,11 @@ def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Pa
         "budget_s": cfg.finetune_budget,
         "params": cfg.finetune_params,
         "holdout": cfg.finetune_holdout,
+        **{
+            key: getattr(cfg, f"finetune_{key}")
+            for key in ("alphas", "verdict")
+            if getattr(cfg, f"finetune_{key}") is not None
+        },
         "image_ids": image_ids,
         "last_run": None if cfg.scanner else runs[-1],  # a scanner may run more or fewer
     }

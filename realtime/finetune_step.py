@@ -78,13 +78,12 @@ def run_step(job_dir: str | Path, *, log=print, lower_priority: bool = True) -> 
     cfg = FinetuneConfig.from_dict(job["config"])
     with np.load(job_dir / DATA_FILE) as data:
         voxels, image_ids = data["voxels"], data["image_ids"]
+    t = time.perf_counter()
     model, extra = load_checkpoint(job["checkpoint"], device=cfg.device)
+    read_model_s = time.perf_counter() - t
     targets = ImageBank.load(job["targets"])
     loaded_s = time.perf_counter() - started
-    since_launch = time.time() - float(job.get("launched_at", time.time()))  # imports counted
-    remaining = float(job["budget_s"]) - since_launch - float(job.get("reserve_s", 2.0))
-    remaining = max(1.0, remaining)
-    cfg = FinetuneConfig.from_dict({**job["config"], "budget_s": min(cfg.budget_s, remaining)})
+    cfg = FinetuneConfig.from_dict({**job["config"], "budget_s": step_budget(job, read_model_s)})
     result = finetune_step(model, voxels, image_ids, targets, cfg, log=log)
     out = result.to_dict()
     out.update(after_run=job["after_run"], step=job["step"], from_checkpoint=job["checkpoint"])
@@ -94,8 +93,23 @@ def run_step(job_dir: str | Path, *, log=print, lower_priority: bool = True) -> 
         out["weights"] = str(weights)
     out["load_seconds"] = round(loaded_s, 3)
     out["seconds"] = round(time.perf_counter() - started, 3)
+    out["step_budget_s"] = cfg.budget_s
+    if "launched_at" in job:  # the whole step: process start, imports, loading, saving
+        out["since_launch_seconds"] = round(time.time() - float(job["launched_at"]), 3)
     write_json(job_dir / RESULT_FILE, out)
     return out
+
+
+def step_budget(job: dict[str, Any], read_model_s: float, now: float | None = None) -> float:
+    """Seconds left for :func:`finetune_step` of a job's budget (``budget_s``, counted from
+    ``launched_at``: the process start and the imports are in it): less what has passed and a
+    reserve for saving the weights afterwards (``reserve_s``, at least 1.5 times as long as
+    reading the model took: writing it takes about as long).  At least 0.05 s: a step with no
+    time left validates once and trains nothing."""
+    now = time.time() if now is None else now
+    since_launch = now - float(job.get("launched_at", now))
+    reserve = max(float(job.get("reserve_s", 2.0)), 1.5 * read_model_s)
+    return max(0.05, float(job["budget_s"]) - since_launch - reserve)
 
 
 def add_finetune_step(sub) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from realtime.finetune_options import FOLDER
-from realtime.stages.decode_finetune import STEPS_FILE
+from realtime.stages.decode_finetune import STEPS_FILE, describe_step
 from rt_base.atomic import read_json_lines
 
 
@@ -26,6 +26,7 @@ def finetune_figures(out: str | Path, retrievals: list[dict]) -> dict | None:
     if not rows and not (Path(out) / FOLDER).is_dir():
         return None
     keep = ("step", "after_run", "outcome", "reason", "n_train", "n_val", "before", "after")
+    keep += ("alpha",)
     steps = [
         {**{k: r.get(k) for k in keep}, "seconds": r.get("seconds")}
         for r in rows
@@ -55,19 +56,7 @@ def finetune_lines(s: dict) -> list[str]:
     ft = s.get("finetune")
     if not ft:
         return []
-    lines = []
-    for step in ft["steps"]:
-        text = f"fine-tune after {step['after_run']}: {step['outcome']}"
-        before, after = step.get("before"), step.get("after")
-        if before and after:
-            text += (
-                f", held-out top-1 {100 * before['top1']:.0f} % -> {100 * after['top1']:.0f} %"
-                f" (mean rank {before['mean_rank']:.2f} -> {after['mean_rank']:.2f},"
-                f" {step['n_val']} trials)"
-            )
-        if step.get("seconds") is not None:
-            text += f" in {step['seconds']:.1f} s"
-        lines.append(text)
+    lines = [describe_step(step) for step in ft["steps"]]
     per_run = ", ".join(
         f"{run} {_percent(e['top1'])} ({e['model']})" for run, e in ft["runs"].items()
     )

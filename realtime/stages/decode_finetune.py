@@ -49,6 +49,8 @@ STEP_OPTIONS = (
     "holdout",
     "min_train",
     "seed",
+    "alphas",
+    "verdict",
 )
 
 
@@ -258,6 +260,7 @@ class BetweenRunsFinetuner:
     def _finish(self, result: dict, outcome: str, elapsed: float) -> None:
         step, run = self.job["step"], self.job["after_run"]
         keep = ("accepted", "reason", "n_train", "n_val", "before", "after", "epochs_run")
+        keep += ("alpha", "batches_run", "stopped_early", "grid", "since_launch_seconds")
         line = {"event": "step", "step": step, "after_run": run, "outcome": outcome}
         line.update({k: result.get(k) for k in keep})
         line.update(
@@ -275,7 +278,9 @@ class BetweenRunsFinetuner:
                 line.update(outcome="failed", accepted=False, reason=f"weights unreadable: {err}")
         self._record(line)
         self._settle(run)
-        self.report("info" if outcome in ("accepted", "rejected") else "warning", _describe(line))
+        self.report(
+            "info" if outcome in ("accepted", "rejected") else "warning", describe_step(line)
+        )
 
     def _settle(self, run: str) -> None:
         self.settled.append(run)
@@ -285,17 +290,25 @@ class BetweenRunsFinetuner:
             fh.write(json.dumps({**line, "time": time.time()}) + "\n")
 
 
-def _describe(line: dict) -> str:
-    """One log line of a settled step: its verdict and validation before and after."""
-    text = f"fine-tune step {line['step']} after {line['after_run']}: {line['outcome']}"
-    before, after = line.get("before"), line.get("after")
+def describe_step(step: dict) -> str:
+    """One line about a settled step (a ``steps.jsonl`` line or the summary's entry): its
+    verdict, the weights kept, held-out figures before and after, reason and seconds.  The one
+    wording of a step, for the decode stage's log and the summary."""
+    n = step.get("step")  # a skipped step has no number
+    text = f"fine-tune {f'step {n} ' if n else ''}after {step['after_run']}: {step['outcome']}"
+    if step.get("alpha") is not None:
+        text += f" (alpha {step['alpha']:g})"
+    before, after = step.get("before"), step.get("after")
     if before and after:
         text += (
-            f"; held-out ({line['n_val']} trials, {before['ways']}-way) top-1 "
+            f"; held-out ({step.get('n_val')} trials, {before.get('ways')}-way) top-1 "
             f"{100 * before['top1']:.0f} % -> {100 * after['top1']:.0f} %, mean rank "
             f"{before['mean_rank']:.2f} -> {after['mean_rank']:.2f}"
         )
-    return f"{text} ({line.get('reason')}; {line.get('seconds')} s)"
+        if "mrr" in before and "mrr" in after:
+            text += f", MRR {before['mrr']:.3f} -> {after['mrr']:.3f}"
+    seconds = step.get("seconds")
+    return f"{text} ({step.get('reason')}; {'?' if seconds is None else f'{seconds:.1f}'} s)"
 
 
 def finetuner_from_spec(

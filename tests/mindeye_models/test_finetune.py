@@ -115,3 +115,84 @@ def test_a_step_ends_within_its_budget():
     took = time.perf_counter() - start
     assert 2 <= result.epochs_run < 100_000 and len(result.losses) == result.epochs_run
     assert took <= 1.5 + 0.3, took  # the validations included; an epoch here takes ms
+
+
+def test_validation_reports_the_mean_reciprocal_rank():
+    model, voxels, ids, bank = _problem()
+    v = validate(model, voxels[:10], ids[:10], bank)
+    assert 1 / v["mean_rank"] <= v["mrr"] <= 1 and v["mrr"] >= v["top1"]
+
+
+def test_the_mrr_verdict_needs_a_higher_mrr_and_top1_not_lower():
+    before = {"top1": 0.25, "mean_rank": 2.0, "mrr": 0.5}
+    assert is_better({"top1": 0.25, "mean_rank": 3.0, "mrr": 0.55}, before, "mrr")
+    assert not is_better({"top1": 0.2, "mean_rank": 1.5, "mrr": 0.6}, before, "mrr")
+    assert not is_better({"top1": 0.3, "mean_rank": 1.5, "mrr": 0.5}, before, "mrr")
+    with pytest.raises(ConfigError, match="verdict"):
+        FinetuneConfig(verdict="loss")
+
+
+def test_select_alpha_keeps_the_best_passing_point_and_the_smaller_on_a_tie():
+    from mindeye_models.finetune import select_alpha
+
+    before = {"top1": 0.5, "mean_rank": 2.0, "mrr": 0.6}
+    grid = [
+        {"alpha": 0.25, "top1": 0.5, "mean_rank": 1.8, "mrr": 0.65},
+        {"alpha": 0.5, "top1": 0.5, "mean_rank": 1.7, "mrr": 0.7},
+        {"alpha": 0.75, "top1": 0.5, "mean_rank": 1.6, "mrr": 0.7},
+        {"alpha": 1.0, "top1": 0.4, "mean_rank": 1.5, "mrr": 0.8},  # top-1 lower: fails both
+    ]
+    assert select_alpha(grid, before)["alpha"] == 0.5
+    assert select_alpha(grid, before, "mrr")["alpha"] == 0.5
+    assert select_alpha(grid[3:], before) is None and select_alpha([], before) is None
+
+
+def test_alphas_are_checked_and_sorted():
+    assert FinetuneConfig(alphas=[1, 0.5, 0.5]).alphas == (0.5, 1.0)
+    assert FinetuneConfig(alphas="0.25, 1").alphas == (0.25, 1.0)
+    assert FinetuneConfig.from_dict({"alphas": [0.5, 1.0]}).alphas == (0.5, 1.0)
+    for bad in ([], [0.0, 1.0], [1.5], "half", None):
+        with pytest.raises(ConfigError, match="alphas"):
+            FinetuneConfig(alphas=bad)
+
+
+def test_a_step_with_an_alpha_grid_keeps_a_point_between_start_and_trained_weights():
+    model, voxels, ids, bank = _problem()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    base = dict(params="lin0", epochs=60, lr=3e-3, batch_size=16, holdout="trials")
+    trained = MindEye(model.config).eval()
+    trained.load_state_dict(start)
+    only_one = finetune_step(trained, voxels, ids, bank, FinetuneConfig(**base))
+    assert only_one.alpha == 1.0 and [r["alpha"] for r in only_one.grid] == [1.0]
+    result = finetune_step(model, voxels, ids, bank, FinetuneConfig(**base, alphas=(0.25, 0.5)))
+    assert result.accepted and result.alpha in (0.25, 0.5), result
+    assert [r["alpha"] for r in result.grid] == [0.25, 0.5]
+    # the model holds start + alpha * (trained - start) in lin0, the rest untouched
+    now, end = model.state_dict(), trained.state_dict()
+    for key, w0 in start.items():
+        expected = torch.lerp(w0, end[key], result.alpha) if "lin0" in key else w0
+        assert torch.allclose(now[key], expected, atol=1e-6), key
+    assert validate(model, voxels[-13:], ids[-13:], bank) == result.after
+    assert is_better(result.after, result.before)
+
+
+def test_the_clock_is_read_every_batch_not_only_every_epoch():
+    """One epoch of 2,000 batches takes longer than the budget: the step stops inside it."""
+    import time
+
+    model, voxels, ids, bank = _problem(n_trials=5000)
+    cfg = FinetuneConfig(epochs=3, batch_size=2, budget_s=0.5, holdout="trials")
+    start = time.perf_counter()
+    result = finetune_step(model, voxels, ids, bank, cfg)
+    took = time.perf_counter() - start
+    assert result.stopped_early and result.epochs_run == 1, result.epochs_run
+    assert 1 <= result.batches_run < 2000 and len(result.losses) == 1
+    assert took <= 0.5 + 0.4, took
+
+
+def test_a_step_without_time_to_train_keeps_the_current_model():
+    model, voxels, ids, bank = _problem()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = finetune_step(model, voxels, ids, bank, FinetuneConfig(budget_s=1e-6))
+    assert not result.accepted and result.batches_run == 0 and "no time" in result.reason
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())

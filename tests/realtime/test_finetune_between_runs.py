@@ -135,7 +135,7 @@ def test_a_model_that_validates_worse_is_not_swapped(
     by_run = _embeddings_by_run(out)
     assert _predicts(initial, by_run[run1]) and _predicts(initial, by_run[run2])
     assert s["finetune"]["runs"][run2]["model"] == "initial"
-    assert any("fine-tune after" in line and "rejected" in line for line in lines), lines
+    assert any("fine-tune step 1 after" in line and "rejected" in line for line in lines), lines
 
 
 def test_a_source_waits_no_longer_than_its_limit():
@@ -160,6 +160,40 @@ def test_budget_and_mode_options():
     with pytest.raises(ConfigError, match="finetune"):
         StreamConfig(finetune="always")
     assert StreamConfig(finetune_budget="2min").finetune_budget == 120.0
+
+
+def test_alpha_and_verdict_options():
+    cfg = StreamConfig(finetune_alphas="1, 0.5", finetune_verdict="mrr")
+    assert cfg.finetune_alphas == (0.5, 1.0) and cfg.finetune_verdict == "mrr"
+    assert StreamConfig().finetune_alphas is None  # the step's default
+    with pytest.raises(ConfigError, match="finetune_alphas"):
+        StreamConfig(finetune_alphas="0,1")
+    with pytest.raises(ConfigError, match="finetune_verdict"):
+        StreamConfig(finetune_verdict="loss")
+
+
+def test_the_log_and_the_summary_describe_a_step_in_the_same_words():
+    from realtime.stages.decode_finetune import describe_step
+    from realtime.summary_finetune import finetune_lines
+
+    step = {
+        "step": 2,
+        "after_run": "run-02",
+        "outcome": "accepted",
+        "alpha": 0.5,
+        "reason": "held-out retrieval improved (alpha 0.5)",
+        "n_val": 35,
+        "before": {"top1": 0.37, "mean_rank": 9.69, "mrr": 0.5, "ways": 148},
+        "after": {"top1": 0.37, "mean_rank": 4.29, "mrr": 0.55, "ways": 148},
+        "seconds": 14.8,
+    }
+    text = describe_step(step)
+    assert text.startswith("fine-tune step 2 after run-02: accepted (alpha 0.5); held-out (35")
+    assert "mean rank 9.69 -> 4.29" in text and "MRR 0.500 -> 0.550" in text and "14.8 s" in text
+    skipped = {"after_run": "run-01", "outcome": "skipped", "reason": "too few trials"}
+    assert describe_step(skipped).startswith("fine-tune after run-01: skipped (too few")
+    ft = {"steps": [skipped, step], "swaps": [], "runs": {}}
+    assert finetune_lines({"finetune": ft}) == [describe_step(skipped), text]
 
 
 def _finetuner(tmp_path, checkpoint, n_trials=20, **kwargs):
@@ -227,3 +261,10 @@ def test_a_failed_step_and_too_few_trials_are_settled_and_reported(tmp_path, tin
     assert outcomes == [("run-01", "skipped"), ("run-02", "failed")], outcomes
     assert ft.status()["finetune_settled"] == ["run-01", "run-02"]
     assert any(level == "warning" and "failed" in text for level, text in reports), reports
+
+
+def test_a_finetuner_hands_alphas_and_verdict_to_its_steps(tmp_path, tiny_model):
+    ft, _ = _finetuner(tmp_path, tiny_model, step_options={"alphas": [1, 0.5], "verdict": "mrr"})
+    assert ft.config["alphas"] == (0.5, 1.0) and ft.config["verdict"] == "mrr"
+    with pytest.raises(ConfigError, match="alphas"):
+        _finetuner(tmp_path, tiny_model, step_options={"alphas": [2.0]})
