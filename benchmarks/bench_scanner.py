@@ -7,7 +7,11 @@ while ``mindeye-rt stream --scanner`` watches the folder; prints the session's f
 The stream starts first; the export starts once the stream's source is up (its log file
 appears, so every other stage is ready), as at a scanner where the pipeline waits for the first
 volume.  Acquisition -> retrieval runs from the moment the console finished writing a volume's
-file to the trial's top-k, so it includes finding and reading the file.
+file to the trial's top-k, so it includes finding and reading the file.  Two clocks start it:
+the file's mtime (what the pipeline sees: the console's last write, stamped by the kernel's
+coarse clock, before the writer's final flush and close) and the moment scanner-sim closed the
+file (``scanner-sim --times``), which leaves out the writer's own flush; both are printed, with
+the spans of the way from the file to the top-k.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ def main() -> None:
     sim = [
         sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,
         "--to", str(export), "--format", args.format, "--speed", str(args.speed), *runs,
+        "--times", str(work / "closed.tsv"),
     ]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.Popen(stream)
@@ -66,6 +71,7 @@ def main() -> None:
     print(f"whole session incl. start-up: {wall:.1f} s; real-time factor {s['realtime_factor']}")
     print_latency(s)
     _first_trials(out)
+    _from_close(out, export, work / "closed.tsv")
     print(
         f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
         f"({s['retrieval_ways']}-way)"
@@ -90,6 +96,38 @@ def _first_trials(out: Path) -> None:
             first[r["run"]].append(f"{float(r['latency_ms']):.1f}")
     for run, lat in first.items():
         print(f"first trials of {run}: {', '.join(lat)} ms (acquisition -> top-k)")
+
+
+def _from_close(out: Path, export: Path, closed_log: Path) -> None:
+    """Acquisition -> top-k from the writer's close, and the spans on the way (ms)."""
+    import numpy as np
+
+    from realtime.scanner_sim import read_times
+
+    closed = read_times(closed_log)
+    # the pipeline's acquisition stamp (a file's mtime) -> the writer's close of that file
+    by_mtime = {(export / n).stat().st_mtime: t for n, t in closed.items() if (export / n).exists()}
+    rows = [json.loads(line) for line in open(out / "timing.jsonl")]
+    trials = [r["t"] for r in rows if r["kind"] == "retrieval" and "decode.done" in r["t"]]
+    trials = [t for t in trials if t.get("source.acquired") in by_mtime]
+    if not trials:
+        print("no trial matched a closed file: the close-time figures are not available")
+        return
+    spans = {
+        "file mtime -> writer's close": ("source.acquired", "closed"),
+        "writer's close -> file read": ("closed", "source.read"),
+        "read -> preprocess done": ("source.read", "preprocess.done"),
+        "preprocess done -> estimate done": ("preprocess.done", "estimate.done"),
+        "estimate done -> decode done": ("estimate.done", "decode.done"),
+        "writer's close -> top-k": ("closed", "decode.done"),
+        "file mtime -> top-k": ("source.acquired", "decode.done"),
+    }
+    print(f"per trial ({len(trials)}), ms{'p50':>28s}{'p95':>9s}{'max':>9s}")
+    for label, (a, b) in spans.items():
+        stamps = [{**t, "closed": by_mtime[t["source.acquired"]]} for t in trials]
+        d = np.array([1e3 * (t[b] - t[a]) for t in stamps])
+        print(f"  {label:<34s}{np.percentile(d, 50):>9.2f}{np.percentile(d, 95):>9.2f}"
+              f"{d.max():>9.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -76,6 +76,11 @@ def add_scanner_sim(sub) -> None:
         "--first-series", type=int, default=5, dest="first_series", help="first series number"
     )
     p.add_argument("--pieces", type=int, default=4, help="each file is written in this many pieces")
+    p.add_argument(
+        "--times",
+        help="append each file's close time to this TSV (outside the export folder), so a "
+        "benchmark can time from the moment the console finished the file",
+    )
 
 
 def cmd_scanner_sim(args) -> int:
@@ -92,6 +97,7 @@ def cmd_scanner_sim(args) -> int:
         max_volumes=args.max_volumes,
         first_series=args.first_series,
         pieces=args.pieces,
+        times=args.times,
     )
     print(f"wrote {len(files)} {args.format} files to {args.to}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -65,3 +66,23 @@ def test_scanner_sim_writes_console_named_files(tiny_dataset, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["scanner-sim", "--replay", str(tiny_dataset.root), "--to", str(out),
                  "--runs", "run-99"]) == 2  # fmt: skip
+
+
+def test_scanner_sim_logs_each_files_close_time(tiny_dataset, tmp_path):
+    from realtime.scanner_sim import read_times
+
+    out, log = tmp_path / "export", tmp_path / "times.tsv"
+    before = time.time()
+    assert main(["scanner-sim", "--replay", str(tiny_dataset.root), "--to", str(out),
+                 "--speed", "0", "--max-volumes", "2", "--times", str(log)]) == 0  # fmt: skip
+    times = read_times(log)
+    n_runs = len(tiny_dataset.runs)
+    assert sorted(times) == [f"001_{5 + r:06d}_{i:06d}.dcm" for r in range(n_runs) for i in (1, 2)]
+    for name, closed in times.items():
+        written = (out / name).stat().st_mtime
+        assert before - 0.01 <= written <= closed + 0.01  # the last write, then the close
+    assert sorted(p.name for p in out.iterdir()) == sorted(times)  # the log is elsewhere
+    inside = out / "times.tsv"
+    assert main(["scanner-sim", "--replay", str(tiny_dataset.root), "--to", str(out),
+                 "--speed", "0", "--times", str(inside)]) == 2  # fmt: skip
+    assert not inside.exists()
