@@ -43,3 +43,16 @@ def test_per_run_splits_repeats_from_first_showings(tmp_path):
     assert runs["run-02"]["unseen"] == {"n": 2, "top1": 0.5}
     assert runs["run-02"]["all"] == {"n": 4, "top1": 0.5}
     assert runs["run-03"]["repeats"] == {"n": 1, "top1": 1.0}  # image 4: run-02 showed it
+
+
+def test_step_results_reads_each_steps_process_figures_in_order(tmp_path):
+    import json
+
+    for n, alpha in ((2, None), (1, 0.5)):
+        folder = tmp_path / "finetune" / f"step-{n:02d}"
+        folder.mkdir(parents=True)
+        result = {"step": n, "accepted": alpha is not None, "alpha": alpha, "batches_run": 7}
+        (folder / "result.json").write_text(json.dumps({**result, "before": {}}))
+    rows = _load().step_results(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2] and rows[0]["alpha"] == 0.5
+    assert rows[1]["accepted"] is False and "before" not in rows[0] and rows[0]["batches_run"] == 7
