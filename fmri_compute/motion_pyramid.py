@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 __all__ = [
+    "COARSEST_VOXEL_MM",
+    "default_levels",
     "Level",
     "auto_mask",
     "build_level",
@@ -34,6 +36,8 @@ __all__ = [
 
 #: the automatic mask keeps voxels above this fraction of the 99th intensity percentile
 MASK_FRACTION = 0.2
+#: the default pyramid's coarsest level has voxels of at most this size (mm)
+COARSEST_VOXEL_MM = 8.0
 
 
 def auto_mask(reference: np.ndarray, fraction: float = MASK_FRACTION) -> np.ndarray:
@@ -180,3 +184,13 @@ def build_level(
         hessian=jac.T @ jac,
         tolerance=tolerance,
     )
+
+
+def default_levels(affine: np.ndarray, coarsest_mm: float = COARSEST_VOXEL_MM) -> tuple[int, ...]:
+    """Block sizes 1, 2, 4, ... while a block's smallest side stays within ``coarsest_mm``,
+    coarse to fine: ``(4, 2, 1)`` for 1.8 or 2 mm voxels, ``(2, 1)`` for 3 mm."""
+    voxel_mm = float(np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0).min())
+    factors = [1]
+    while voxel_mm * factors[-1] * 2 <= coarsest_mm:
+        factors.append(factors[-1] * 2)
+    return tuple(reversed(factors))

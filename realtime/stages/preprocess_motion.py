@@ -172,7 +172,8 @@ class MotionCorrector:
         it could not be measured (a volume of NaNs, a head out of the field of view): then the
         ROI values are as acquired, so the volume is still used, never lost."""
         try:
-            est = self.registration.estimate(volume, init=self.previous)
+            prepared = self.registration.prepare(volume)  # checked and converted once
+            est = self.registration.estimate(prepared, init=self.previous)
         except ValueError as err:  # ConfigError is one
             return volume[tuple(self.roi_points.T)].astype(np.float32), str(err)
         params = np.asarray(est.params, float)
@@ -182,7 +183,7 @@ class MotionCorrector:
             fd = float(framewise_displacement(np.stack([self._fd_previous, params]))[1])
         self._fd_previous = params
         if self.mode == "correct":
-            raw = self.registration.reslice_points(volume, params, self.roi_points)
+            raw = self.registration.reslice_points(prepared, params, self.roi_points)
         else:
             raw = volume[tuple(self.roi_points.T)].astype(np.float32)
         return raw, MotionResult(params, fd, int(est.iterations))

@@ -346,3 +346,24 @@ def test_reslice_points_is_reslice_at_those_points_and_polish_can_be_left_out():
     )
     with pytest.raises(ConfigError, match="'points'"):
         reg.reslice_points(ref, p, pts[:, :2])
+
+
+def test_a_prepared_volume_gives_the_same_answers_and_is_checked_once(brain, registration):
+    ref, aff = brain
+    moved = rigid.move_volume(ref, aff, MOTIONS[1]).astype(np.float32)
+    points = np.argwhere(registration.mask)[::7]
+    plain = registration.estimate(moved, init=np.zeros(6))
+    prepared = registration.prepare(moved)
+    again = registration.estimate(prepared, init=np.zeros(6))
+    np.testing.assert_array_equal(again.params, plain.params)
+    np.testing.assert_array_equal(
+        registration.reslice_points(prepared, plain.params, points),
+        registration.reslice_points(moved, plain.params, points),
+    )
+    other = RigidRegistration(ref, aff)
+    with pytest.raises(ConfigError, match="registration that prepared it"):
+        other.estimate(prepared)
+    bad = moved.copy()
+    bad[3, 3, 3] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        registration.prepare(bad)
