@@ -44,7 +44,8 @@ class FinetuneConfig:
         fine-tuned (1) parameters: ``theta0 + alpha * (theta1 - theta0)``.  Each is validated;
         of those that pass the verdict, the one with the best held-out mean reciprocal rank
         (the smaller alpha on a tie) is the step's result; none passing keeps the current
-        model.  ``(1.0,)``: the fine-tuned weights only.
+        model.  ``(1.0,)``: the fine-tuned weights only.  The default grid was chosen on the
+        dev subjects of ``docs/finetune_protocol.md`` (README, "Fine-tuning between runs").
     verdict : ``top1-rank`` (top-1 not lower, mean rank not higher, one strictly better) or
         ``mrr`` (mean reciprocal rank higher and top-1 not lower).
     seed : batch order, mixup and dropout.
@@ -64,7 +65,7 @@ class FinetuneConfig:
     min_train: int = 8
     min_val: int = 2
     budget_s: float = 60.0
-    alphas: tuple[float, ...] = (1.0,)
+    alphas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     verdict: str = "top1-rank"
     seed: int = 0
     device: str = "cpu"
