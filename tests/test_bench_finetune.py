@@ -56,3 +56,31 @@ def test_step_results_reads_each_steps_process_figures_in_order(tmp_path):
     rows = _load().step_results(tmp_path)
     assert [r["step"] for r in rows] == [1, 2] and rows[0]["alpha"] == 0.5
     assert rows[1]["accepted"] is False and "before" not in rows[0] and rows[0]["batches_run"] == 7
+
+
+def test_the_table_pools_unseen_trials_of_runs_two_and_three(tmp_path):
+    import importlib.util
+    import json
+
+    path = _SCRIPT.parent / "finetune_table.py"
+    spec = importlib.util.spec_from_file_location("finetune_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+
+    def runs(u2, u3):
+        g = lambda top1, n: {"n": n, "top1": top1}  # noqa: E731
+        return {
+            "run-01": {"all": g(0.5, 2), "repeats": g(None, 0), "unseen": g(0.5, 2)},
+            "run-02": {"all": g(0.5, 4), "repeats": g(0.5, 2), "unseen": g(u2, 2)},
+            "run-03": {"all": g(0.5, 4), "repeats": g(0.5, 2), "unseen": g(u3, 2)},
+        }
+
+    data = {
+        "without": {"runs": runs(0.5, 0.0), "top1": 0.4},
+        "with": {"runs": runs(1.0, 0.5), "top1": 0.5, "models": {"run-01": "initial"}},
+    }
+    (tmp_path / "finetune_subj02.json").write_text(json.dumps(data))
+    line, figures = table.rows("test:x", tmp_path)
+    assert line[1:3] == ["50 → 100", "0 → 50"] and line[-2] == "40.0 → 50.0"
+    assert figures["unseen_change"] == 50.0  # 1 of 4 -> 3 of 4 unseen trials
+    assert abs(figures["session_change"] - 10.0) < 1e-9

@@ -1,0 +1,81 @@
+"""The protocol's table from ``benchmarks/finetune_subj02.py`` outputs: per subject and run,
+real-time top-1 without -> with fine-tuning (unseen images and repeats), the whole session,
+and the mean change over a group of subjects.
+
+    python benchmarks/finetune_table.py ROLE=DIR [ROLE=DIR ...]
+
+``DIR`` is a ``--out`` folder of ``finetune_subj02.py`` (with ``finetune_subj02.json``);
+``ROLE`` a label such as ``test:subj02-seed6``.  Means are taken per role prefix (``test``,
+``dev``, ...): the change of unseen top-1 pooled over runs 2 and 3 (run 1 is decoded by the
+starting model in both sessions, run 4 shows only repeats) and of the whole session.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def pooled(runs: dict, names: list[str], group: str) -> tuple[int, int]:
+    """(hits, trials) of ``group`` over ``names``."""
+    hits = trials = 0
+    for run in names:
+        g = runs.get(run, {}).get(group)
+        if g and g["n"]:
+            hits += round(g["top1"] * g["n"])
+            trials += g["n"]
+    return hits, trials
+
+
+def rows(label: str, folder: Path) -> tuple[list[str], dict]:
+    data = json.loads((folder / "finetune_subj02.json").read_text())
+    w, f = data["without"], data["with"]
+    runs = list(w["runs"])
+
+    def cell(run: str, group: str) -> str:
+        a, b = w["runs"][run][group], f["runs"][run][group]
+        if not a["n"]:
+            return "–"
+        return f"{100 * a['top1']:.0f} → {100 * b['top1']:.0f}"
+
+    models = f.get("models", {})
+    line = [label]
+    line += [cell(r, "unseen") for r in runs[1:3]]
+    line += [cell(r, "repeats") for r in runs[1:]]
+    line += [f"{100 * w['top1']:.1f} → {100 * f['top1']:.1f}"]
+    line += [", ".join(f"{r[-2:]}: {m}" for r, m in models.items())]
+    hw, n = pooled(w["runs"], runs[1:3], "unseen")
+    hf, _ = pooled(f["runs"], runs[1:3], "unseen")
+    figures = {
+        "unseen_change": 100 * (hf - hw) / n if n else 0.0,
+        "session_change": 100 * (f["top1"] - w["top1"]),
+    }
+    return line, figures
+
+
+def main() -> None:
+    header = (
+        "| subject | run-02 unseen | run-03 unseen | run-02 repeats | run-03 repeats "
+        "| run-04 repeats | session | model per run (with) |"
+    )
+    print(header)
+    print("|" + " --- |" * 8)
+    groups: dict[str, list[dict]] = {}
+    for arg in sys.argv[1:]:
+        label, folder = arg.split("=", 1)
+        line, figures = rows(label, Path(folder))
+        print("| " + " | ".join(line) + " |")
+        groups.setdefault(label.split(":")[0], []).append(figures)
+    for role, figs in groups.items():
+        u = sum(x["unseen_change"] for x in figs) / len(figs)
+        s = sum(x["session_change"] for x in figs) / len(figs)
+        each = ", ".join(f"{x['unseen_change']:+.0f}" for x in figs)
+        print(
+            f"{role}: mean change over {len(figs)} subject(s): unseen top-1 (runs 2-3 pooled) "
+            f"{u:+.1f} points (each: {each}), whole session {s:+.1f} points"
+        )
+
+
+if __name__ == "__main__":
+    main()
