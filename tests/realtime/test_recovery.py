@@ -306,3 +306,24 @@ def test_release_names_the_upstream_even_when_the_stage_forwards_the_message():
     acks.handled(origin, out_mark=None)
     acks.release(None, sink=True)
     assert acks.released == {"preprocess": (UP, 7)}
+
+
+def test_a_stage_process_freezes_its_start_up_objects_before_it_starts(monkeypatch):
+    import gc
+
+    from realtime.cli import _run_stage
+
+    monkeypatch.delenv("MINDEYE_RT_RAISE")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    gc.unfreeze()
+    frozen_at_start = []
+    stage = _Crashing()
+    original = stage.start
+    stage.start = lambda: (frozen_at_start.append(gc.get_freeze_count()), original())[1]
+    try:
+        _run_stage(stage)
+        assert frozen_at_start and frozen_at_start[0] > 10_000  # pytest, numpy, zmq ...
+    finally:
+        gc.unfreeze()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
