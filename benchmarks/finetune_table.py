@@ -7,13 +7,18 @@ and the mean change over a group of subjects.
 ``DIR`` is a ``--out`` folder of ``finetune_subj02.py`` (with ``finetune_subj02.json``);
 ``ROLE`` a label such as ``test:subj02-seed6``.  Means are taken per role prefix (``test``,
 ``dev``, ...): the change of unseen top-1 pooled over runs 2 and 3 (run 1 is decoded by the
-starting model in both sessions, run 4 shows only repeats) and of the whole session.
+starting model in both sessions, run 4 shows only repeats) and of the whole session; and,
+pooled over the role's subjects, the unseen trials of runs 2 and 3 paired across the two
+sessions (the same trial decoded without and with): how many only one of them retrieved at
+top-1, and the exact two-sided sign-test p of that split (McNemar's exact test).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
+from math import comb
 from pathlib import Path
 
 
@@ -26,6 +31,37 @@ def pooled(runs: dict, names: list[str], group: str) -> tuple[int, int]:
             hits += round(g["top1"] * g["n"])
             trials += g["n"]
     return hits, trials
+
+
+def paired_unseen(folder: Path) -> tuple[int, int]:
+    """Unseen trials of runs 2 and 3 hit at top-1 only without / only with fine-tuning."""
+    hits = {}
+    for name in ("without", "with"):
+        with open(folder / f"session-{name}" / "retrievals.tsv") as fh:
+            rows = [r for r in csv.DictReader(fh, delimiter="\t")]
+        runs = list(dict.fromkeys(r["run"] for r in rows))
+        seen: set[str] = set()
+        hit = {}
+        for run in runs:
+            for r in rows:
+                if r["run"] == run and r["rank"] != "" and r["image_id"] not in seen:
+                    if run in runs[1:3]:
+                        hit[(run, r["trial"])] = r["rank"] == "1"
+            seen |= {r["image_id"] for r in rows if r["run"] == run}
+        hits[name] = hit
+    keys = hits["without"].keys() & hits["with"].keys()
+    only_without = sum(hits["without"][k] and not hits["with"][k] for k in keys)
+    only_with = sum(hits["with"][k] and not hits["without"][k] for k in keys)
+    return only_without, only_with
+
+
+def sign_test_p(b: int, c: int) -> float:
+    """Exact two-sided p of ``b`` against ``c`` discordant pairs (each 1/2 under no change)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def rows(label: str, folder: Path) -> tuple[list[str], dict]:
@@ -50,6 +86,7 @@ def rows(label: str, folder: Path) -> tuple[list[str], dict]:
     figures = {
         "unseen_change": 100 * (hf - hw) / n if n else 0.0,
         "session_change": 100 * (f["top1"] - w["top1"]),
+        "paired": paired_unseen(folder),
     }
     return line, figures
 
@@ -74,6 +111,12 @@ def main() -> None:
         print(
             f"{role}: mean change over {len(figs)} subject(s): unseen top-1 (runs 2-3 pooled) "
             f"{u:+.1f} points (each: {each}), whole session {s:+.1f} points"
+        )
+        b = sum(x["paired"][0] for x in figs)
+        c = sum(x["paired"][1] for x in figs)
+        print(
+            f"{role}: unseen trials of runs 2-3 retrieved only without: {b}, only with: {c} "
+            f"(exact sign test p = {sign_test_p(b, c):.2f})"
         )
 
 

@@ -80,7 +80,16 @@ def test_the_table_pools_unseen_trials_of_runs_two_and_three(tmp_path):
         "with": {"runs": runs(1.0, 0.5), "top1": 0.5, "models": {"run-01": "initial"}},
     }
     (tmp_path / "finetune_subj02.json").write_text(json.dumps(data))
+    trials = [("run-01", 0, 1), ("run-02", 0, 1), ("run-02", 1, 2), ("run-03", 0, 3)]
+    ranks = {"without": ["1", "1", "2", "1"], "with": ["1", "2", "1", "1"]}
+    for name, rank in ranks.items():  # run-02's image 1 repeats: only images 2 and 3 pair
+        (tmp_path / f"session-{name}").mkdir()
+        lines = ["run\ttrial\timage_id\trank"]
+        lines += [f"{r}\t{t}\t{i}\t{k}" for (r, t, i), k in zip(trials, rank, strict=True)]
+        (tmp_path / f"session-{name}" / "retrievals.tsv").write_text("\n".join(lines) + "\n")
     line, figures = table.rows("test:x", tmp_path)
+    assert figures["paired"] == (0, 1)  # image 2: missed without, hit with
+    assert table.sign_test_p(0, 5) == 2 / 32 and table.sign_test_p(3, 3) == 1.0
     assert line[1:3] == ["50 → 100", "0 → 50"] and line[-2] == "40.0 → 50.0"
     assert figures["unseen_change"] == 50.0  # 1 of 4 -> 3 of 4 unseen trials
     assert abs(figures["session_change"] - 10.0) < 1e-9
