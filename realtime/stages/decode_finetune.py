@@ -189,6 +189,11 @@ class BetweenRunsFinetuner:
             return False
         code = self.proc.poll()
         elapsed = time.time() - self.job["launched_at"]
+        written = read_result(Path(self.job["dir"])) if code is None else None
+        if written is not None:  # result.json is written last: the step is over, bar its exit
+            self.proc.kill()
+            self.proc.wait()
+            code = 0
         if code is None and elapsed <= self.budget_s + KILL_GRACE_S:
             return False
         if code is None:  # over its budget: stopped

@@ -268,3 +268,28 @@ def test_a_finetuner_hands_alphas_and_verdict_to_its_steps(tmp_path, tiny_model)
     assert ft.config["alphas"] == (0.5, 1.0) and ft.config["verdict"] == "mrr"
     with pytest.raises(ConfigError, match="alphas"):
         _finetuner(tmp_path, tiny_model, step_options={"alphas": [2.0]})
+
+
+def test_a_step_whose_result_is_written_is_settled_without_waiting_for_its_exit(
+    tmp_path, tiny_model
+):
+    """result.json is written last: once it is there the step is over, even while the process
+    is still tearing down (seconds on a busy CPU); the process is stopped."""
+    import subprocess
+    import sys
+    import time
+
+    from rt_base.atomic import write_json
+
+    ft, _ = _finetuner(tmp_path, tiny_model)
+    job_dir = tmp_path / "finetune" / "step-01"
+    job_dir.mkdir(parents=True)
+    ft.job = {"step": 1, "after_run": "run-01", "dir": str(job_dir), "launched_at": time.time()}
+    ft.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert ft.poll() is False  # no result yet: still running
+    write_json(job_dir / "result.json", {"accepted": False, "reason": "did not improve"})
+    start = time.monotonic()
+    assert ft.poll() is True and ft.proc is None
+    assert time.monotonic() - start < 5
+    step = _steps(tmp_path)[0]
+    assert step["outcome"] == "rejected" and ft.status()["finetune_settled"] == ["run-01"]
