@@ -12,7 +12,9 @@ import numpy as np
 
 from gui.model_motion import MotionFeed
 from gui.values import as_float, as_int, is_affine, robust_levels
+from rt_base.errors import MessageError
 from rt_wire.message import Message
+from rt_wire.volume import volume_values
 
 
 class RunFeed(MotionFeed):
@@ -51,6 +53,10 @@ class RunFeed(MotionFeed):
     def _on_volume(self, msg: Message) -> None:
         vol = msg.buffers.get("volume")
         if vol is None or vol.ndim != 3:
+            return
+        try:  # scanner units: stored integers and their scale, or floats
+            vol = volume_values(vol, msg.meta)
+        except MessageError:
             return
         if self.session.run is not None and msg.run != self.session.run:
             return  # a late volume of an earlier run

@@ -124,6 +124,11 @@ class RecordDataset:
             raise DatasetError(f"cannot read {path} ({err})") from None
         return data.astype(np.float32, order="F", copy=False)
 
+    def load_run_stored(self, run: str) -> tuple[np.ndarray, float, float]:
+        """:meth:`load_run` with the (slope, intercept) of a replay dataset's run: the record
+        holds scanner units, so (1, 0)."""
+        return self.load_run(run), 1.0, 0.0
+
     def missing_volumes(self, run: str) -> list[int]:
         """Volumes of the run that never came (zeros in the file; a rerun does not send them)."""
         return [int(i) for i in self.sidecars[run]["MindEyeRT"].get("missing_volumes", [])]

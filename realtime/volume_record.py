@@ -32,6 +32,7 @@ from realtime.session_layout import RecordLabels, RunNumbers, SessionLayout
 from replay_data.growing_nifti import GrowingNifti, compress_nifti
 from rt_base import atomic
 from rt_wire.message import Message
+from rt_wire.volume import volume_values
 
 #: the ``run_start`` fields copied into the bold sidecar's ``MindEyeRT`` object
 _RUN_INFO = ("dataset", "simulated", "series", "format", "folder")
@@ -114,7 +115,7 @@ class VolumeRecord:
         if int(msg.index) < run.nifti.n_volumes:
             return  # a repeat of a frame on record
         missing = len(run.nifti.missing)
-        run.nifti.append(msg.buffers["volume"], int(msg.index))
+        run.nifti.append(volume_values(msg.buffers["volume"], msg.meta), int(msg.index))
         if len(run.nifti.missing) != missing:  # a hole: say so now, in case of a crash
             self._write_sidecar(run)
 

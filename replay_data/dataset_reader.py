@@ -204,6 +204,18 @@ class ReplayDataset:
         -------
         bold : (X, Y, Z, T) float32 array (Fortran order, so ``bold[..., t]`` is contiguous).
         """
+        raw, slope, inter = self.load_run_stored(run)
+        out = raw.astype(np.float32, order="F")
+        if slope != 1.0:
+            out *= np.float32(slope)
+        if inter != 0.0:
+            out += np.float32(inter)
+        return out
+
+    def load_run_stored(self, run: str) -> tuple[np.ndarray, float, float]:
+        """The whole run as its file stores it: ``(stored, slope, intercept)``, ``stored`` the
+        (X, Y, Z, T) unscaled values (Fortran order) and the scanner units
+        ``float32(stored) * float32(slope) + float32(intercept)``."""
         f = self.path / "func" / f"{self._run_name(run)}_bold.nii.gz"
         try:
             img = nib.load(f)
@@ -211,12 +223,7 @@ class ReplayDataset:
         except (OSError, EOFError, ValueError, zlib.error) as e:
             raise _fail(self.path, f"cannot read 'func/{run}_bold.nii.gz' ({e})", _REMEDY) from None
         slope, inter = img.dataobj.slope, img.dataobj.inter
-        out = raw.astype(np.float32, order="F")
-        if slope != 1.0:
-            out *= np.float32(slope)
-        if inter != 0.0:
-            out += np.float32(inter)
-        return out
+        return raw, float(slope), float(inter)
 
     def events(self, run: str) -> list[Event]:
         """Image trials of ``run`` in onset order."""

@@ -13,6 +13,7 @@ order, as :func:`nibabel.as_closest_canonical` would give, with its RAS+ affine.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
 import io
 import os
@@ -31,6 +32,7 @@ from pydicom.valuerep import DT, TM
 
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import DatasetError
+from rt_wire.volume import scaled_to_float32
 
 with warnings.catch_warnings():  # nibabel warns on import that its DICOM readers are "experimental"
     warnings.simplefilter("ignore", UserWarning)
@@ -72,10 +74,11 @@ class ScannerVolume:
 
     Attributes
     ----------
-    data : (X, Y, Z) float32 array
-        Scanner units, C-contiguous, in the closest canonical (RAS+) voxel order.
+    stored : (X, Y, Z) array
+        The file's values as stored (int16 or uint16 for DICOM; NIfTI's own type), before
+        the rescale, C-contiguous, in the closest canonical (RAS+) voxel order.
     affine : (4, 4) float64 array
-        Voxel to RAS+ world mm, matching ``data``.
+        Voxel to RAS+ world mm, matching ``stored``.
     series : int
         DICOM SeriesNumber (NIfTI: the file name's second-to-last number).
     index : int
@@ -91,9 +94,11 @@ class ScannerVolume:
         One of :data:`FORMATS`.
     path : Path
         The file read.
+    slope, intercept : float
+        The rescale of ``stored`` to scanner units (float32 values).
     """
 
-    data: np.ndarray
+    stored: np.ndarray
     affine: np.ndarray
     series: int
     index: int
@@ -101,6 +106,19 @@ class ScannerVolume:
     tr: float | None
     format: str
     path: Path
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The volume's matrix (X, Y, Z)."""
+        return tuple(self.stored.shape)  # type: ignore[return-value]
+
+    @functools.cached_property
+    def data(self) -> np.ndarray:
+        """(X, Y, Z) float32 scanner units, C-contiguous: ``float32(stored) * float32(slope) +
+        float32(intercept)``, the replay dataset reader's arithmetic (computed once)."""
+        return scaled_to_float32(self.stored, self.slope, self.intercept)
 
 
 def volume_file_name(fmt: str, series: int, index: int, session: int = 1) -> str:
@@ -136,21 +154,14 @@ def _parse_time(value, kind: type) -> float | None:
         return None
 
 
-def _canonical(raw: np.ndarray, affine: np.ndarray, slope: float, inter: float):
-    """Reorder axes to the closest canonical (RAS+) order and scale to float32, in one copy:
-    ``float32(raw) * float32(slope) + float32(inter)``, the replay dataset reader's arithmetic."""
+def _canonical(raw: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder axes to the closest canonical (RAS+) order, in one C-contiguous copy of the
+    stored values (the rescale is left to :attr:`ScannerVolume.data`, or to the consumer)."""
     ornt = nib.orientations.io_orientation(affine)
     if not np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
         affine = affine @ nib.orientations.inv_ornt_aff(ornt, raw.shape)
         raw = nib.orientations.apply_orientation(raw, ornt)
-    out = np.empty(raw.shape, np.float32)
-    if slope != 1.0:
-        np.multiply(raw, np.float32(slope), out=out, casting="unsafe")
-    else:
-        out[...] = raw
-    if inter != 0.0:
-        out += np.float32(inter)
-    return out, affine
+    return np.array(raw, order="C", copy=True), affine
 
 
 # --- DICOM -------------------------------------------------------------------------------------
@@ -275,8 +286,9 @@ def _read_dicom(path: Path, blob: bytes) -> ScannerVolume:
             raise NotAVolume(f"{name}: DICOM without SeriesNumber or InstanceNumber")
         when = _dicom_time(ds, getattr(wrapper, "frames", None))
         tr = _dicom_tr(ds)
-    data, affine = _canonical(raw, affine, slope, inter)
-    return ScannerVolume(data, affine, int(series), int(index), when, tr, fmt, path)
+    stored, affine = _canonical(raw, affine)
+    scale = {"slope": float(np.float32(slope)), "intercept": float(np.float32(inter))}
+    return ScannerVolume(stored, affine, int(series), int(index), when, tr, fmt, path, **scale)
 
 
 # --- NIfTI -------------------------------------------------------------------------------------
@@ -318,13 +330,13 @@ def _read_nifti(path: Path, blob: bytes) -> ScannerVolume:
         )
     raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape, order="F")
     slope, inter = img.dataobj.slope, img.dataobj.inter
-    data, affine = _canonical(raw, img.affine.astype(np.float64), slope, inter)
+    stored, affine = _canonical(raw, img.affine.astype(np.float64))
     # a 3D image has pixdim[4] = 1 by default: a TR only with a time unit (dcm2niix sets "sec")
     unit = _TIME_UNITS.get(hdr.get_xyzt_units()[1], 1.0 if len(img.shape) == 4 else 0.0)
     step = float(str(hdr["pixdim"][4])) * unit  # float32's shortest decimal: 1.6 reads 1.6
     time = _NIFTI_TIME.search(hdr["descrip"].item().decode("latin-1"))
     return ScannerVolume(
-        data,
+        stored,
         affine,
         int(match.group(1)),
         int(match.group(2)),
@@ -332,6 +344,8 @@ def _read_nifti(path: Path, blob: bytes) -> ScannerVolume:
         step if step > 0 else None,
         "nifti",
         path,
+        slope=float(np.float32(1.0 if slope is None or not np.isfinite(slope) else slope)),
+        intercept=float(np.float32(0.0 if inter is None or not np.isfinite(inter) else inter)),
     )
 
 

@@ -32,7 +32,9 @@ MAX_BUFFER_BYTES = 1 << 31
 #: the largest integer a header may carry as ``seq``, ``index`` or a timestamp (int64)
 MAX_INT = (1 << 63) - 1
 #: the dtypes a buffer may have (never object, never a structured or void dtype)
-DTYPES = frozenset({"bool", "uint8", "int16", "int32", "int64", "float16", "float32", "float64"})
+DTYPES = frozenset(
+    {"bool", "uint8", "int16", "uint16", "int32", "int64", "float16", "float32", "float64"}
+)
 
 # a JSON string, or an unterminated one running to the end: always matches from a quote, so the
 # scan is linear whatever the input (no backtracking over unbalanced quotes)

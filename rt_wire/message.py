@@ -36,7 +36,8 @@ HEADER_KEYS = frozenset({"schema", "kind", "seq", "run", "index", "sender", "met
 #: Every message kind and what it carries.
 KINDS: dict[str, str] = {
     "run_start": "a run begins: meta has tr, n_volumes, shape, affine",
-    "volume": "one acquired volume: buffer 'volume' (X, Y, Z)",
+    "volume": "one acquired volume: buffer 'volume' (X, Y, Z), stored integers with meta "
+    "'scale' or float32 (rt_wire.volume)",
     "trial": "a trial event (stimulus onset): meta has onset, duration, image_id, ...",
     "tr": "one masked TR: buffers 'raw' (V,) and 'z' (V,)",
     "response": "a trial's estimated response: buffer 'response' (V,)",

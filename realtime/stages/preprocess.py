@@ -18,6 +18,7 @@ from realtime.stages.preprocess_motion import (
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError, MessageError
 from rt_wire.message import Message
+from rt_wire.volume import SCALE_KEY, volume_values
 
 
 def load_mask(path: str, name: str = "mask") -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +218,9 @@ class PreprocessStage(Stage):
                 f"volume {msg.index} of run {msg.run!r} must have a 'volume' buffer of the mask's "
                 f"shape {self.mask.shape}, got {got}"
             )
+        # scanner units, once: the stored integers and their scale, or floats (rt_wire.volume)
+        vol = msg.buffers["volume"] = volume_values(vol, msg.meta)
+        msg.meta.pop(SCALE_KEY, None)
         bad = self._check(msg, vol)
         corrector = self.corrector
         if corrector is not None and not corrector.ready:

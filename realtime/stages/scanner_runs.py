@@ -87,13 +87,13 @@ def session_grid(run: ScannerRun | None, design, vol) -> tuple[tuple[int, ...], 
         return run.shape, run.affine
     if design is not None:
         return tuple(design.meta.shape), design.affine
-    return tuple(vol.data.shape), vol.affine
+    return vol.shape, vol.affine
 
 
 def grid_mismatch(vol, shape, affine) -> str:
     """Why ``vol`` is not on the session's grid (``shape``, ``affine``); "" when it is."""
-    if tuple(vol.data.shape) != tuple(shape):
-        return f"its matrix {tuple(vol.data.shape)} is not the session's grid {tuple(shape)}"
+    if vol.shape != tuple(shape):
+        return f"its matrix {vol.shape} is not the session's grid {tuple(shape)}"
     if not np.allclose(vol.affine, affine, atol=1e-3):
         return f"its affine is not the session's grid {tuple(shape)}"
     return ""

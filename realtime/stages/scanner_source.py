@@ -53,6 +53,7 @@ from realtime.stages.source_control import SourceStage, trial_message
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
+from rt_wire.volume import volume_payload
 
 
 class ScannerSource(ScannerMarkersMixin, SourceStage):
@@ -382,11 +383,12 @@ class ScannerSource(ScannerMarkersMixin, SourceStage):
             yield from self._marker_trials_before(k, times[0])
         self.counts["volumes"] += 1
         run.next_index = k + 1
-        data = np.ascontiguousarray(vol.data, dtype=np.float32)
+        data, scale = volume_payload(vol.stored, vol.slope, vol.intercept)  # as stored
         meta = {
             "time": k * run.tr,
             "acquisition_time": vol.acquisition_time,
             "file": Path(vol.path).name,
+            **scale,
         }
         yield Message(
             "volume",

@@ -17,6 +17,7 @@ from realtime.stages.source_markers import MarkerReplayMixin
 from rt_base.checks import check_number
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
+from rt_wire.volume import volume_payload
 
 
 class ReplaySource(MarkerReplayMixin, SourceStage):
@@ -247,7 +248,8 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         """``run_start``, the run's trials and volumes paced in data time, ``run_end``."""
         tr = float(self.dataset.meta.tr)
         self.current_run = run
-        data = self.dataset.load_run(run)  # (X, Y, Z, T) float32, loaded before pacing
+        # (X, Y, Z, T) as stored, loaded before pacing; sent as stored (rt_wire.volume)
+        data, slope, inter = self.dataset.load_run_stored(run)
         n_vols = (
             data.shape[-1] if self.max_volumes is None else min(data.shape[-1], self.max_volumes)
         )
@@ -267,14 +269,14 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
                 continue
             if (run, item) in self.drop:
                 continue
-            vol = np.ascontiguousarray(data[..., item], dtype=np.float32)
+            vol, scale = volume_payload(data[..., item], slope, inter)
             self.sent_volumes += 1
             next_index = item + 1
             yield Message(
                 "volume",
                 run=run,
                 index=int(item),
-                meta={"time": data_time},
+                meta={"time": data_time, **scale},
                 t={"source.acquired": now},
                 buffers={"volume": vol},
             )

@@ -12,6 +12,7 @@ import pytest
 from realtime.scanner_sim import export_session
 from realtime.stages.scanner_source import ScannerSource
 from realtime.stages.source import ReplaySource
+from rt_wire.volume import SCALE_KEY, volume_values
 
 N = 6  # volumes per run
 SOURCES = ("replay", "mosaic", "enhanced", "nifti")
@@ -46,9 +47,13 @@ def test_every_source_gives_the_same_stream(kind, tiny_dataset, replayed, tmp_pa
     assert msgs[-1].kind == "end"
     assert [(m.kind, m.run, m.index) for m in msgs] == [(m.kind, m.run, m.index) for m in replayed]
     for got, want in zip(msgs, replayed, strict=True):
-        if got.kind == "volume":
+        if got.kind == "volume":  # the stored integers and their scale, as the file has them
             np.testing.assert_array_equal(got.buffers["volume"], want.buffers["volume"])
-            assert got.buffers["volume"].dtype == np.float32
+            assert got.buffers["volume"].dtype == np.int16 == want.buffers["volume"].dtype
+            assert got.meta[SCALE_KEY] == want.meta[SCALE_KEY]
+            values = volume_values(got.buffers["volume"], got.meta)
+            run = tiny_dataset.load_run(got.run)[..., got.index]  # the reader's float32
+            assert values.dtype == np.float32 and np.array_equal(values, run)  # bit for bit
             assert got.meta["time"] == pytest.approx(want.meta["time"])
         elif got.kind == "run_start":
             np.testing.assert_allclose(got.meta["affine"], tiny_dataset.affine, atol=1e-4)

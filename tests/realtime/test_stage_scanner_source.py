@@ -15,6 +15,7 @@ from realtime.stages.scanner_source import ScannerSource
 from replay_data.scanner_export import export_volume
 from replay_data.scanner_files import volume_file_name
 from rt_base.errors import ConfigError
+from rt_wire.volume import volume_values
 
 SHAPE = (12, 14, 10)
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -75,7 +76,7 @@ def test_files_written_in_pieces_out_of_order_are_sent_in_order(tmp_path):
     assert _volumes(msgs) == [0, 1, 2, 3, 4]
     for m in msgs:
         if m.kind == "volume":
-            np.testing.assert_array_equal(m.buffers["volume"], _vol(m.index))
+            np.testing.assert_array_equal(volume_values(m.buffers["volume"], m.meta), _vol(m.index))
             assert m.t["source.acquired"] <= time.time()
     live.stop()
 

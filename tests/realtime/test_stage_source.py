@@ -8,6 +8,7 @@ import pytest
 from realtime.stages.source import ReplaySource
 from rt_base.errors import ConfigError
 from rt_wire.message import Message
+from rt_wire.volume import volume_values
 
 N = 8  # volumes per run
 
@@ -43,7 +44,9 @@ def test_a_replay_yields_each_run_in_data_time(tiny_dataset):
         assert [m.index for m in volumes] == list(range(N))
         data = ds.load_run(run)
         for m in (volumes[0], volumes[-1]):  # each volume is the dataset's, under its index
-            np.testing.assert_array_equal(m.buffers["volume"], data[..., m.index])
+            np.testing.assert_array_equal(
+                volume_values(m.buffers["volume"], m.meta), data[..., m.index]
+            )
             assert m.meta["time"] == pytest.approx(m.index * tr)
         trials = [m for m in body if m.kind == "trial"]
         assert [m.index for m in trials] == [int(e.trial) for e in events]
