@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=1.0, help="scanner-sim pace (1: real time)")
     ap.add_argument("--motion", default="correct")
     ap.add_argument("--recon", default="none")
-    ap.add_argument("--decode-precision", default="fp32", choices=["fp32", "int8"])
+    ap.add_argument("--decode-precision", default="auto", choices=["auto", "fp32", "int8"])
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))

@@ -74,8 +74,9 @@ def _add_stream_model_options(p) -> None:
     p.add_argument(
         "--decode-precision",
         dest="decode_precision",
-        help="forward-pass arithmetic: fp32 (default) or int8 (CPU: a quarter of the weight "
-        "bytes, a few times faster; see benchmarks/bench_decode.py)",
+        help="forward-pass arithmetic: auto (default: int8 on the CPU, fp32 on a GPU), fp32, or "
+        "int8 (CPU only: a quarter of the weight bytes, 2.7x faster; see "
+        "benchmarks/bench_decode.py)",
     )
     p.add_argument(
         "--preset", help="model preset trained when no checkpoint is given (default demo)"

@@ -40,7 +40,7 @@ class StreamConfig:
     headless: bool = False
     decode_delay: float = 8.0
     top_k: int = 5
-    decode_precision: str = "fp32"
+    decode_precision: str = "auto"
     preset: str = "demo"
     checkpoint: str | None = None
     clip_weights: str | None = None
@@ -96,7 +96,9 @@ class StreamConfig:
             unit="seconds",
         )
         self.top_k = check_number(self.top_k, "top_k", minimum=1, integer=True)
-        check_choice(self.decode_precision, "decode_precision", DECODE_PRECISIONS)
+        check_choice(self.decode_precision, "decode_precision", ("auto", *DECODE_PRECISIONS))
+        if self.decode_precision == "auto":  # resolved here, so the session records the choice
+            self.decode_precision = "int8" if self.device == "cpu" else "fp32"
         if self.decode_precision == "int8" and self.device != "cpu":
             raise ConfigError(
                 f"'decode_precision' int8 runs on the CPU only, got --device {self.device!r}: "

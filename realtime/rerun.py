@@ -107,6 +107,7 @@ def plan_rerun(session_dir, out=None, **changes) -> RerunPlan:
     recorded = session["config"]
     known = {f.name for f in dataclasses.fields(StreamConfig)}
     options = {k: v for k, v in recorded.items() if k in known}
+    options.setdefault("decode_precision", "fp32")  # a session from before the option was fp32
     options.update(
         replay=session["dataset"],
         out=str(out),

@@ -34,6 +34,12 @@ def test_int8_decoding_is_refused_on_a_gpu():
         StreamConfig(decode_precision="int8", device="cuda")
 
 
+def test_auto_precision_is_int8_on_the_cpu_and_fp32_on_a_gpu_and_is_recorded_resolved():
+    assert StreamConfig().decode_precision == "int8"
+    assert StreamConfig(device="cuda").decode_precision == "fp32"
+    assert StreamConfig(decode_precision="fp32").decode_precision == "fp32"
+
+
 def test_defaults_bind_loopback_only():
     addrs = StreamConfig().addresses()
     assert all(a.startswith("tcp://127.0.0.1:") for a in addrs.values())
