@@ -78,6 +78,7 @@ def stream(
     replay: str = "subj02",
     alphas: str | None = None,
     verdict: str | None = None,
+    precision: str = "fp32",
 ) -> dict:
     from realtime.config import StreamConfig
     from realtime.pipeline import run_stream
@@ -96,6 +97,7 @@ def stream(
         finetune_holdout=holdout,
         finetune_alphas=alphas,
         finetune_verdict=verdict,
+        decode_precision=precision,
     )
     return run_stream(cfg, log=print)
 
@@ -143,6 +145,12 @@ def main() -> None:
     ap.add_argument("--replay", default="subj02", help="the new subject (default subj02)")
     ap.add_argument("--alphas", default=None, help="--finetune-alphas (default: the stream's)")
     ap.add_argument("--verdict", default=None, help="--finetune-verdict (default: the stream's)")
+    ap.add_argument(
+        "--decode-precision",
+        default="fp32",
+        help="the decode stage's precision (default fp32, as the README's figures were measured; "
+        "the stream's own default became int8 on the CPU after them)",
+    )
     args = ap.parse_args()
     from replay_data.home import data_home
 
@@ -162,6 +170,7 @@ def main() -> None:
             args.replay,
             args.alphas,
             args.verdict,
+            args.decode_precision,
         )
         results[name] = {"runs": per_run(folder), "top1": summary["retrieval_top1"]}
         if finetune:
