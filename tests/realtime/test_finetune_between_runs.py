@@ -32,6 +32,7 @@ def _config(dataset, checkpoint, tmp_path, base_port, **changes) -> StreamConfig
         recon="none",
         finetune="between-runs",
         finetune_budget="60s",
+        decode_precision="fp32",  # the embeddings are compared with the float model's own
     )
     return dataclasses.replace(cfg, **changes)
 
