@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from finetune_subj02_variants import load_session
+from finetune_subj02_variants import recorded_steps
 
 #: trainings compared (step options changed from the session's)
 TRAININGS = {
@@ -81,8 +81,6 @@ def diagnostics(model, data, runs, k, bank) -> dict:
 def replay_session(folder: Path) -> list[dict]:
     """Every step of one session in every training; per alpha its held-out validation and its
     diagnostics."""
-    from mindeye_models.bank import ImageBank
-    from mindeye_models.checkpoint import load_checkpoint
     from mindeye_models.finetune import (
         blend,
         finetune_step,
@@ -92,13 +90,7 @@ def replay_session(folder: Path) -> list[dict]:
     )
     from mindeye_models.finetune_config import FinetuneConfig
 
-    job = json.loads((folder / "finetune" / "step-01" / "job.json").read_text())
-    start_model, _ = load_checkpoint(job["checkpoint"])
-    targets = ImageBank.load(folder / "finetune" / "targets.safetensors")
-    data = load_session(folder)
-    test_ids = np.unique(data["image_ids"][data["scored"]])
-    bank = ImageBank(test_ids, targets.lookup(test_ids))  # the decode stage's 100-way bank
-    runs = list(dict.fromkeys(data["runs"].tolist()))
+    job, start_model, targets, data, bank, runs = recorded_steps(folder)
     base = {k: v for k, v in job["config"].items() if k not in ("budget_s", "alphas", "verdict")}
     steps = []
     for k, run in enumerate(runs[:-1]):

@@ -53,6 +53,23 @@ def load_session(folder: Path) -> dict:
     }
 
 
+def recorded_steps(folder: Path):
+    """What replaying a session's steps offline starts from: the first step's job, the
+    session's starting model, the step targets, the recorded trials (:func:`load_session`),
+    the decode stage's bank of the scored images and the runs in order."""
+    from mindeye_models.bank import ImageBank
+    from mindeye_models.checkpoint import load_checkpoint
+
+    job = json.loads((folder / "finetune" / "step-01" / "job.json").read_text())
+    start_model, _ = load_checkpoint(job["checkpoint"])
+    targets = ImageBank.load(folder / "finetune" / "targets.safetensors")
+    data = load_session(folder)
+    test_ids = np.unique(data["image_ids"][data["scored"]])
+    bank = ImageBank(test_ids, targets.lookup(test_ids))  # the decode stage's 100-way bank
+    runs = list(dict.fromkeys(data["runs"].tolist()))
+    return job, start_model, targets, data, bank, runs
+
+
 def next_run_figures(model, data, run: str, seen: set[int], bank) -> dict:
     """Top-1 of ``run``'s scored trials among ``bank``: all, repeats and first showings."""
     from mindeye_models.finetune import validate
@@ -82,20 +99,12 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from mindeye_models.bank import ImageBank
-    from mindeye_models.checkpoint import load_checkpoint
     from mindeye_models.finetune import finetune_step
     from mindeye_models.finetune_config import FinetuneConfig
 
     torch.set_num_threads(args.threads)
     folder = Path(args.session)
-    job = json.loads((folder / "finetune" / "step-01" / "job.json").read_text())
-    start_model, _ = load_checkpoint(job["checkpoint"])
-    targets = ImageBank.load(folder / "finetune" / "targets.safetensors")
-    data = load_session(folder)
-    test_ids = np.unique(data["image_ids"][data["scored"]])
-    bank = ImageBank(test_ids, targets.lookup(test_ids))  # the decode stage's 100-way bank
-    runs = list(dict.fromkeys(data["runs"].tolist()))
+    job, start_model, targets, data, bank, runs = recorded_steps(folder)
     base = {k: v for k, v in job["config"].items() if k != "budget_s"}
     results = []
     for k, run in enumerate(runs[:-1]):
