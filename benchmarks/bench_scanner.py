@@ -106,7 +106,11 @@ def _from_close(out: Path, export: Path, closed_log: Path) -> None:
 
     closed = read_times(closed_log)
     # the pipeline's acquisition stamp (a file's mtime) -> the writer's close of that file
-    by_mtime = {(export / n).stat().st_mtime: t for n, t in closed.items() if (export / n).exists()}
+    stamps = [((export / n).stat().st_mtime, t) for n, t in closed.items() if (export / n).exists()]
+    by_mtime = dict(stamps)
+    if len(by_mtime) < len(stamps):  # files written faster than the coarse clock ticks
+        print("files share mtimes (a fast scanner-sim): the close-time figures are not available")
+        return
     rows = [json.loads(line) for line in open(out / "timing.jsonl")]
     trials = [r["t"] for r in rows if r["kind"] == "retrieval" and "decode.done" in r["t"]]
     trials = [t for t in trials if t.get("source.acquired") in by_mtime]
