@@ -106,9 +106,9 @@ def _from_close(out: Path, export: Path, closed_log: Path) -> None:
 
     closed = read_times(closed_log)
     # the pipeline's acquisition stamp (a file's mtime) -> the writer's close of that file
-    stamps = [((export / n).stat().st_mtime, t) for n, t in closed.items() if (export / n).exists()]
-    by_mtime = dict(stamps)
-    if len(by_mtime) < len(stamps):  # files written faster than the coarse clock ticks
+    pairs = [((export / n).stat().st_mtime, t) for n, t in closed.items() if (export / n).exists()]
+    by_mtime = dict(pairs)
+    if len(by_mtime) < len(pairs):  # files written faster than the coarse clock ticks
         print("files share mtimes (a fast scanner-sim): the close-time figures are not available")
         return
     rows = [json.loads(line) for line in open(out / "timing.jsonl")]
