@@ -26,6 +26,7 @@ from replay_data.dataset_format import (
 )
 from rt_base.checks import check_choice
 from rt_base.errors import DatasetError
+from rt_wire.volume import scaled_to_float32
 
 __all__ = ["ReplayDataset"]
 
@@ -204,13 +205,7 @@ class ReplayDataset:
         -------
         bold : (X, Y, Z, T) float32 array (Fortran order, so ``bold[..., t]`` is contiguous).
         """
-        raw, slope, inter = self.load_run_stored(run)
-        out = raw.astype(np.float32, order="F")
-        if slope != 1.0:
-            out *= np.float32(slope)
-        if inter != 0.0:
-            out += np.float32(inter)
-        return out
+        return scaled_to_float32(*self.load_run_stored(run), order="F")
 
     def load_run_stored(self, run: str) -> tuple[np.ndarray, float, float]:
         """The whole run as its file stores it: ``(stored, slope, intercept)``, ``stored`` the

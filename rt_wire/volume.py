@@ -29,11 +29,15 @@ SCALE_KEY = "scale"
 STORED_DTYPES = frozenset({"int16", "uint16"})
 
 
-def scaled_to_float32(stored: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """``float32(stored) * float32(slope) + float32(intercept)``, C-contiguous (one new array)."""
-    out = np.empty(stored.shape, np.float32)
+def scaled_to_float32(
+    stored: np.ndarray, slope: float, intercept: float, order: str = "C"
+) -> np.ndarray:
+    """``float32(stored) * float32(slope) + float32(intercept)`` as one new array in ``order``
+    (``C``, or ``F`` for a whole run whose volumes are then contiguous)."""
+    out = np.empty(stored.shape, np.float32, order=order)
     if slope != 1.0:
-        np.multiply(stored, np.float32(slope), out=out, casting="unsafe")
+        # dtype float32: the stored values are cast first, then multiplied in float32
+        np.multiply(stored, np.float32(slope), out=out, dtype=np.float32, casting="unsafe")
     else:
         out[...] = stored
     if intercept != 0.0:
