@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from fmri_compute import rigid
 from fmri_compute.motion import RigidRegistration
+from realtime.stages.preprocess_motion import REALTIME_POINTS, REALTIME_TOLERANCE
 
 #: grid shape and voxel size (mm) of each benchmark size
 SIZES = {"nsd": ((81, 104, 83), 1.8), "small": ((41, 52, 42), 3.6)}
@@ -265,10 +266,13 @@ def main(argv: list[str] | None = None) -> str:
         ours, reslice_ms = run_ours(vols, threads)
         results = [ours, run_ours(vols, threads, max_points=None)[0]]
         warm, _ = run_ours(run, threads, warm=True)
-        # the preprocess stage's setting (realtime.stages.preprocess_motion: REALTIME_POINTS,
-        # REALTIME_TOLERANCE)
-        warm_rt, _ = run_ours(
-            run, threads, warm=True, max_points=20_000, polish=False, tolerance=0.02
+        warm_rt, _ = run_ours(  # the preprocess stage's setting
+            run,
+            threads,
+            warm=True,
+            max_points=REALTIME_POINTS,
+            polish=False,
+            tolerance=REALTIME_TOLERANCE,
         )
         peer_name = None
         if not args.no_peer:
