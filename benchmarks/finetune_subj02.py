@@ -2,6 +2,8 @@
 
     python benchmarks/finetune_subj02.py [--epochs 30] [--budget 60s] [--holdout images]
         [--alphas A,B,..] [--verdict top1-rank|mrr]  (default: the stream's defaults)
+        [--rehearsal none|first-session|PATH] [--l2sp LAMBDA]  (default: none, the stream's)
+        [--sessions without,with] [--prepare-only]
         [--replay subj02]  (another simulated subject of the subj02 preset, e.g. one made with
         mindeye-rt simulate --preset subj02 --name subj02-seed6 --seed 6)
         [--out DIR]
@@ -14,6 +16,12 @@
 3. Per run, the real-time top-1 (100-way, the test images) of both sessions, split into trials
    whose image an earlier run of the session showed (repeats: the fine-tuning may have trained
    on them) and trials showing their image for the first time (unseen: the headline).
+
+``--rehearsal first-session`` writes the subject's rehearsal file (its whole first session:
+the 744 trials the transfer model's ``lin0`` was trained and validated on, and their images'
+embeddings; :func:`realtime.finetune_rehearsal.rehearsal_from_dataset`) into the data home's
+``rehearsal/`` folder, once, and streams with ``--finetune-rehearsal`` that file.
+``--prepare-only`` makes the transfer model (and the rehearsal file) and streams nothing.
 
 Prints a markdown table and writes ``finetune_subj02.json`` into ``--out``.
 
@@ -79,6 +87,8 @@ def stream(
     alphas: str | None = None,
     verdict: str | None = None,
     precision: str = "fp32",
+    rehearsal: str | None = None,
+    l2sp: float | None = None,
 ) -> dict:
     from realtime.config import StreamConfig
     from realtime.pipeline import run_stream
@@ -98,8 +108,23 @@ def stream(
         finetune_alphas=alphas,
         finetune_verdict=verdict,
         decode_precision=precision,
+        finetune_rehearsal=rehearsal if finetune else None,
+        finetune_l2sp=l2sp if finetune else None,
     )
     return run_stream(cfg, log=print)
+
+
+def rehearsal_file(home: Path, checkpoint: Path, replay: str, log) -> Path:
+    """The subject's first session as a rehearsal file (written once, then reused)."""
+    from realtime.finetune_rehearsal import rehearsal_from_dataset
+    from replay_data.resolve import resolve_replay
+
+    path = home / "rehearsal" / f"{replay}-first-session.npz"
+    if path.is_file():
+        log(f"rehearsal file cached: {path}")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return rehearsal_from_dataset(resolve_replay(replay, log=log), checkpoint, path, log=log)
 
 
 def per_run(out: Path) -> dict[str, dict]:
@@ -128,6 +153,7 @@ def step_results(session: Path) -> list[dict]:
     batches run, seconds: training, in the process, and since the decode stage launched it)."""
     keep = ("step", "accepted", "alpha", "epochs_run", "batches_run", "stopped_early")
     keep += ("train_seconds", "seconds", "since_launch_seconds", "step_budget_s", "grid")
+    keep += ("n_rehearsal", "load_seconds")
     out = []
     for path in sorted((session / "finetune").glob("step-*/result.json")):
         r = json.loads(path.read_text())
@@ -151,14 +177,31 @@ def main() -> None:
         help="the decode stage's precision (default fp32, as the README's figures were measured; "
         "the stream's own default became int8 on the CPU after them)",
     )
+    ap.add_argument(
+        "--rehearsal",
+        default="none",
+        help="--finetune-rehearsal of the session: none (default), first-session (the "
+        "subject's, written into the data home once) or a file",
+    )
+    ap.add_argument("--l2sp", type=float, default=None, help="--finetune-l2sp of the session")
+    ap.add_argument("--sessions", default="without,with", help="which sessions to stream")
+    ap.add_argument("--prepare-only", action="store_true", help="models and files, no stream")
     args = ap.parse_args()
     from replay_data.home import data_home
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = transfer_model(data_home() / "models", args.epochs, print, args.replay)
+    rehearsal = None if args.rehearsal == "none" else args.rehearsal
+    if rehearsal == "first-session":
+        rehearsal = str(rehearsal_file(data_home(), checkpoint, args.replay, print))
+    if args.prepare_only:
+        return
+    wanted = args.sessions.split(",")
     results = {}
     for name, finetune in (("without", False), ("with", True)):
+        if name not in wanted:
+            continue
         folder = out / f"session-{name}"
         summary = stream(
             checkpoint,
@@ -171,6 +214,8 @@ def main() -> None:
             args.alphas,
             args.verdict,
             args.decode_precision,
+            rehearsal,
+            args.l2sp,
         )
         results[name] = {"runs": per_run(folder), "top1": summary["retrieval_top1"]}
         if finetune:
@@ -180,7 +225,11 @@ def main() -> None:
             }
             results[name]["holdout"] = args.holdout
             results[name]["step_results"] = step_results(folder)
+            results[name]["rehearsal"] = rehearsal
+            results[name]["l2sp"] = args.l2sp
     (out / "finetune_subj02.json").write_text(json.dumps(results, indent=2) + "\n")
+    if set(results) != {"without", "with"}:
+        return
     print("| run | without: all / repeats / unseen | with: all / repeats / unseen |")
     print("| --- | --- | --- |")
     pct = lambda g: "n/a" if g["top1"] is None else f"{100 * g['top1']:.0f} % ({g['n']})"  # noqa: E731

@@ -48,6 +48,7 @@ class FinetuneResult:
     alpha: float | None = None
     grid: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    n_rehearsal: int = 0
     losses: list[float] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -112,6 +113,7 @@ def finetune_step(
     config: FinetuneConfig | None = None,
     *,
     log=None,
+    rehearsal=None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place on the session's trials so far and validate it.
 
@@ -123,6 +125,9 @@ def finetune_step(
     targets : the image embeddings of the trials' images; validation ranks among all of them.
     config : FinetuneConfig; None for the defaults.
     log : optional ``log(text)`` for progress lines.
+    rehearsal : optional :class:`~mindeye_models.finetune_rehearsal.Rehearsal` (the trials the
+        starting model was trained on): each batch also carries ``config.rehearsal_ratio``
+        times as many of them; validation stays on the session's held-out trials.
 
     Returns
     -------
@@ -163,7 +168,22 @@ def finetune_step(
     start_weights = [p.detach().clone() for p in params]
     # after training: one validation per alpha (each as long as the first, with a margin)
     train_deadline = deadline - 1.5 * val_s * len(cfg.alphas)
-    finite = _train(model, params, x, tokens, cfg, result, log, deadline=train_deadline)
+    extra = None
+    if rehearsal is not None and len(rehearsal):
+        shapes = (rehearsal.voxels.shape[1], rehearsal.bank.token_shape)
+        if shapes != (voxels.shape[1], targets.token_shape):
+            raise ConfigError(
+                f"the rehearsal trials have {shapes[0]} voxels and embeddings {shapes[1]}; the "
+                f"session's have {voxels.shape[1]} and {targets.token_shape}"
+            )
+        extra = (
+            torch.from_numpy(np.asarray(rehearsal.voxels, np.float32)).to(cfg.device),
+            torch.from_numpy(rehearsal.bank.lookup(rehearsal.image_ids)).to(cfg.device),
+        )
+        result.n_rehearsal = len(rehearsal)
+    finite = _train(
+        model, params, x, tokens, cfg, result, log, deadline=train_deadline, rehearsal=extra
+    )
     if not finite:
         result.after = validate(model, voxels[val], image_ids[val], targets)
         result.reason = f"the loss stopped being finite at epoch {result.epochs_run}: lower 'lr'"
@@ -227,10 +247,13 @@ def _train(
     log,
     *,
     deadline: float,
+    rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> bool:
     """The training loop; False when the loss stopped being finite.  The clock is read before
     every batch: a batch starts only when the mean batch so far would end before ``deadline``
-    (a ``time.perf_counter()`` value; the first batch needs only that it has not passed)."""
+    (a ``time.perf_counter()`` value; the first batch needs only that it has not passed).
+    ``rehearsal``: (voxels, tokens) of which each batch also carries ``rehearsal_ratio`` times
+    its size, in turn from a shuffled order (reshuffled when used up)."""
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -240,6 +263,10 @@ def _train(
     rng = np.random.default_rng(cfg.seed)
     bs = min(cfg.batch_size, len(x))
     n_mix = int(cfg.mixup_pct * cfg.epochs)
+    n_extra = 0 if rehearsal is None else max(1, round(cfg.rehearsal_ratio * bs))
+    extra_order, extra_at = np.zeros(0, np.int64), 0
+    anchor = [p.detach().clone() for p in params] if cfg.l2sp > 0 else []
+    anchor_sq = sum(float((p0**2).sum()) for p0 in anchor) or 1.0
     start = time.perf_counter()
     finite, out_of_time = True, False
     with torch.random.fork_rng(devices=[]):
@@ -256,6 +283,16 @@ def _train(
                     break
                 idx = torch.from_numpy(order[b * bs : (b + 1) * bs])
                 xb, yb = x[idx], y[idx]
+                if n_extra:
+                    while extra_at + n_extra > len(extra_order):
+                        extra_order = np.concatenate(
+                            [extra_order[extra_at:], rng.permutation(len(rehearsal[0]))]
+                        )
+                        extra_at = 0
+                    pick = torch.from_numpy(extra_order[extra_at : extra_at + n_extra])
+                    extra_at += n_extra
+                    xb = torch.cat([xb, rehearsal[0][pick]])
+                    yb = torch.cat([yb, rehearsal[1][pick]])
                 if epoch < n_mix:
                     xb, perm, w = mixco(xb, rng=rng)
                     loss = mixco_nce(
@@ -263,6 +300,9 @@ def _train(
                     )
                 else:
                     loss = soft_clip_loss(model(xb)[1], yb, temperature=cfg.softclip_temp)
+                if anchor:  # L2-SP: the squared drift from the step's start, relative
+                    drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchor, strict=True))
+                    loss = loss + cfg.l2sp * drift / anchor_sq
                 if not torch.isfinite(loss):
                     finite = False
                     break

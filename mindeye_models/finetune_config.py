@@ -48,6 +48,13 @@ class FinetuneConfig:
         dev subjects of ``docs/finetune_protocol.md`` (README, "Fine-tuning between runs").
     verdict : ``top1-rank`` (top-1 not lower, mean rank not higher, one strictly better) or
         ``mrr`` (mean reciprocal rank higher and top-1 not lower).
+    rehearsal_ratio : with rehearsal data (``finetune_step``'s ``rehearsal``: the trials the
+        starting model was trained on), each batch of ``batch_size`` session trials also
+        carries ``round(rehearsal_ratio * batch_size)`` rehearsal trials, drawn in turn from a
+        shuffled order (so the batches per epoch, and the session trials' updates, are as
+        without; a batch costs about ``1 + rehearsal_ratio`` times as much).
+    l2sp : weight of the L2-SP penalty toward the step's starting weights θ0, added to the
+        loss as ``l2sp * ||θ - θ0||² / ||θ0||²`` over the trained parameters (0: none).
     seed : batch order, mixup and dropout.
     device : torch device.
     """
@@ -67,6 +74,8 @@ class FinetuneConfig:
     budget_s: float = 60.0
     alphas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     verdict: str = "top1-rank"
+    rehearsal_ratio: float = 1.0
+    l2sp: float = 0.0
     seed: int = 0
     device: str = "cpu"
 
@@ -86,6 +95,8 @@ class FinetuneConfig:
         check_number(self.budget_s, "budget_s", minimum=0, strict_min=True, unit="seconds")
         object.__setattr__(self, "alphas", check_alphas(self.alphas))
         check_choice(self.verdict, "verdict", VERDICTS)
+        check_number(self.rehearsal_ratio, "rehearsal_ratio", minimum=0, strict_min=True, maximum=8)
+        check_number(self.l2sp, "l2sp", minimum=0, maximum=1e6)
         check_number(self.seed, "seed", minimum=0, integer=True)
         check_torch_device(self.device, "device")
 

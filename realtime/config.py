@@ -10,7 +10,11 @@ from typing import Any
 
 from mindeye_models.decode_precision import PRECISIONS as DECODE_PRECISIONS
 from mindeye_models.recon_options import check_recon_options, resolve_mode
-from realtime.finetune_options import check_finetune, check_finetune_choice
+from realtime.finetune_options import (
+    check_finetune,
+    check_finetune_anchor,
+    check_finetune_choice,
+)
 from realtime.session_layout import check_label
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import ConfigError
@@ -84,6 +88,8 @@ class StreamConfig:
     finetune_holdout: str = "images"
     finetune_alphas: str | tuple[float, ...] | None = None
     finetune_verdict: str | None = None
+    finetune_rehearsal: str | None = None
+    finetune_l2sp: float | None = None
 
     def __post_init__(self) -> None:
         self.speed = check_number(self.speed, "speed", minimum=0.0)
@@ -136,6 +142,9 @@ class StreamConfig:
         )
         self.finetune_alphas, self.finetune_verdict = check_finetune_choice(
             self.finetune_alphas, self.finetune_verdict
+        )
+        self.finetune_rehearsal, self.finetune_l2sp = check_finetune_anchor(
+            self.finetune_rehearsal, self.finetune_l2sp
         )
 
     def _check_keys(self) -> None:

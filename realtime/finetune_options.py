@@ -50,6 +50,28 @@ def check_finetune_choice(alphas: Any, verdict: Any) -> tuple[tuple[float, ...] 
     return alphas, verdict
 
 
+def check_finetune_anchor(rehearsal: Any, l2sp: Any) -> tuple[str | None, float | None]:
+    """The checked ``finetune_rehearsal`` (a rehearsal file's path, its layout checked from
+    the headers; ``none`` or None: no rehearsal) and ``finetune_l2sp`` (>= 0; None keeps the
+    step's default)."""
+    if rehearsal is not None:
+        if not isinstance(rehearsal, (str, Path)) or not str(rehearsal):
+            raise ConfigError(
+                f"'finetune_rehearsal' must be the path of a rehearsal .npz or 'none', got "
+                f"{rehearsal!r}"
+            )
+        if str(rehearsal).lower() == "none":
+            rehearsal = None
+        else:
+            from mindeye_models.finetune_rehearsal import check_rehearsal_file
+
+            rehearsal = str(Path(rehearsal).expanduser())
+            check_rehearsal_file(rehearsal)
+    if l2sp is not None:
+        l2sp = float(check_number(l2sp, "finetune_l2sp", minimum=0, maximum=1e6))
+    return rehearsal, l2sp
+
+
 def add_stream_finetune_options(p) -> None:
     """The ``stream`` options of fine-tuning between runs."""
     g = p.add_argument_group("fine-tuning between runs")
@@ -94,6 +116,20 @@ def add_stream_finetune_options(p) -> None:
         "not higher, one better) or mrr (mean reciprocal rank higher, top-1 not lower); "
         "default: the step's, see the README",
     )
+    g.add_argument(
+        "--finetune-rehearsal",
+        dest="finetune_rehearsal",
+        help="an .npz of the trials the starting model was trained on (the subject's earlier "
+        "session: responses, image ids and the images' embeddings; format in the README): each "
+        "batch of a step also carries as many of them; the session records its path and sha256 "
+        "(default none)",
+    )
+    g.add_argument(
+        "--finetune-l2sp",
+        dest="finetune_l2sp",
+        help="weight of a penalty toward the step's starting weights (L2-SP: lambda * "
+        "||theta - theta0||^2 / ||theta0||^2), e.g. 10; default 0 (none)",
+    )
 
 
 def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Path) -> None:
@@ -112,12 +148,16 @@ def add_finetune_specs(cfg, ds, runs: list[str], specs: dict[str, dict], out: Pa
         "holdout": cfg.finetune_holdout,
         **{
             key: getattr(cfg, f"finetune_{key}")
-            for key in ("alphas", "verdict")
+            for key in ("alphas", "verdict", "l2sp")
             if getattr(cfg, f"finetune_{key}") is not None
         },
         "image_ids": image_ids,
         "last_run": None if cfg.scanner else runs[-1],  # a scanner may run more or fewer
     }
+    if cfg.finetune_rehearsal is not None:  # path and content, recorded with every step
+        from mindeye_models.finetune_rehearsal import rehearsal_record
+
+        specs["decode"]["finetune"]["rehearsal"] = rehearsal_record(cfg.finetune_rehearsal)
     if not cfg.scanner:  # the scanner sets the pace: its breaks are the step's time
         specs["source"].update(
             finetune_wait_s=wait_limit_s(cfg.finetune_budget),

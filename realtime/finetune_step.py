@@ -86,9 +86,21 @@ def run_step(job_dir: str | Path, *, log=print, lower_priority: bool = True) -> 
     model, extra = load_checkpoint(job["checkpoint"], device=cfg.device)
     read_model_s = time.perf_counter() - t
     targets = ImageBank.load(job["targets"])
+    rehearsal = None
+    if job.get("rehearsal"):  # the session's file, unchanged (its sha256 is in the job)
+        from mindeye_models.finetune_rehearsal import read_rehearsal
+
+        record = job["rehearsal"]
+        rehearsal = read_rehearsal(
+            record["path"],
+            sha256=record["sha256"],
+            n_voxels=model.config.n_voxels,
+            token_shape=targets.token_shape,
+            embedder=extra.get("embedder"),
+        )
     loaded_s = time.perf_counter() - started
     cfg = FinetuneConfig.from_dict({**job["config"], "budget_s": step_budget(job, read_model_s)})
-    result = finetune_step(model, voxels, image_ids, targets, cfg, log=log)
+    result = finetune_step(model, voxels, image_ids, targets, cfg, log=log, rehearsal=rehearsal)
     out = result.to_dict()
     out.update(after_run=job["after_run"], step=job["step"], from_checkpoint=job["checkpoint"])
     if result.accepted:

@@ -51,6 +51,8 @@ STEP_OPTIONS = (
     "seed",
     "alphas",
     "verdict",
+    "l2sp",
+    "rehearsal_ratio",
 )
 
 
@@ -74,6 +76,9 @@ class BetweenRunsFinetuner:
         ``epochs``, ``lr`` ...).
     last_run : the session's last run, after which no step starts (None: unknown).
     report : ``report(level, text)`` of the decode stage (log and console).
+    rehearsal : the rehearsal file's record (path, sha256, n_trials, n_voxels: see
+        :func:`~mindeye_models.finetune_rehearsal.rehearsal_record`): each job carries it and
+        the step trains on the file's trials too, refusing a changed file.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class BetweenRunsFinetuner:
         step_options: dict[str, Any] | None = None,
         last_run: str | None = None,
         report=None,
+        rehearsal: dict | None = None,
     ) -> None:
         from mindeye_models.finetune import FinetuneConfig
 
@@ -112,6 +118,9 @@ class BetweenRunsFinetuner:
         self.swaps = 0
         self.model_label = "initial"
         self.last_run = last_run  # no step after it: no run is left to decode
+        self.rehearsal = rehearsal
+        if rehearsal is not None:
+            self._record({"event": "rehearsal", **rehearsal})
 
     # -- the decode stage's calls -------------------------------------------------------------
     def observe(self, run: str, index: int, image_id, response: np.ndarray) -> None:
@@ -170,6 +179,7 @@ class BetweenRunsFinetuner:
             "budget_s": self.budget_s,
             "launched_at": time.time(),
             "dir": str(job_dir),
+            **({"rehearsal": self.rehearsal} if self.rehearsal else {}),
         }
         write_job(job_dir, data, self.job)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -342,6 +352,16 @@ def finetuner_from_spec(
             raise ConfigError(f"the decode spec's 'finetune' needs {key!r}")
     folder, ids = spec.pop("dir"), spec.pop("image_ids")
     budget, last_run = spec.pop("budget_s", 60.0), spec.pop("last_run", None)
+    rehearsal = spec.pop("rehearsal", None)
+    if rehearsal is not None:  # the voxels must be the model's
+        from mindeye_models.checkpoint import read_sidecar
+
+        n_voxels = read_sidecar(checkpoint).get("config", {}).get("n_voxels")
+        if n_voxels is not None and int(rehearsal["n_voxels"]) != int(n_voxels):
+            raise ConfigError(
+                f"the rehearsal file {rehearsal['path']!r} has {rehearsal['n_voxels']} voxels; "
+                f"the model takes {n_voxels}: give this subject's responses"
+            )
     targets = load_targets(checkpoint, dataset, ids, device, clip_weights, cache_dir)
     return BetweenRunsFinetuner(
         folder,
@@ -352,6 +372,7 @@ def finetuner_from_spec(
         step_options=spec,
         last_run=last_run,
         report=report,
+        rehearsal=rehearsal,
     )
 
 
