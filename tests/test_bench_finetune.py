@@ -93,3 +93,35 @@ def test_the_table_pools_unseen_trials_of_runs_two_and_three(tmp_path):
     assert line[1:3] == ["50 → 100", "0 → 50"] and line[-2] == "40.0 → 50.0"
     assert figures["unseen_change"] == 50.0  # 1 of 4 -> 3 of 4 unseen trials
     assert abs(figures["session_change"] - 10.0) < 1e-9
+
+
+def test_the_v2_choice_rule_needs_more_than_a_point_over_plain_then_fewer_lowered_then_simpler():
+    bench = str(_SCRIPT.parent)
+    sys.path.insert(0, bench)  # the script imports its sibling benchmarks
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "finetune_rehearsal_dev", _SCRIPT.parent / "finetune_rehearsal_dev.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(bench)
+        for name in ("finetune_subj02", "finetune_dev_variants", "finetune_subj02_variants"):
+            sys.modules.pop(name, None)
+
+    def summary(**means):
+        return {
+            k.replace("_", " "): {"mean_change_later_new_top1": m, "steps_lowered": low}
+            for k, (m, low) in means.items()
+        }
+
+    choose = module.choose
+    assert choose(summary(plain=(4.0, 1), rehearsal=(5.0, 0))) == "plain"  # not > 1 point
+    assert choose(summary(plain=(4.0, 1), rehearsal=(5.5, 0))) == "rehearsal"
+    # within 1 point of the best: fewer steps lowered, then the simpler
+    s = summary(plain=(1.0, 1), rehearsal=(6.0, 1), l2sp_10=(5.5, 0))
+    assert choose(s) == "l2sp 10"
+    s = summary(plain=(1.0, 1), rehearsal=(6.0, 0), l2sp_10=(5.5, 0))
+    assert choose(s) == "l2sp 10"
+    s = summary(plain=(1.0, 1), rehearsal=(6.6, 0), l2sp_10=(5.5, 0))
+    assert choose(s) == "rehearsal"
