@@ -12,7 +12,6 @@ order, as :func:`nibabel.as_closest_canonical` would give, with its RAS+ affine.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import gzip
 import io
@@ -30,6 +29,7 @@ import pydicom
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.valuerep import DT, TM
 
+from replay_data.dicom_times import parse_dicom_time, seconds_to_tm
 from rt_base.checks import check_choice, check_number
 from rt_base.errors import DatasetError
 from rt_wire.volume import scaled_to_float32
@@ -132,28 +132,6 @@ def volume_file_name(fmt: str, series: int, index: int, session: int = 1) -> str
     return f"{session:03d}_{series:06d}_{index:06d}.{ext}"
 
 
-def seconds_to_tm(seconds: float) -> str:
-    """Seconds since midnight as a DICOM time ``HHMMSS.ffffff``."""
-    micro = int(round(float(seconds) * 1e6))
-    hours, rest = divmod(micro, 3_600_000_000)
-    minutes, rest = divmod(rest, 60_000_000)
-    return f"{hours:02d}{minutes:02d}{rest // 1_000_000:02d}.{rest % 1_000_000:06d}"
-
-
-def _seconds(when: dt.time | dt.datetime) -> float:
-    return when.hour * 3600 + when.minute * 60 + when.second + when.microsecond / 1e6
-
-
-def _parse_time(value, kind: type) -> float | None:
-    """Seconds since midnight of a DICOM TM / DT value, or None if absent or malformed."""
-    if value in (None, ""):
-        return None
-    try:
-        return _seconds(kind(str(value).strip()))
-    except (ValueError, TypeError, OverflowError):
-        return None
-
-
 def _canonical(raw: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorder axes to the closest canonical (RAS+) order, in one C-contiguous copy of the
     stored values (the rescale is left to :attr:`ScannerVolume.data`, or to the consumer)."""
@@ -169,11 +147,11 @@ def _canonical(raw: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _dicom_time(ds, frames) -> float | None:
     for value, kind in ((ds.get("AcquisitionTime"), TM), (ds.get("AcquisitionDateTime"), DT)):
-        seconds = _parse_time(value, kind)
+        seconds = parse_dicom_time(value, kind)
         if seconds is not None:
             return seconds
     times = [
-        _parse_time(f.FrameContentSequence[0].get("FrameAcquisitionDateTime"), DT)
+        parse_dicom_time(f.FrameContentSequence[0].get("FrameAcquisitionDateTime"), DT)
         for f in frames or ()
         if "FrameContentSequence" in f
     ]
@@ -340,7 +318,7 @@ def _read_nifti(path: Path, blob: bytes) -> ScannerVolume:
         affine,
         int(match.group(1)),
         int(match.group(2)),
-        _parse_time(time.group(1), TM) if time else None,
+        parse_dicom_time(time.group(1), TM) if time else None,
         step if step > 0 else None,
         "nifti",
         path,

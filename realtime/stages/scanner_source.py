@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.export_folder import ExportFolder
+from realtime.stages.scanner_control import ScannerControlMixin
 from realtime.stages.scanner_markers import ScannerMarkersMixin
 from realtime.stages.scanner_runs import (
     ScannerRun,
@@ -56,7 +57,7 @@ from rt_wire.message import Message
 from rt_wire.volume import volume_payload
 
 
-class ScannerSource(ScannerMarkersMixin, SourceStage):
+class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
     """Streams the volumes a scanner exports into ``folder``.
 
     Parameters
@@ -166,34 +167,6 @@ class ScannerSource(ScannerMarkersMixin, SourceStage):
     extra_spec_options = tuple(
         p.name for p in inspect.signature(__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
     )
-
-    # -- status and control ------------------------------------------------------------------
-    def status(self) -> dict:
-        return {
-            **self.counters,
-            **self.counts,
-            **self._marker_status(),
-            **self.control_state(),
-            "folder": str(self.folder.folder),
-            "pending_files": len(self.folder.pending),
-        }
-
-    def control_state(self) -> dict:
-        return {
-            "run": None if self.run is None else self.run.name,
-            "paused": self.paused,
-            "speed": None,
-            "stopping": self.halted,
-            "volumes": self.counts["volumes"],
-        }
-
-    def apply_command(self, cmd: str, value: float | None) -> None:
-        if cmd == "speed":
-            raise ConfigError("the scanner sets the pace: 'speed' applies to replays only")
-        if cmd in ("pause", "resume"):
-            self.paused = cmd == "pause"
-        elif cmd == "stop":
-            self.halted = True
 
     def handle(self, msg: Message):  # a source has no input
         return ()

@@ -116,7 +116,9 @@ def test_other_series_wrong_matrix_and_non_volumes_are_skipped_by_name(tmp_path,
     msgs = live.wait_for(lambda m: any(x.kind == "run_end" for x in m))
     assert _volumes(msgs) == [0, 1, 2]
     _write(tmp_path, 4, 4)  # a straggler of the ended series
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # its log line, however busy the machine
+    while "has ended" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
     src = live.source
     live.stop()
     texts = caplog.text
