@@ -29,7 +29,9 @@ The protocol of issue 13 (``docs/finetune_protocol.md``, fixed before the result
 subj02-seed3 were used while designing the method (reported apart); subj02-seed4 and -seed5
 are the dev subjects the method is chosen on (with ``benchmarks/finetune_dev_variants.py``);
 subj02-seed6, -seed7 and -seed8 are the test subjects, each streamed once with this script and
-the chosen defaults, with no change after.
+the chosen defaults, with no change after.  Protocol v2 (rehearsal): dev subjects subj02-seed4
+… -seed8 (``benchmarks/finetune_rehearsal_dev.py``), test subjects subj02-seed9 … -seed13
+streamed with ``--rehearsal first-session``.
 """
 
 from __future__ import annotations
