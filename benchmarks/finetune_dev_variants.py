@@ -81,13 +81,6 @@ def diagnostics(model, data, runs, k, bank) -> dict:
 def replay_session(folder: Path) -> list[dict]:
     """Every step of one session in every training; per alpha its held-out validation and its
     diagnostics."""
-    from mindeye_models.finetune import (
-        blend,
-        finetune_step,
-        held_out_split,
-        trained_parameters,
-        validate,
-    )
     from mindeye_models.finetune_config import FinetuneConfig
 
     job, start_model, targets, data, bank, runs = recorded_steps(folder)
@@ -99,27 +92,44 @@ def replay_session(folder: Path) -> list[dict]:
         step = {"after_run": run, "start": diagnostics(start_model, data, runs, k, bank)}
         for name, change in TRAININGS.items():
             cfg = FinetuneConfig.from_dict({**base, **change, "budget_s": 3600.0})
-            model = copy.deepcopy(start_model)
-            t = time.perf_counter()
-            r = finetune_step(model, vox, ids, targets, cfg)  # alpha 1 (the trained weights)
-            seconds = round(time.perf_counter() - t, 1)
-            by_image = ids if cfg.holdout == "images" else None
-            _, val = held_out_split(len(ids), cfg.val_fraction, by_image)
-            params = trained_parameters(model, cfg.params)
-            start = [p.detach().clone() for p in trained_parameters(start_model, cfg.params)]
-            tuned = [p.detach().clone() for p in params]
-            grid = []
-            for alpha in ALPHAS:
-                blend(params, start, tuned, alpha)
-                row = {"alpha": alpha, **validate(model, vox[val], ids[val], targets)}
-                row["diag"] = diagnostics(model, data, runs, k, bank)
-                grid.append(row)
-            step[name] = {"before": r.before, "n_val": r.n_val, "grid": grid, "seconds": seconds}
+            step[name] = replay_training(start_model, vox, ids, targets, cfg, (data, runs, k, bank))
+            seconds = step[name]["seconds"]
             print(json.dumps({"after_run": run, "training": name, "seconds": seconds}), flush=True)
         steps.append(step)
     for p in start_model.parameters():
         p.requires_grad_(True)
     return steps
+
+
+def replay_training(start_model, vox, ids, targets, cfg, scored, rehearsal=None) -> dict:
+    """One training of a step from ``start_model`` on the session's trials so far (``vox``,
+    ``ids``), then every alpha of :data:`ALPHAS` validated on the step's held-out trials and
+    scored by :func:`diagnostics` (``scored``: its ``data, runs, k, bank``)."""
+    from mindeye_models.finetune import (
+        blend,
+        finetune_step,
+        held_out_split,
+        trained_parameters,
+        validate,
+    )
+
+    model = copy.deepcopy(start_model)
+    t = time.perf_counter()
+    r = finetune_step(model, vox, ids, targets, cfg, rehearsal=rehearsal)
+    seconds = round(time.perf_counter() - t, 1)
+    by_image = ids if cfg.holdout == "images" else None
+    _, val = held_out_split(len(ids), cfg.val_fraction, by_image)
+    params = trained_parameters(model, cfg.params)
+    start = [p.detach().clone() for p in trained_parameters(start_model, cfg.params)]
+    tuned = [p.detach().clone() for p in params]
+    grid = []
+    for alpha in ALPHAS:
+        blend(params, start, tuned, alpha)
+        row = {"alpha": alpha, **validate(model, vox[val], ids[val], targets)}
+        row["diag"] = diagnostics(model, *scored)
+        grid.append(row)
+    out = {"before": r.before, "n_val": r.n_val, "grid": grid, "seconds": seconds}
+    return out | {"n_rehearsal": r.n_rehearsal}
 
 
 def pick(step: dict, policy: tuple) -> tuple[float, dict]:

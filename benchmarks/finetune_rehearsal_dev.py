@@ -19,13 +19,11 @@ The choice rule (:func:`choose`) is the protocol's, fixed before this script was
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-from finetune_dev_variants import delta, diagnostics, pick
+from finetune_dev_variants import delta, diagnostics, pick, replay_training
 from finetune_subj02 import rehearsal_file
 from finetune_subj02_variants import recorded_steps
 
@@ -76,13 +74,6 @@ def choose(summary: dict[str, dict]) -> str:
 def replay_session(folder: Path) -> list[dict]:
     """The steps after runs 1 and 2 of one session in every training; per α its held-out
     validation and its diagnostics."""
-    from mindeye_models.finetune import (
-        blend,
-        finetune_step,
-        held_out_split,
-        trained_parameters,
-        validate,
-    )
     from mindeye_models.finetune_config import FinetuneConfig
     from mindeye_models.finetune_rehearsal import read_rehearsal
     from replay_data.home import data_home
@@ -102,25 +93,16 @@ def replay_session(folder: Path) -> list[dict]:
         step = {"after_run": run, "start": start_diag}
         for name, (change, rehearse) in TRAININGS.items():
             cfg = FinetuneConfig.from_dict({**base, **change, "budget_s": 3600.0})
-            model = copy.deepcopy(start_model)
-            t = time.perf_counter()
-            r = finetune_step(
-                model, vox, ids, targets, cfg, rehearsal=rehearsal if rehearse else None
+            step[name] = replay_training(
+                start_model,
+                vox,
+                ids,
+                targets,
+                cfg,
+                (data, runs, k, bank),
+                rehearsal=rehearsal if rehearse else None,
             )
-            seconds = round(time.perf_counter() - t, 1)
-            by_image = ids if cfg.holdout == "images" else None
-            _, val = held_out_split(len(ids), cfg.val_fraction, by_image)
-            params = trained_parameters(model, cfg.params)
-            start = [p.detach().clone() for p in trained_parameters(start_model, cfg.params)]
-            tuned = [p.detach().clone() for p in params]
-            grid = []
-            for alpha in ALPHAS:
-                blend(params, start, tuned, alpha)
-                row = {"alpha": alpha, **validate(model, vox[val], ids[val], targets)}
-                row["diag"] = diagnostics(model, data, runs, k, bank)
-                grid.append(row)
-            step[name] = {"before": r.before, "n_val": r.n_val, "grid": grid, "seconds": seconds}
-            step[name]["n_rehearsal"] = r.n_rehearsal
+            seconds = step[name]["seconds"]
             print(json.dumps({"after_run": run, "training": name, "seconds": seconds}), flush=True)
         steps.append(step)
     for p in start_model.parameters():

@@ -4,16 +4,15 @@ and a streamed session of the tiny subject that records the file by path and sha
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from realtime.config import StreamConfig
 from realtime.finetune_rehearsal import rehearsal_from_dataset
 from realtime.finetune_step import run_step, write_job
 from rt_base.errors import ConfigError
+from tests.realtime.test_finetune_between_runs import _config  # one stream config
 
 
 @pytest.fixture(scope="module")
@@ -22,24 +21,6 @@ def rehearsal(tiny_dataset, tiny_model, tmp_path_factory):
     return rehearsal_from_dataset(
         tiny_dataset, tiny_model, tmp_path_factory.mktemp("rehearsal") / "first.npz"
     )
-
-
-def _config(dataset, checkpoint, tmp_path, base_port, **changes) -> StreamConfig:
-    cfg = StreamConfig(
-        replay=str(dataset.root),
-        out=str(tmp_path / "s"),
-        speed=0,
-        headless=True,
-        checkpoint=str(checkpoint),
-        launcher="thread",
-        base_port=base_port,
-        quiet=True,
-        recon="none",
-        finetune="between-runs",
-        finetune_budget="60s",
-        decode_precision="fp32",
-    )
-    return dataclasses.replace(cfg, **changes)
 
 
 def test_the_options_are_checked_before_anything_runs(
