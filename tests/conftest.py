@@ -38,8 +38,11 @@ def base_port() -> int:
 def _next_block() -> int:
     import socket
 
+    # below Linux's ephemeral range (32768-60999): a port there that is free now can be taken
+    # later by a connection's local end (a client reconnecting to a killed stage's port may even
+    # connect to itself), and a restarted stage then cannot bind it (seen once in CI)
     while True:
-        base = next(_ports) * 8 % 40000 + 20000
+        base = next(_ports) * 8 % 12000 + 20000
         ok = True
         for p in range(base, base + 8):
             with socket.socket() as s:
