@@ -5,8 +5,8 @@
 does; :func:`replay_data.scanner_files.read_volume` reads the files back.  Values are stored as
 16-bit integers with a rescale slope and intercept, so a volume already on that integer grid (a
 replay dataset's run, stored the same way) comes back bit for bit.  The bytes reach the final
-path in pieces, flushed and synced one by one with a pause between, as over a network share: a
-reader polling the folder does see half-written files.
+path in pieces, each flushed (visible to a reader at once, no fsync) with a pause between, as over
+a network share: a reader polling the folder does see half-written files.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def export_volume(
     slope, intercept : float
         The rescale slope (non-zero) and intercept of the stored integers.
     pieces : int
-        Writes (each flushed and synced) the bytes reach ``path`` in.
+        Writes (each flushed, not fsynced) the bytes reach ``path`` in.
     pause_s : float
         Sleep between two pieces, in seconds.
     series_description : str
