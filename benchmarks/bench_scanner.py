@@ -19,6 +19,7 @@ file complete, where the pipeline's own work begins.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def main() -> None:
     print_latency(s)
     _first_trials(out)
     _from_close(out, export, work / "closed.tsv")
+    _hops(out)
     print(
         f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
         f"({s['retrieval_ways']}-way)"
@@ -134,6 +136,35 @@ def _from_close(out: Path, export: Path, closed_log: Path) -> None:
         d = np.array([1e3 * (t[b] - t[a]) for t in stamps])
         print(f"  {label:<34s}{np.percentile(d, 50):>9.2f}{np.percentile(d, 95):>9.2f}"
               f"{d.max():>9.2f}")  # fmt: skip
+
+
+_HOPS = (
+    "source.acquired", "source.read", "source.done", "preprocess.received", "preprocess.done",
+    "estimate.received", "estimate.done", "decode.received", "decode.done",
+)  # fmt: skip
+
+
+def _hops(out: Path) -> None:
+    """Each hop of a trial's way, in ms: a stage's own work (``X.received -> X.done``) and each
+    passage between two processes (``X.done -> Y.received``: sending, the wire and the wake-up),
+    with the mean over the slowest tenth of the trials (where the p95 comes from)."""
+    import numpy as np
+
+    rows = [json.loads(line) for line in open(out / "timing.jsonl")]
+    trials = [r["t"] for r in rows if r["kind"] == "retrieval"]
+    trials = [t for t in trials if all(k in t for k in _HOPS)]
+    if not trials:
+        print("no trial has every stamp: the per-hop figures are not available")
+        return
+    total = np.array([1e3 * (t["decode.done"] - t["source.acquired"]) for t in trials])
+    slow = total >= np.percentile(total, 90)
+    print(
+        f"per hop ({len(trials)} trials), ms{'p50':>24s}{'p95':>9s}{'max':>9s}{'slowest 10%':>13s}"
+    )
+    for a, b in itertools.pairwise(_HOPS):
+        d = np.array([1e3 * (t[b] - t[a]) for t in trials])
+        print(f"  {a + ' -> ' + b:<40s}{np.percentile(d, 50):>9.2f}{np.percentile(d, 95):>9.2f}"
+              f"{d.max():>9.2f}{d[slow].mean():>13.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
