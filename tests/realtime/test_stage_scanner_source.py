@@ -107,6 +107,9 @@ def test_other_series_wrong_matrix_and_non_volumes_are_skipped_by_name(tmp_path,
     caplog.set_level(logging.INFO, logger="mindeye_rt.source")
     live = _Running(tmp_path, run_volumes=3)
     _write(tmp_path, 4, 1)
+    # the run's grid is the first volume read: wait for it (under load, a retried read of this
+    # file once came after the wrong-matrix file's, whose grid then became the run's)
+    live.wait_for(lambda m: len(_volumes(m)) == 1)
     (tmp_path / "notes.txt").write_text("not a volume")
     (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(0).bytes(3000))
     _write(tmp_path, 4, 2, shape=(12, 14, 9))  # wrong matrix: ignored, volume missing
