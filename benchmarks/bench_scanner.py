@@ -74,8 +74,11 @@ def main() -> None:
     print(f"whole session incl. start-up: {wall:.1f} s; real-time factor {s['realtime_factor']}")
     print_latency(s)
     _first_trials(out)
-    _from_close(out, export, work / "closed.tsv")
-    _hops(out)
+    retrievals = [
+        r["t"] for r in map(json.loads, open(out / "timing.jsonl")) if r["kind"] == "retrieval"
+    ]
+    _from_close(retrievals, export, work / "closed.tsv")
+    _hops(retrievals)
     print(
         f"top-1 real-time {s['retrieval_top1']}, offline {s['offline_top1']} "
         f"({s['retrieval_ways']}-way)"
@@ -102,7 +105,7 @@ def _first_trials(out: Path) -> None:
         print(f"first trials of {run}: {', '.join(lat)} ms (acquisition -> top-k)")
 
 
-def _from_close(out: Path, export: Path, closed_log: Path) -> None:
+def _from_close(retrievals: list[dict], export: Path, closed_log: Path) -> None:
     """Acquisition -> top-k from the writer's close, and the spans on the way (ms)."""
     import numpy as np
 
@@ -115,8 +118,7 @@ def _from_close(out: Path, export: Path, closed_log: Path) -> None:
     if len(by_mtime) < len(pairs):  # files written faster than the filesystem's mtime resolution
         print("files share mtimes (a fast scanner-sim): the close-time figures are not available")
         return
-    rows = [json.loads(line) for line in open(out / "timing.jsonl")]
-    trials = [r["t"] for r in rows if r["kind"] == "retrieval" and "decode.done" in r["t"]]
+    trials = [t for t in retrievals if "decode.done" in t]
     trials = [t for t in trials if t.get("source.acquired") in by_mtime]
     if not trials:
         print("no trial matched a closed file: the close-time figures are not available")
@@ -144,15 +146,13 @@ _HOPS = (
 )  # fmt: skip
 
 
-def _hops(out: Path) -> None:
+def _hops(retrievals: list[dict]) -> None:
     """Each hop of a trial's way, in ms: a stage's own work (``X.received -> X.done``) and each
     passage between two processes (``X.done -> Y.received``: sending, the wire and the wake-up),
     with the mean over the slowest tenth of the trials (where the p95 comes from)."""
     import numpy as np
 
-    rows = [json.loads(line) for line in open(out / "timing.jsonl")]
-    trials = [r["t"] for r in rows if r["kind"] == "retrieval"]
-    trials = [t for t in trials if all(k in t for k in _HOPS)]
+    trials = [t for t in retrievals if all(k in t for k in _HOPS)]
     if not trials:
         print("no trial has every stamp: the per-hop figures are not available")
         return
