@@ -150,6 +150,7 @@ class RecordDataset:
                     split=r["split"],
                     trial=int(r["trial"]),
                     trial_type=r["trial_type"],
+                    before_volume=_optional_int(r.get("before_volume")),
                 )
                 for r in rows
             ]
@@ -168,3 +169,8 @@ class RecordDataset:
 
     def brain_mask(self) -> np.ndarray | None:
         return self.design.brain_mask()
+
+
+def _optional_int(cell: str | None) -> int | None:
+    """An integer cell that records before it (or rows without one) leave out."""
+    return None if cell in (None, "", "n/a") else int(cell)

@@ -26,7 +26,7 @@ Real-time fMRI decoding session recorded by mindeye-rt as a BIDS raw dataset.
   scanner's units), one file per run; `*_bold.json` names the pipeline's run, the source
   (replay or scanner) and any volume that never came (stored as zeros).
 - `*_events.tsv`: the trials as the pipeline used them (onset in seconds from the run's first
-  volume, image_id, repetition, split).
+  volume, image_id, repetition, split) and where among the volumes each trial came.
 - `derivatives/mindeye-rt/`: the head motion estimated in real time.
 - Not BIDS (see `.bidsignore`): the decoder's outputs (`retrievals.tsv`, `trials/`), the
   masked data (`runs/`), timing, gaps, the stimulus program's markers and the session config.
@@ -97,6 +97,10 @@ EVENT_DESCRIPTIONS = {
     "repetition": {"Description": "how many times the image has been shown, counting this one"},
     "split": {"Description": "test, train, filler or unknown (an image not in the design)"},
     "trial": {"Description": "the trial's number in its run, as the pipeline numbered it"},
+    "before_volume": {
+        "Description": "index (from 0) of the first volume the pipeline received after this "
+        "trial; past the volume of its onset when the stimulus program's marker came late"
+    },
 }
 
 MOTION_DESCRIPTIONS = {

@@ -47,7 +47,16 @@ PIPELINE = "mindeye-rt"
 #: the column of ``scans.tsv`` that holds the pipeline's run name
 RUN_NAME_COLUMN = "mindeye_run"
 #: columns of a record's ``_events.tsv`` (onset and duration first, as BIDS requires)
-EVENT_COLUMNS = ("onset", "duration", "trial_type", "image_id", "repetition", "split", "trial")
+EVENT_COLUMNS = (
+    "onset",
+    "duration",
+    "trial_type",
+    "image_id",
+    "repetition",
+    "split",
+    "trial",
+    "before_volume",
+)
 #: columns of the motion derivative: fMRIPrep's confound names, degrees for the rotations
 MOTION_COLUMNS = (
     "trans_x",

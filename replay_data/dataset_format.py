@@ -73,6 +73,9 @@ class Event:
     split: str
     trial: int
     trial_type: str = "image"
+    #: a session record's: the index of the first volume the pipeline received after this
+    #: trial (a late marker's trial came after its onset's volume); None: sent by its onset
+    before_volume: int | None = None
 
 
 @dataclass(frozen=True)

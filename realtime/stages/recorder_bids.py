@@ -66,7 +66,9 @@ class BidsTables:
         self._listed = set(self.numbers.numbers)
         for run, number in self.numbers.numbers.items():
             lines = complete_lines(self.layout.events_tsv(number))
-            self._trials[number] = {line.rsplit("\t", 1)[-1] for line in lines[1:]}
+            header = lines[0].split("\t") if lines else []
+            column = header.index("trial") if "trial" in header else -1
+            self._trials[number] = {line.split("\t")[column] for line in lines[1:]}
             motion = complete_lines(self.layout.motion_tsv(number))
             if len(motion) > 1:
                 self._next_motion[run] = len(motion) - 1
@@ -112,6 +114,7 @@ class BidsTables:
             meta.get("repetition"),
             meta.get("split"),
             index,
+            meta.get("before_volume"),
         )
         self._append(self.layout.events_tsv(number), EVENT_COLUMNS, row)
 

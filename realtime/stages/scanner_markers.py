@@ -104,7 +104,7 @@ class ScannerMarkersMixin:
         run = self.run
         sent = (run.next_index - 1) * run.tr  # the data time of the last volume sent
         for event in self.markers.trials_until(data_time):
-            msg = trial_message(run.name, event, time.time())
+            msg = trial_message(run.name, event, time.time(), run.next_index)
             if run.next_index > 0 and event.onset <= sent:
                 msg.meta.update(late=True, late_s=round(sent - event.onset, 6))
                 self.markers.note_late(event, sent - event.onset)

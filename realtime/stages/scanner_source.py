@@ -375,7 +375,7 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
     def _send_events_until(self, data_time: float) -> Iterator[Message]:
         run = self.run
         while run.next_event < len(run.events) and run.events[run.next_event].onset <= data_time:
-            yield trial_message(run.name, run.events[run.next_event], time.time())
+            yield trial_message(run.name, run.events[run.next_event], time.time(), run.next_index)
             run.next_event += 1
 
     def _end_run(self, why: str | None) -> Iterator[Message]:

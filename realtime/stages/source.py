@@ -256,17 +256,19 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
         events = [e for e in self.dataset.events(run) if e.onset < n_vols * tr]
         yield self._run_start(run, data.shape[:3], n_vols, len(events))
         self.pacer.restart()
-        timeline = [(e.onset, 0, e) for e in events] + [(k * tr, 1, k) for k in range(n_vols)]
-        timeline.sort(key=lambda item: (item[0], item[1]))
-        next_index = 0
+        timeline = [(_send_time(e, tr), 0, e) for e in events]
+        timeline += [(k * tr, 1, k) for k in range(n_vols)]
+        timeline.sort(key=lambda item: (item[0], item[1]))  # stable: a record's order kept
+        next_index = upcoming = 0  # (upcoming: the next volume in the timeline, sent or not)
         for data_time, kind, item in timeline:
             self.flush_notices()
             if not self.pacer.wait_until(data_time):
                 break
             now = time.time()
             if kind == 0:
-                yield trial_message(run, item, now)
+                yield trial_message(run, item, now, upcoming)
                 continue
+            upcoming = item + 1
             if (run, item) in self.drop:
                 continue
             vol, scale = volume_payload(data[..., item], slope, inter)
@@ -301,3 +303,11 @@ class ReplaySource(MarkerReplayMixin, SourceStage):
             dataset_path=str(self.dataset.root),
             simulated=bool(self.dataset.meta.simulated),
         )
+
+
+def _send_time(event, tr: float) -> float:
+    """When a replay sends a trial: at its onset, or, for a session record's trial, before the
+    volume it came before in the session (later than its onset when its marker came late)."""
+    if event.before_volume is None:
+        return event.onset
+    return max(event.onset, event.before_volume * tr)

@@ -153,14 +153,19 @@ def run_start_message(run: str, *, tr: float, n_volumes: int | None, shape, affi
     return Message("run_start", run=run, meta=meta, t={"source.sent": time.time()})
 
 
-def trial_message(run: str, event, now: float) -> Message:
-    """The ``trial`` message of one design event (:class:`replay_data.dataset_format.Event`)."""
+def trial_message(run: str, event, now: float, before_volume: int) -> Message:
+    """The ``trial`` message of one design event (:class:`replay_data.dataset_format.Event`),
+    sent before the run's volume ``before_volume`` (its volume count: after the last one).
+    The record keeps ``before_volume`` so that a rerun sends the trial at the same place among
+    the volumes, which the estimate's fit depends on (a late marker's trial comes after its
+    onset's volume)."""
     meta = {
         "onset": float(event.onset),
         "duration": float(event.duration),
         "image_id": int(event.image_id),
         "repetition": int(event.repetition),
         "split": str(event.split),
+        "before_volume": int(before_volume),
     }
     return Message("trial", run=run, index=int(event.trial), meta=meta, t={"source.acquired": now})
 

@@ -77,7 +77,7 @@ class MarkerReplayMixin:
             if not self._reach(k * tr):
                 break
             now = time.time()
-            yield from self._marker_trials(run, k * tr, now)
+            yield from self._marker_trials(run, k, tr, now)
             if (run, k) in self.drop:
                 continue
             vol = np.ascontiguousarray(data[..., k], dtype=np.float32)
@@ -97,7 +97,7 @@ class MarkerReplayMixin:
         if self._stop.is_set():
             return
         if not self.pacer.halted and self._reach(n_vols * tr):
-            yield from self._marker_trials(run, n_vols * tr - 1e-9, time.time())
+            yield from self._marker_trials(run, n_vols, tr, time.time(), end=True)
         meta = {"n_volumes": n_vols, "markers": self.markers.end_run(n_vols)}
         if self.pacer.halted:
             meta.update(stopped=True, n_volumes_sent=next_index)
@@ -109,8 +109,19 @@ class MarkerReplayMixin:
             return False
         return self.pacer.wait_until(data_time)
 
-    def _marker_trials(self, run: str, data_time: float, now: float) -> Iterator[Message]:
+    def _marker_trials(
+        self, run: str, k: int, tr: float, now: float, *, end: bool = False
+    ) -> Iterator[Message]:
+        """Before volume ``k`` (``end``: after the run's last volume, ``k`` its count): the
+        trials whose onsets its data time reached.  A trial whose onset an earlier volume
+        reached had its marker come late: flagged and told, as the scanner source does."""
         self.markers.poll()
         self.flush_notices()
+        data_time = k * tr - 1e-9 if end else k * tr
+        sent = (k - 1) * tr  # the data time of the last volume sent
         for event in self.markers.trials_until(data_time):
-            yield trial_message(run, event, now)
+            msg = trial_message(run, event, now, k)
+            if k > 0 and event.onset <= sent:
+                msg.meta.update(late=True, late_s=round(sent - event.onset, 6))
+                self.markers.note_late(event, sent - event.onset)
+            yield msg

@@ -99,6 +99,31 @@ def test_a_changed_volume_is_reported_trial_by_trial(
     assert f"{len(changed)} differ" in printed and f"differs       {first} trial" in printed
 
 
+def test_a_trial_recorded_as_late_is_replayed_late(recorded, tmp_path, base_port, data_home):
+    """Where among the volumes a trial came is part of the record (a late marker's trial comes
+    after its onset's volume), and the estimate's fits depend on it: a record edited to say
+    that trials came one volume later reruns with other scores for the trials decoded then."""
+    copy = tmp_path / "edited"
+    shutil.copytree(recorded, copy)
+    record = RecordDataset(copy)
+    second = record.runs[1]
+    path = record.layout.events_tsv(record.numbers[second])
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert all(r["before_volume"] not in ("", "n/a") for r in rows)
+    for row in rows:  # each trial of the second run now came one volume late
+        row["before_volume"] = str(int(row["before_volume"]) + 1)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "rerun"
+    _rerun(copy, out, base_port)
+    diffs = {(r["run"], r["max_score_diff"]) for r in _diff(out)}
+    assert {d for run, d in diffs if run == record.runs[0]} == {"0.00000"}
+    assert {d for run, d in diffs if run == second} - {"0.00000"}  # some fits changed
+
+
 def test_options_changed_on_purpose_are_reported_not_failed(
     recorded, tmp_path, base_port, data_home, capsys
 ):

@@ -136,3 +136,28 @@ def test_a_scanner_source_sends_the_markers_trials_and_a_late_one_late(
     assert (info["trials"], info["late"], info["refused"]) == (2, 1, 0)
     assert (record / "markers.tsv").is_file()
     live.stop()
+
+
+def test_a_replays_late_marker_is_flagged_and_says_which_volume_it_came_before():
+    """The replay source driven by markers sends a trial whose onset an earlier volume reached
+    (its marker came late) flagged late and told, as the scanner source does."""
+    from realtime.stages.source_markers import MarkerReplayMixin
+
+    class _Replay(MarkerReplayMixin):
+        def flush_notices(self):
+            pass
+
+    inlet, notes = FakeInlet(), []
+    src = _Replay()
+    src.markers = MarkerEvents(inlet, speed=1.0, notice=lambda lv, text: notes.append(text))
+    src.markers.begin_run("r", tr=1.0)
+    inlet.send(trial(4, onset=1.5), T0)  # volumes 0-2 were sent: volume 2 reached its onset
+    inlet.send(trial(5, onset=2.5), T0)  # on time for volume 3
+    late, on_time = src._marker_trials("r", 3, 1.0, T0)
+    assert late.meta["late"] is True and late.meta["late_s"] == pytest.approx(0.5)
+    assert "late" not in on_time.meta
+    assert late.meta["before_volume"] == on_time.meta["before_volume"] == 3
+    inlet.send(trial(6, onset=7.5), T0)  # after the last volume (7), before the run's end
+    (last,) = src._marker_trials("r", 8, 1.0, T0, end=True)
+    assert last.meta["before_volume"] == 8 and "late" not in last.meta
+    assert src.markers.end_run(8)["late"] == 1 and any("sent late" in n for n in notes)

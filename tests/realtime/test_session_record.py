@@ -42,6 +42,7 @@ def _run(name: str, indices, n_volumes: int, trials=()) -> list[Message]:
     msgs = [Message("run_start", run=name, meta={**meta, "input": "replay", "dataset": "toy"})]
     for k, onset, image in trials:
         event = {"onset": onset, "duration": 3.0, "image_id": image, "repetition": 1}
+        event["before_volume"] = int(np.ceil(onset / TR))  # sent before the volume after it
         msgs.append(Message("trial", run=name, index=k, meta={**event, "split": "test"}))
     for k in indices:
         msgs.append(Message("volume", run=name, index=k, buffers={"volume": _vol(k)}))
@@ -168,9 +169,9 @@ def test_the_record_is_bids_valid(tmp_path):
     assert motion[2].split("\t") == ["n/a"] * 7  # volume 1 never came
     events = layout.events_tsv(2).read_text().splitlines()
     assert events == [
-        "onset\tduration\ttrial_type\timage_id\trepetition\tsplit\ttrial",
-        "1.5\t3.0\timage\t3\t1\ttest\t0",
-        "4.5\t3.0\timage\t7\t1\ttest\t1",
+        "onset\tduration\ttrial_type\timage_id\trepetition\tsplit\ttrial\tbefore_volume",
+        "1.5\t3.0\timage\t3\t1\ttest\t0\t1",
+        "4.5\t3.0\timage\t7\t1\ttest\t1\t3",
     ]
     description = json.loads(layout.dataset_description.read_text())
     assert description["Name"].endswith("toy") and description["DatasetType"] == "raw"
@@ -199,7 +200,7 @@ class _Design:
 
 
 def test_a_record_opens_as_a_replay_dataset(tmp_path):
-    _recorded_session(tmp_path)
+    layout = _recorded_session(tmp_path)
     assert is_record(tmp_path) and not is_record(tmp_path / "sub-s01")
     ds = RecordDataset(tmp_path, design=_Design(tmp_path / "design"))
     assert ds.runs == ["run-02", "series-009"] and ds.meta.tr == TR
@@ -210,7 +211,11 @@ def test_a_record_opens_as_a_replay_dataset(tmp_path):
     np.testing.assert_array_equal(data[..., 3], _vol(3))
     assert ds.missing_volumes("series-009") == [1] and ds.missing_volumes("run-02") == []
     events = ds.events("run-02")
-    assert [(e.trial, e.onset, e.image_id, e.split) for e in events] == [
-        (0, 1.5, 3, "test"),
-        (1, 4.5, 7, "test"),
+    assert [(e.trial, e.onset, e.image_id, e.split, e.before_volume) for e in events] == [
+        (0, 1.5, 3, "test", 1),
+        (1, 4.5, 7, "test", 3),
     ]
+    path = layout.events_tsv(2)
+    lines = path.read_text().splitlines()  # a record from before the column: sent by onset
+    path.write_text("\n".join(line.rsplit("\t", 1)[0] for line in lines) + "\n")
+    assert [e.before_volume for e in ds.events("run-02")] == [None, None]

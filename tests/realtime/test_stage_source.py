@@ -53,6 +53,10 @@ def test_a_replay_yields_each_run_in_data_time(tiny_dataset):
         assert [m.meta["image_id"] for m in trials] == [int(e.image_id) for e in events]
         times = [m.meta["onset"] if m.kind == "trial" else m.meta["time"] for m in body]
         assert times == sorted(times)  # trials and volumes merged in data time
+        for i, m in enumerate(body):  # each trial says which volume came next
+            if m.kind == "trial":
+                after = [x.index for x in body[i:] if x.kind == "volume"]
+                assert m.meta["before_volume"] == (after[0] if after else N)
     assert src.status()["volumes"] == N * len(ds.runs)
 
 
@@ -85,3 +89,29 @@ def test_a_run_not_in_the_dataset_is_a_config_error(tiny_dataset):
 
 def test_a_source_has_no_input(tiny_dataset):
     assert list(_source(tiny_dataset).handle(Message("trial", run="run-01", index=0))) == []
+
+
+def test_a_records_trial_is_sent_before_the_volume_it_came_before(tiny_dataset, monkeypatch):
+    """A session record's trial whose marker came late (``before_volume`` past its onset's
+    volume) is replayed at the same place among the volumes, so a rerun fits the same GLM."""
+    import dataclasses
+    import math
+
+    run = tiny_dataset.runs[0]
+    tr = float(tiny_dataset.meta.tr)
+    events = [e for e in tiny_dataset.events(run) if e.onset < N * tr]
+    first = events[0]
+    on_time = math.ceil(first.onset / tr)
+    late = dataclasses.replace(first, before_volume=on_time + 2)
+    src = _source(tiny_dataset, runs=[run])
+    real_events = src.dataset.events
+    monkeypatch.setattr(
+        src.dataset, "events", lambda r: [late, *real_events(r)[1:]] if r == run else []
+    )
+    body = [m for m in src.produce() if m.kind in ("trial", "volume")]
+    order = [(m.kind, m.index) for m in body]
+    position = order.index(("trial", first.trial))
+    assert order[position - 1] == ("volume", on_time + 1)
+    assert order[position + 1][0] == "trial" or order[position + 1] == ("volume", on_time + 2)
+    assert body[position].meta["onset"] == first.onset  # its onset is unchanged
+    assert body[position].meta["before_volume"] == on_time + 2
