@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--motion", default="correct")
     ap.add_argument("--recon", default="none")
     ap.add_argument("--decode-precision", default="auto", choices=["auto", "fp32", "int8"])
+    ap.add_argument(
+        "--background-nice", default="5", help="the stream's --background-nice (0: as the others)"
+    )
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))
@@ -50,7 +53,7 @@ def main() -> None:
         sys.executable, "-m", "realtime.cli", "stream", "--scanner", str(export),
         "--replay", args.replay, "--headless", "--quiet", "--out", str(out),
         "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
-        "--decode-precision", args.decode_precision,
+        "--decode-precision", args.decode_precision, "--background-nice", args.background_nice,
     ]  # fmt: skip
     sim = [
         sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,

@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -122,6 +123,13 @@ def _add_stream_run_options(p) -> None:
         help="times the process launcher restarts each stage that dies (default 3; 0: none)",
     )
     p.add_argument(
+        "--background-nice",
+        type=int,
+        dest="background_nice",
+        help="how much lower the recorder and reconstruct processes run than the stages on the "
+        "way to a trial's top-k (os.nice increment 0-19; default 5; 0: the same)",
+    )
+    p.add_argument(
         "--train-epochs",
         type=int,
         dest="train_epochs",
@@ -218,6 +226,12 @@ def _add_stage(sub) -> None:
         help="a stage option (JSON value or string), e.g. --set speed=0",
     )
     p.add_argument("--keep-running", action="store_true", help="do not exit at the session's end")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run this many steps lower in CPU priority (os.nice increment 0-19; default 0)",
+    )
     add_key_options(p)
 
 
@@ -228,6 +242,9 @@ def cmd_stage(args) -> int:
     from realtime.stages import build_stage
     from rt_wire.curve_auth import use_security
 
+    nice = check_number(args.nice, "nice", minimum=0, maximum=19, integer=True)
+    if nice:
+        os.nice(nice)  # before the stage's threads start: they inherit it
     spec: dict = json.loads(Path(args.spec).read_text()) if args.spec else {}
     for key in ("in_addr", "out_addr", "telemetry_addr"):
         if getattr(args, key):

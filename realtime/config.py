@@ -55,6 +55,7 @@ class StreamConfig:
     base_port: int = 5550
     launcher: str = "process"
     max_restarts: int = 3
+    background_nice: int = 5
     train_epochs: int | None = None
     quiet: bool = False
     markers: str | None = None
@@ -124,6 +125,9 @@ class StreamConfig:
         check_choice(self.launcher, "launcher", LAUNCHERS)
         self.max_restarts = check_number(
             self.max_restarts, "max_restarts", minimum=0, maximum=100, integer=True
+        )
+        self.background_nice = check_number(
+            self.background_nice, "background_nice", minimum=0, maximum=19, integer=True
         )
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")

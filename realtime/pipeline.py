@@ -32,6 +32,11 @@ ORDER = (
     "source",
 )  # downstream first
 READY_TIMEOUT_S = 300.0
+#: stages off the way from a volume to its top-k: at a lower CPU priority (``background_nice``)
+#: so that on a few cores they wait for the source, preprocess, estimate and decode, not these
+#: for them (each has seconds of slack: the recorder's warning is at 2 s behind, reconstruct's
+#: queue is drained at the session's end)
+BACKGROUND_STAGES = ("recorder", "reconstruct")
 
 
 def run_stream(cfg: StreamConfig, log=print, open_console=None, adjust=None) -> dict:
@@ -123,6 +128,7 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
                 log,
                 security,
                 max_restarts=cfg.max_restarts,
+                background_nice=cfg.background_nice,
             )
     finally:
         if results is not None:
@@ -158,6 +164,7 @@ def _run_processes(
     security=None,
     threads_per_stage: int = 1,
     max_restarts: int = 3,
+    background_nice: int = 5,
 ) -> None:
     """Run the stages as processes until the recorder has written the session's end; a stage
     process that dies is restarted (:class:`~realtime.supervisor.Supervisor`), and nothing is
@@ -185,6 +192,8 @@ def _run_processes(
         ]
         if name == "reconstruct":  # its trial numbers (the full mode's seeds) survive a restart
             cmd += ["--set", f"numbers_file={logs / 'reconstruct_numbers.json'}"]
+        if name in BACKGROUND_STAGES and background_nice:
+            cmd += ["--nice", str(background_nice)]
         err = open(logs / f"{name}.log", "w" if incarnation == 0 else "a")
         stage_env = dict(env)
         # One compute thread per stage process: five processes share the cores, and a

@@ -327,3 +327,15 @@ def test_a_stage_process_freezes_its_start_up_objects_before_it_starts(monkeypat
         gc.unfreeze()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def test_background_nice_is_checked_where_it_is_given(capsys):
+    from realtime.cli import main
+
+    with pytest.raises(ConfigError, match="'background_nice' must be"):
+        StreamConfig(replay="tiny", background_nice=20)
+    with pytest.raises(ConfigError, match="'background_nice' must be"):
+        StreamConfig(replay="tiny", background_nice=-1)
+    assert StreamConfig(replay="tiny").background_nice == 5
+    assert main(["stage", "recorder", "--nice", "-3"]) != 0  # refused before the stage starts
+    assert "'nice' must be" in capsys.readouterr().err
