@@ -137,3 +137,31 @@ def skip_released(messages: Iterator[Message], done: str, counts: dict) -> Itera
                 skipping = msg.run != done
             continue
         yield msg
+
+
+class EarlyVolumes:
+    """Without a design, a run's grid is its first volume's.  Volumes of a series that has not
+    started, read before its volume 1 (whose read may be retried, or whose file comes later),
+    wait here for it, at most ``wait_s`` (as a missing volume is waited for), so that a stray
+    file of another matrix is never the one that sets the grid.  Nothing is sent meanwhile: the
+    source sends volumes in order, so volume 2 waits for volume 1 anyway."""
+
+    def __init__(self) -> None:
+        self.held: list = []  # (volume, times)
+        self.since: float | None = None
+
+    def hold(self, vol, times) -> None:
+        self.held.append((vol, times))
+        self.since = self.since if self.since is not None else time.monotonic()
+
+    def due(self, gap_wait_s: float | None) -> bool:
+        """Whether the held volumes have waited long enough for a volume 1 (default 2 TR)."""
+        if not self.held:
+            return False
+        tr = self.held[0][0].tr or 2.0
+        return time.monotonic() - self.since >= (gap_wait_s or 2 * tr)
+
+    def take(self) -> list:
+        """The held volumes in (series, index) order; none are held after."""
+        held, self.held, self.since = self.held, [], None
+        return sorted(held, key=lambda v: (v[0].series, v[0].index))

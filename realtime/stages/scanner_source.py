@@ -43,6 +43,7 @@ from realtime.export_folder import ExportFolder
 from realtime.stages.scanner_control import ScannerControlMixin
 from realtime.stages.scanner_markers import ScannerMarkersMixin
 from realtime.stages.scanner_runs import (
+    EarlyVolumes,
     ScannerRun,
     grid_mismatch,
     plan_run,
@@ -151,6 +152,7 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
         self._init_markers(markers, markers_wait_s, record_dir)
         self.run: ScannerRun | None = None
         self.finished: dict[int, str] = {}  # series -> run name
+        self.early = EarlyVolumes()  # (no design) read before their series' volume 1
         self.counts = dict.fromkeys(
             ("volumes", "files_broken", "files_rejected", "files_ignored", "volumes_missing"), 0
         )
@@ -218,15 +220,6 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
             meta["stopped"] = True
         yield Message("end", meta=meta, t={"source.sent": time.time()})
 
-    def _session_over(self) -> bool:
-        if self.halted:
-            return True
-        if self.run is not None:
-            return False
-        if self.design is not None and len(self.finished) >= len(self.design_runs):
-            return True
-        return time.monotonic() - self._idle_since > self.idle_timeout_s
-
     def _take(self, report) -> Iterator[Message]:
         for path, reason in report.rejected:
             self.counts["files_rejected"] += 1
@@ -240,7 +233,7 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
         for vol, completed, read in sorted(report.volumes, key=lambda v: (v[0].series, v[0].index)):
             yield from self._accept(vol, (completed, read))
 
-    def _accept(self, vol, times: tuple[float, float]) -> Iterator[Message]:
+    def _accept(self, vol, times: tuple[float, float], early=False) -> Iterator[Message]:
         if vol.series in self.finished:
             self._ignore(vol, f"its series {vol.series} ({self.finished[vol.series]}) has ended")
             return
@@ -255,6 +248,9 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
             if self.design is not None and len(self.finished) >= len(self.design_runs):
                 self._ignore(vol, "every run of the design has been acquired")
                 return
+            if self.design is None and int(vol.index) > 1 and not early:
+                self.early.hold(vol, times)  # the grid is its series' volume 1's
+                return
             if not self._grid_ok(vol):
                 return
             try:
@@ -263,6 +259,8 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
                 self._ignore(vol, str(err))
                 return
             yield start
+            for held, held_times in self.early.take():  # now on the run's grid, or ignored
+                yield from self._accept(held, held_times, early=True)
         elif not self._grid_ok(vol):
             return
         run = self.run
@@ -309,6 +307,9 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
         return run_start_of(self.run, vol, self.folder.folder, self.design, **trials)
 
     def _send_ready(self) -> Iterator[Message]:
+        if self.run is None and self.early.due(self.gap_wait_s):  # no volume 1 came
+            for vol, times in self.early.take():
+                yield from self._accept(vol, times, early=True)
         run = self.run
         if run is None:
             return

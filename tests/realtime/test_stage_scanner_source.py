@@ -105,15 +105,15 @@ def test_a_broken_file_is_named_and_its_volume_reported_missing(tmp_path, poll, 
 
 def test_other_series_wrong_matrix_and_non_volumes_are_skipped_by_name(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="mindeye_rt.source")
-    live = _Running(tmp_path, run_volumes=3)
-    _write(tmp_path, 4, 1)
-    # the run's grid is the first volume read: wait for it (under load, a retried read of this
-    # file once came after the wrong-matrix file's, whose grid then became the run's)
-    live.wait_for(lambda m: len(_volumes(m)) == 1)
+    live = _Running(tmp_path, run_volumes=3, gap_wait_s=5.0)
+    # without a design the run's grid is its volume 1's, whichever file is read first
+    _write(tmp_path, 4, 2, shape=(12, 14, 9))  # wrong matrix: held for volume 1, then ignored
+    live.wait_for(lambda m: live.source.early.held)
     (tmp_path / "notes.txt").write_text("not a volume")
     (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(0).bytes(3000))
-    _write(tmp_path, 4, 2, shape=(12, 14, 9))  # wrong matrix: ignored, volume missing
+    _write(tmp_path, 4, 1)
     live.wait_for(lambda m: len(_volumes(m)) == 1 and live.source.counts["files_ignored"] == 1)
+    assert live.msgs[0].kind == "run_start" and live.msgs[0].meta["shape"] == list(SHAPE)
     _write(tmp_path, 4, 2)  # the console re-exports it right
     _write(tmp_path, 4, 3)
     msgs = live.wait_for(lambda m: any(x.kind == "run_end" for x in m))
@@ -127,6 +127,17 @@ def test_other_series_wrong_matrix_and_non_volumes_are_skipped_by_name(tmp_path,
     texts = caplog.text
     assert src.counts["files_rejected"] == 2 and "notes.txt" in texts and "junk.dcm" in texts
     assert "not the session's grid" in texts and "has ended" in texts
+
+
+def test_without_volume_1_the_held_volumes_start_the_run_after_the_gap_wait(tmp_path):
+    live = _Running(tmp_path, run_volumes=3)  # gap wait 0.3 s
+    _write(tmp_path, 8, 3)
+    _write(tmp_path, 8, 2)
+    msgs = live.wait_for(lambda m: any(x.kind == "run_end" for x in m))
+    assert _volumes(msgs) == [1, 2] and live.source.counts["volumes_missing"] == 1
+    assert msgs[0].kind == "run_start" and msgs[0].meta["shape"] == list(SHAPE)
+    assert not live.source.early.held
+    live.stop()
 
 
 def test_a_new_series_starts_the_next_run_and_the_session_ends_when_idle(tmp_path):
