@@ -144,10 +144,12 @@ class StalledModel(SessionModel):
         super().__init__(dataset_loader=None)
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.returned = threading.Event()
 
     def feed_many(self, msgs) -> None:
         self.entered.set()
-        self.release.wait(30)
+        self.release.wait(60)
+        self.returned.set()
 
 
 def _run_data_path(base_port: int, n: int, payload: int) -> float:
@@ -193,6 +195,10 @@ def test_a_stalled_console_does_not_slow_the_data_path(base_port):
         _until(lambda: stalled.entered.is_set(), every=lambda: transport.try_publish(pub, probe))
         try:
             with_stall = _run_data_path(base_port, n, payload)
+            # every message went through while the console was still stuck in its model: the
+            # data path never waited for it (a wait would have timed out, 10 s per message, or
+            # ended only after the stall)
+            still_stalled = not stalled.returned.is_set()
         finally:
             stalled.release.set()
             receiver.stop()
@@ -200,8 +206,10 @@ def test_a_stalled_console_does_not_slow_the_data_path(base_port):
             pub.close(0)
     finally:
         hub.stop()
+    # the times are printed, not asserted: a wall-clock ratio failed once in CI on a busy
+    # machine (0.28 s alone, 1.12 s with the stall) with nothing blocked
     print(f"data path: {baseline:.3f} s alone, {with_stall:.3f} s with a stalled console")
-    assert with_stall < 2.0 * baseline + 0.5, (baseline, with_stall)
+    assert still_stalled
 
 
 def test_skip_to_latest_keeps_the_newest_volume_of_each_run_and_everything_else():
