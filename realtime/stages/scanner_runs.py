@@ -142,7 +142,7 @@ def skip_released(messages: Iterator[Message], done: str, counts: dict) -> Itera
 class EarlyVolumes:
     """Without a design, a run's grid is its first volume's.  Volumes of a series that has not
     started, read before its volume 1 (whose read may be retried, or whose file comes later),
-    wait here for it, at most ``wait_s`` (as a missing volume is waited for), so that a stray
+    wait here for it, at most the gap wait (as a missing volume is waited for), so that a stray
     file of another matrix is never the one that sets the grid.  Nothing is sent meanwhile: the
     source sends volumes in order, so volume 2 waits for volume 1 anyway."""
 
