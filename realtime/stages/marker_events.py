@@ -3,7 +3,8 @@
 Both sources use :class:`MarkerEvents` the same way: :meth:`~MarkerEvents.begin_run` when a run
 starts, :meth:`~MarkerEvents.poll` often, :meth:`~MarkerEvents.volume` for each volume sent,
 :meth:`~MarkerEvents.trials_until` before each volume (the trials whose onset its data time has
-reached, as a replay of ``events.tsv`` sends them), :meth:`~MarkerEvents.end_run` at its end.
+reached, as a replay of ``events.tsv`` sends them; :meth:`~MarkerEvents.trial_messages` gives them
+as ``trial`` messages, a late marker's flagged), :meth:`~MarkerEvents.end_run` at its end.
 
 Which run a marker belongs to
     Markers go to the source's current run.  Markers that come while no run is streaming, or
@@ -28,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from realtime.marker_clock import RunClock
+from realtime.stages.source_control import trial_message
 from replay_data.dataset_format import Event
 from rt_base import atomic
 
@@ -141,6 +143,18 @@ class MarkerEvents:
         run.counts["trials"] += len(due)
         self.counts["trials"] += len(due)
         return due
+
+    def trial_messages(self, data_time: float, next_index: int, tr: float, now: float):
+        """:meth:`trials_until` ``data_time`` as ``trial`` messages sent before the run's volume
+        ``next_index``.  A trial whose onset a volume already sent reached (its marker came
+        late) is flagged ``late`` / ``late_s`` and told (:meth:`note_late`)."""
+        sent = (next_index - 1) * tr  # the data time of the last volume sent
+        for event in self.trials_until(data_time):
+            msg = trial_message(self.run.name, event, now, next_index)
+            if next_index > 0 and event.onset <= sent:
+                msg.meta.update(late=True, late_s=round(sent - event.onset, 6))
+                self.note_late(event, sent - event.onset)
+            yield msg
 
     def note_late(self, event: Event, behind_s: float) -> None:
         """The source sent ``event`` after volumes at or past its onset (its marker came late):

@@ -24,7 +24,7 @@ from realtime.session_layout import (
     RunNumbers,
     SessionLayout,
 )
-from realtime.stages.recorder_resume import complete_lines
+from realtime.stages.recorder_resume import complete_lines, tsv_rows
 
 SCANS_COLUMNS = ("filename", "acq_time", RUN_NAME_COLUMN)
 
@@ -65,10 +65,8 @@ class BidsTables:
         self.numbers.numbers.update(self.layout.recorded_runs())
         self._listed = set(self.numbers.numbers)
         for run, number in self.numbers.numbers.items():
-            lines = complete_lines(self.layout.events_tsv(number))
-            header = lines[0].split("\t") if lines else []
-            column = header.index("trial") if "trial" in header else -1
-            self._trials[number] = {line.split("\t")[column] for line in lines[1:]}
+            events = tsv_rows(self.layout.events_tsv(number))
+            self._trials[number] = {row.get("trial") for row in events}
             motion = complete_lines(self.layout.motion_tsv(number))
             if len(motion) > 1:
                 self._next_motion[run] = len(motion) - 1

@@ -59,7 +59,7 @@ def complete_lines(path: Path) -> list[str]:
     return data[:end].decode(errors="replace").splitlines()
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
+def tsv_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a TSV file with a header line, as dicts."""
     lines = complete_lines(path)
     if not lines:
@@ -119,17 +119,17 @@ class ResumedRecord:
             self.runs[run] = {**json.loads(info.read_text()), "received": 0, "meta": {}}
         for tr in sorted(runs_dir.glob("*_tr.tsv")):
             run = tr.name[: -len("_tr.tsv")]
-            indices = {int(r["index"]) for r in _rows(tr)}
+            indices = {int(r["index"]) for r in tsv_rows(tr)}
             self._lines[f"runs/{run}_tr.tsv"] = indices
             self._raw_rows[run] = len(indices)
             if run in self.runs:
                 self.runs[run]["received"] = len(indices)
         for bad in runs_dir.glob("*_bad.tsv"):
-            self._lines[f"runs/{bad.name}"] = {int(r["index"]) for r in _rows(bad)}
-        events = {(r["run"], int(r["trial"])) for r in _rows(self.out / "events.tsv")}
+            self._lines[f"runs/{bad.name}"] = {int(r["index"]) for r in tsv_rows(bad)}
+        events = {(r["run"], int(r["trial"])) for r in tsv_rows(self.out / "events.tsv")}
         self._lines["events.tsv"], self.n_trials = events, len(events)
         for name in ("retrievals.tsv", "recons.tsv"):
-            rows = _rows(self.out / name)
+            rows = tsv_rows(self.out / name)
             self._lines[name] = {(r["run"], int(r["trial"])) for r in rows}
             for r in rows:
                 self.numbers[(r["run"], int(r["trial"]))] = int(r["n"])

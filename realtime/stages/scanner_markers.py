@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from realtime.stages.source_control import trial_message
 from rt_base.checks import check_number
 from rt_wire.message import Message
 
@@ -102,10 +101,4 @@ class ScannerMarkersMixin:
 
     def _marker_trials(self, data_time: float) -> Iterator[Message]:
         run = self.run
-        sent = (run.next_index - 1) * run.tr  # the data time of the last volume sent
-        for event in self.markers.trials_until(data_time):
-            msg = trial_message(run.name, event, time.time(), run.next_index)
-            if run.next_index > 0 and event.onset <= sent:
-                msg.meta.update(late=True, late_s=round(sent - event.onset, 6))
-                self.markers.note_late(event, sent - event.onset)
-            yield msg
+        yield from self.markers.trial_messages(data_time, run.next_index, run.tr, time.time())

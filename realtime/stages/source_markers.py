@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from realtime.stages.source_control import run_start_message, trial_message
+from realtime.stages.source_control import run_start_message
 from rt_wire.message import Message
 
 _POLL_S = 0.002  # how often markers are polled while the source waits for the program
@@ -117,11 +117,4 @@ class MarkerReplayMixin:
         reached had its marker come late: flagged and told, as the scanner source does."""
         self.markers.poll()
         self.flush_notices()
-        data_time = k * tr - 1e-9 if end else k * tr
-        sent = (k - 1) * tr  # the data time of the last volume sent
-        for event in self.markers.trials_until(data_time):
-            msg = trial_message(run, event, now, k)
-            if k > 0 and event.onset <= sent:
-                msg.meta.update(late=True, late_s=round(sent - event.onset, 6))
-                self.markers.note_late(event, sent - event.onset)
-            yield msg
+        yield from self.markers.trial_messages(k * tr - 1e-9 if end else k * tr, k, tr, now)
