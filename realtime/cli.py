@@ -130,6 +130,12 @@ def _add_stream_run_options(p) -> None:
         "way to a trial's top-k (os.nice increment 0-19; default 5; 0: the same)",
     )
     p.add_argument(
+        "--fuse-stages",
+        action=argparse.BooleanOptionalAction,
+        dest="fuse_stages",
+        help="preprocess, estimate and decode in one process (no passages between them)",
+    )
+    p.add_argument(
         "--train-epochs",
         type=int,
         dest="train_epochs",
@@ -211,9 +217,9 @@ def cmd_stream(args) -> int:
 
 def _add_stage(sub) -> None:
     p = sub.add_parser("stage", help="run one pipeline stage alone (e.g. on another machine)")
-    from realtime.stages import STAGE_NAMES
+    from realtime.stages import STAGES
 
-    p.add_argument("name", choices=list(STAGE_NAMES))
+    p.add_argument("name", choices=list(STAGES))
     p.add_argument("--spec", help="JSON file with the stage's addresses and options")
     p.add_argument("--in", dest="in_addr", help="endpoint this stage binds for its input")
     p.add_argument("--out", dest="out_addr", help="endpoint of the next stage's input")

@@ -56,6 +56,7 @@ class StreamConfig:
     launcher: str = "process"
     max_restarts: int = 3
     background_nice: int = 5
+    fuse_stages: bool = False
     train_epochs: int | None = None
     quiet: bool = False
     markers: str | None = None
@@ -129,6 +130,8 @@ class StreamConfig:
         self.background_nice = check_number(
             self.background_nice, "background_nice", minimum=0, maximum=19, integer=True
         )
+        if not isinstance(self.fuse_stages, bool):
+            raise ConfigError(f"'fuse_stages' must be true or false, got {self.fuse_stages!r}")
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         _check_device(self.device, "device")

@@ -15,9 +15,11 @@ import zmq
 from realtime.cli_keys import key_arguments
 from realtime.config import StreamConfig
 from realtime.preparation import prepare
-from realtime.stages import build_stage
+from realtime.stages import build_stage, fuse_specs
 from realtime.supervisor import Supervisor
+from rt_base.atomic import write_json
 from rt_base.errors import StageError
+from rt_base.names import FUSED_STAGE
 from rt_wire import transport
 from rt_wire.curve_auth import add_refusal_reporter, use_security
 from rt_wire.message import WireError
@@ -26,6 +28,7 @@ from rt_wire.telemetry import TelemetryHub
 ORDER = (
     "recorder",
     "reconstruct",
+    FUSED_STAGE,
     "decode",
     "estimate",
     "preprocess",
@@ -95,6 +98,10 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
         )
         log("operator console opened (closing it does not stop the session; --headless for none)")
     out, session = prep.out, prep.session
+    specs = prep.specs
+    if cfg.fuse_stages:  # preprocess, estimate and decode in one process (realtime.stages.fused)
+        specs = fuse_specs(specs)
+        write_json(out / "stages" / f"{FUSED_STAGE}.json", specs[FUSED_STAGE])
     if session["recon"] == "full" and cfg.generator == "tiny-random":
         log(
             "reconstruction uses the tiny-random generator: random weights, its images carry no "
@@ -119,10 +126,10 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
             import torch
 
             torch.set_num_threads(1)  # as each stage process does (see _run_processes)
-            _run_threads(prep.specs)
+            _run_threads(specs)
         else:
             _run_processes(
-                prep.specs,
+                specs,
                 out,
                 cfg.addresses()["telemetry"],
                 log,

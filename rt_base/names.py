@@ -16,6 +16,11 @@ STAGE_NAMES: tuple[str, ...] = (
     "recorder",
 )
 
+#: the stages ``stream --fuse-stages`` runs in one process, in data-path order: one stage on the
+#: wire, named :data:`FUSED_STAGE` (each part still stamps, logs and reports under its own name)
+FUSED_PARTS: tuple[str, ...] = ("preprocess", "estimate", "decode")
+FUSED_STAGE = "fused"
+
 #: stages a session may run without (``--recon none``)
 OPTIONAL_STAGES: frozenset[str] = frozenset({"reconstruct"})
 

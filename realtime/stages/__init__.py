@@ -12,6 +12,7 @@ from typing import Any
 from realtime.stages.base import LINK_KEYS, Stage
 from realtime.stages.decode import DecodeStage
 from realtime.stages.estimate import EstimateStage
+from realtime.stages.fused import FusedStage, fuse_specs
 from realtime.stages.preprocess import PreprocessStage
 from realtime.stages.reconstruct import ReconstructStage
 from realtime.stages.recorder import RecorderStage
@@ -20,7 +21,7 @@ from realtime.stages.source import ReplaySource
 from rt_base.errors import ConfigError
 from rt_base.names import STAGE_NAMES
 
-#: the stage class of each name, in data-path order
+#: the stage class of each name, in data-path order (the fused stage in place of its parts)
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
     for cls in (
@@ -28,12 +29,21 @@ STAGES: dict[str, type[Stage]] = {
         PreprocessStage,
         EstimateStage,
         DecodeStage,
+        FusedStage,
         ReconstructStage,
         RecorderStage,
     )
 }
 
-__all__ = ["LINK_KEYS", "STAGES", "STAGE_NAMES", "Stage", "build_stage", "stage_class"]
+__all__ = [
+    "LINK_KEYS",
+    "STAGES",
+    "STAGE_NAMES",
+    "Stage",
+    "build_stage",
+    "fuse_specs",
+    "stage_class",
+]
 
 
 def stage_class(name: str, spec: Mapping[str, Any] | None = None) -> type[Stage]:
@@ -43,10 +53,10 @@ def stage_class(name: str, spec: Mapping[str, Any] | None = None) -> type[Stage]
     Raises
     ------
     ConfigError
-        ``name`` is not one of :data:`~rt_base.names.STAGE_NAMES`.
+        ``name`` is not one of :data:`STAGES`.
     """
     if name not in STAGES:
-        raise ConfigError(f"stage name must be one of {list(STAGE_NAMES)}, got {name!r}")
+        raise ConfigError(f"stage name must be one of {list(STAGES)}, got {name!r}")
     if name == "source" and spec is not None and "folder" in spec:
         return ScannerSource
     return STAGES[name]

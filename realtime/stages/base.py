@@ -239,6 +239,10 @@ class Stage(ABC):
         background work has made ready since the last turn."""
         return ()
 
+    def sockets_open(self) -> None:
+        """Called on the worker thread once the sockets are up, before the first message."""
+        return None
+
     def status(self) -> dict:
         """Counters (:data:`COUNTERS`) and health, published every second."""
         return dict(self.counters)
@@ -254,6 +258,7 @@ class Stage(ABC):
             if self.telemetry_addr:
                 self._pub = transport.display_publisher(self._ctx, self.telemetry_addr)
             self.recovery.open(self._ctx)
+            self.sockets_open()
         except BaseException as err:  # noqa: BLE001 - reported through start()
             self._error = err
             self._ready.set()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rt_base.names import OPTIONAL_STAGES, STAGE_NAMES
+from rt_base.names import FUSED_PARTS, FUSED_STAGE, OPTIONAL_STAGES, STAGE_NAMES
 from rt_wire.message import Message
 from rt_wire.sender import ANONYMOUS
 from rt_wire.sequence import Arrival, LinkSequences
@@ -33,13 +33,16 @@ MAX_REPORTED_SENDERS = 8
 def default_upstream(name: str) -> frozenset[str] | None:
     """The stage names that send into stage ``name`` in a session: the one before it in
     :data:`~rt_base.names.STAGE_NAMES`, and the one before that while the nearer one is
-    optional (``--recon none``); None for the source and for a stage not in that list (such a
-    stage expects the first sender it hears of each stage name)."""
+    optional (``--recon none``); where that is the last of the fused stages, the fused stage too
+    (``--fuse-stages``).  None for the source and for a stage not in that list (such a stage
+    expects the first sender it hears of each stage name)."""
     if name not in STAGE_NAMES:
         return None
     names: set[str] = set()
     for before in reversed(STAGE_NAMES[: STAGE_NAMES.index(name)]):
         names.add(before)
+        if before == FUSED_PARTS[-1]:
+            names.add(FUSED_STAGE)
         if before not in OPTIONAL_STAGES:
             break
     return frozenset(names) or None

@@ -120,6 +120,15 @@ def _record(out) -> dict:
 
 
 @pytest.mark.slow
+def test_a_killed_fused_stage_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port):
+    """--fuse-stages: the one process of preprocess, estimate and decode, killed mid-run, is
+    restarted and rebuilds the three parts' state from the run's start."""
+    s, out, killed, lines = _session(
+        tiny_dataset, tiny_model, tmp_path, base_port, "fused", fuse_stages=True
+    )
+    _check_nothing_lost(s, out, tiny_dataset, "fused", killed, lines)
+
+
 def test_a_killed_recorder_writes_the_record_of_an_unkilled_one(
     tiny_dataset, tiny_model, tmp_path, base_port
 ):
