@@ -10,7 +10,8 @@ the same thing; only the two inner passages go.
 To the rest of the session each part still looks like a stage: it stamps its ``received`` and
 ``done`` times into the messages it handles (the summary's spans are unchanged), publishes the
 kinds it publishes when split (``tr``, ``trial``, ``response``, ``retrieval`` ...), its log lines
-and its status under its own name.  The fused stage adds a status of its own (the process's
+and its status under its own name (the parts' messages reach the console once the fused stage
+has sent its output downstream, in the order they were made).  The fused stage adds a status of its own (the process's
 input and output counters).  Restarts work as for any stage: the fused process keeps its output
 until the downstream releases it and acknowledges the source's messages at run boundaries
 (:mod:`realtime.stages.recovery`); a restarted one rebuilds every part's state from the run's
@@ -19,6 +20,7 @@ start, as a restarted split stage does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -57,6 +59,7 @@ class FusedStage(Stage):
             raise ConfigError(f"the fused stage runs {list(FUSED_PARTS)} in order, got {names}")
         super().__init__(**links)
         self.parts = parts
+        self._published: list[Message] = []  # what the parts publish, once the output is sent
 
     @classmethod
     def from_options(cls, links: dict, *, parts: Mapping[str, Mapping[str, Any]]) -> FusedStage:
@@ -108,15 +111,25 @@ class FusedStage(Stage):
         return msgs
 
     def _emitted(self, part: Stage, outs: list[Message]) -> list[Message]:
-        """What ``part`` returned, stamped and published as its own ``_emit`` would."""
+        """What ``part`` returned, stamped as its own ``_emit`` would; what it publishes is
+        kept as it is now (its sender, its stamps so far) and published once the fused stage
+        has sent its output downstream (the console's copy is off the way to the top-k)."""
         done = time.time()
         for out in outs:
             out.t.setdefault(f"{part.name}.done", done)
-            out.sender = part.sender
             if self._pub is not None and out.kind in part.publish_kinds:
-                transport.try_publish(self._pub, out)
+                copy = dataclasses.replace(
+                    out, meta=dict(out.meta), t=dict(out.t), sender=part.sender
+                )
+                self._published.append(copy)
         part.counters["sent"] += len(outs)
         return outs
+
+    def _emit(self, push, msgs: list[Message]) -> None:
+        super()._emit(push, msgs)
+        published, self._published = self._published, []
+        for msg in published:
+            transport.try_publish(self._pub, msg)
 
     # -- telemetry ---------------------------------------------------------------------------
     def sockets_open(self) -> None:

@@ -169,7 +169,8 @@ def test_each_pipeline_stage_expects_the_one_before_it():
     assert default_upstream("source") is None
     assert default_upstream("preprocess") == {"source"}
     assert default_upstream("decode") == {"estimate"}
-    assert default_upstream("recorder") == {"reconstruct", "decode"}  # reconstruct is optional
+    # reconstruct is optional; "fused" runs decode with preprocess and estimate (--fuse-stages)
+    assert default_upstream("recorder") == {"reconstruct", "decode", "fused"}
     assert default_upstream("doubler") is None
     stage = PreprocessStage(np.ones((2, 2, 2), bool))
     assert stage.input_checks.sequences.upstream == {"source"}
