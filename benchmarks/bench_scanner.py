@@ -43,7 +43,10 @@ def main() -> None:
         "--background-nice", default="5", help="the stream's --background-nice (0: as the others)"
     )
     ap.add_argument(
-        "--fuse-stages", action="store_true", help="the stream's --fuse-stages (one process)"
+        "--fuse-stages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the stream's --fuse-stages (the default) or --no-fuse-stages (split processes)",
     )
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
@@ -57,7 +60,7 @@ def main() -> None:
         "--replay", args.replay, "--headless", "--quiet", "--out", str(out),
         "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
         "--decode-precision", args.decode_precision, "--background-nice", args.background_nice,
-        *(["--fuse-stages"] if args.fuse_stages else []),
+        "--fuse-stages" if args.fuse_stages else "--no-fuse-stages",
     ]  # fmt: skip
     sim = [
         sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,

@@ -133,7 +133,8 @@ def _add_stream_run_options(p) -> None:
         "--fuse-stages",
         action=argparse.BooleanOptionalAction,
         dest="fuse_stages",
-        help="preprocess, estimate and decode in one process (no passages between them)",
+        help="preprocess, estimate and decode in one process, without passages between them "
+        "(default); --no-fuse-stages: each its own process",
     )
     p.add_argument(
         "--train-epochs",

@@ -56,7 +56,7 @@ class StreamConfig:
     launcher: str = "process"
     max_restarts: int = 3
     background_nice: int = 5
-    fuse_stages: bool = False
+    fuse_stages: bool = True
     train_epochs: int | None = None
     quiet: bool = False
     markers: str | None = None

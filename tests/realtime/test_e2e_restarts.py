@@ -82,14 +82,19 @@ def _check_nothing_lost(s, out, tiny_dataset, stage, killed, lines):
 
 
 def test_preprocess_killed_mid_run_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port):
-    s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, "preprocess")
+    s, out, killed, lines = _session(
+        tiny_dataset, tiny_model, tmp_path, base_port, "preprocess", fuse_stages=False
+    )
     _check_nothing_lost(s, out, tiny_dataset, "preprocess", killed, lines)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["source", "estimate", "decode"])
 def test_a_stage_killed_mid_run_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port, stage):
-    s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, stage)
+    """Each stage its own process (--no-fuse-stages): the killed one alone is restarted."""
+    s, out, killed, lines = _session(
+        tiny_dataset, tiny_model, tmp_path, base_port, stage, fuse_stages=False
+    )
     _check_nothing_lost(s, out, tiny_dataset, stage, killed, lines)
 
 
@@ -121,11 +126,9 @@ def _record(out) -> dict:
 
 @pytest.mark.slow
 def test_a_killed_fused_stage_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port):
-    """--fuse-stages: the one process of preprocess, estimate and decode, killed mid-run, is
-    restarted and rebuilds the three parts' state from the run's start."""
-    s, out, killed, lines = _session(
-        tiny_dataset, tiny_model, tmp_path, base_port, "fused", fuse_stages=True
-    )
+    """The one process of preprocess, estimate and decode (the default, --fuse-stages), killed
+    mid-run, is restarted and rebuilds the three parts' state from the run's start."""
+    s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, "fused")
     _check_nothing_lost(s, out, tiny_dataset, "fused", killed, lines)
 
 

@@ -1,4 +1,4 @@
-"""``--fuse-stages``: preprocess, estimate and decode in one process decode a session exactly as
+"""``--fuse-stages`` (the default): preprocess, estimate and decode in one process decode a session exactly as
 the three split stages do, and the fused stage's spec is checked."""
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def _retrievals(out) -> list[list[str]]:
 def test_a_fused_session_decodes_as_the_split_one(
     tiny_dataset, tiny_model, tmp_path, base_port, data_home
 ):
-    split = _session(tiny_dataset, tiny_model, tmp_path / "split", base_port)
-    fused = _session(tiny_dataset, tiny_model, tmp_path / "fused", base_port, fuse_stages=True)
+    split = _session(tiny_dataset, tiny_model, tmp_path / "split", base_port, fuse_stages=False)
+    fused = _session(tiny_dataset, tiny_model, tmp_path / "fused", base_port)  # the default
+    assert not (tmp_path / "split" / "stages" / f"{FUSED_STAGE}.json").exists()
     assert fused["complete"] and fused["volumes_lost"] == 0
     assert fused["volumes_received"] == split["volumes_received"]
     assert fused["trials"] == split["trials"] > 0
