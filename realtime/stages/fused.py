@@ -93,7 +93,7 @@ class FusedStage(Stage):
         it (as it would cross the wire split)."""
         carried: list[Message] = []
         for i, part in enumerate(self.parts):
-            outs = self._through(i, carried, stop=i + 1) if carried else []
+            outs = self._through(i, carried, stop=i + 1)
             ready = part._safe(lambda p=part: hook(p))
             carried = outs + self._emitted(part, ready)
         return carried

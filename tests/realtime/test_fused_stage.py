@@ -1,8 +1,9 @@
-"""``--fuse-stages`` (the default): preprocess, estimate and decode in one process decode a session exactly as
-the three split stages do, and the fused stage's spec is checked."""
+"""``--fuse-stages`` (the default): preprocess, estimate and decode in one process decode a
+session exactly as the three split stages do, and the fused stage's spec is checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,20 +14,12 @@ from realtime.stages import build_stage, fuse_specs
 from realtime.stages.input_checks import default_upstream
 from rt_base.errors import ConfigError
 from rt_base.names import FUSED_PARTS, FUSED_STAGE
+from tests.realtime.test_e2e import _thread_config
 
 
 def _session(dataset, model, out, base_port, **options):
-    cfg = StreamConfig(
-        replay=str(dataset.root),
-        out=str(out),
-        speed=0,
-        headless=True,
-        checkpoint=str(model),
-        launcher="thread",
-        base_port=base_port,
-        quiet=True,
-        recon="none",
-        **options,
+    cfg = dataclasses.replace(
+        _thread_config(dataset, model, out, base_port), out=str(out), **options
     )
     return run_stream(cfg, log=lambda *a: None)
 
