@@ -3,13 +3,17 @@
     python benchmarks/bench_motion.py                              # NSD size, 20 volumes, 1 and 2 threads
     python benchmarks/bench_motion.py --size small --volumes 5 --threads 1
     python benchmarks/bench_motion.py --device cuda                # also on the GPU, when there is one
+    python benchmarks/bench_motion.py --template t1.nii.gz         # another source image
 
 The volumes: nilearn's MNI152 template (2 mm) acquired on NSD's functional grid (81 x 104 x 83
 at 1.8 mm, or a half-resolution "small" grid) in scanner-like units, then re-acquired after
 seeded random rigid motions up to 3 mm and 3 degrees per axis (the head moves inside a larger
 field of view, cubic interpolation), plus 1 % Gaussian noise.  Both methods get the same
 reference, mask and volumes, start from zero motion, and are timed on estimation only (the
-reslice time of ours is printed apart).  The peer is SimpleITK's Euler3DTransform about the
+reslice time of ours is printed apart).  ``--template``: acquire from this 3D NIfTI (in its own
+units) instead of the MNI template (a lab's own anatomy; or the template saved where nilearn is
+not installed).  With ``--device cuda`` every row of ours runs again on the GPU, with the
+peer's ratio against the peer at the most threads.  The peer is SimpleITK's Euler3DTransform about the
 grid centre, mean squares in the mask, regular step gradient descent, shrink 4/2/1 with smoothing.
 Rows of ours: the defaults (40 000 points a level), ``all-pts`` (every mask point: slower, a
 little more accurate), ``+fwd3`` (the fit finished by 3 forward-compositional steps over every
@@ -81,6 +85,16 @@ def mni_source() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(img.dataobj, np.float32) * 1000.0, img.affine
 
 
+def template_source(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D NIfTI's data (its own units) and affine: the source instead of the MNI template."""
+    import nibabel as nib
+
+    img = nib.load(path)
+    if len(img.shape) != 3:
+        raise SystemExit(f"--template {path}: a 3D image is needed, this one is {img.shape}")
+    return np.asarray(img.dataobj, np.float32), img.affine
+
+
 def acquire(source, source_affine, shape, affine, params) -> np.ndarray:
     """The grid's record of ``source`` after the head moved by ``params`` (cubic):
     ``source(M^-1 y)``, ``M`` about the grid centre (the fmri_compute.rigid convention)."""
@@ -92,12 +106,18 @@ def acquire(source, source_affine, shape, affine, params) -> np.ndarray:
 
 
 def make_volumes(
-    size: str, n: int, seed: int = 0, noise: float = 0.01, drift: bool = False
+    size: str,
+    n: int,
+    seed: int = 0,
+    noise: float = 0.01,
+    drift: bool = False,
+    template: str | None = None,
 ) -> Volumes:
     """``n`` volumes moved by random motions up to 3 mm / 3 degrees per axis, with Gaussian
     noise of ``noise`` times the mean brain intensity.  ``drift``: a run instead, a random walk
-    of 0.1 mm / 0.1 degree steps per axis from the middle of the range (what a warm start sees)."""
-    source, source_affine = mni_source()
+    of 0.1 mm / 0.1 degree steps per axis from the middle of the range (what a warm start sees).
+    ``template``: a NIfTI to acquire from instead of the MNI template."""
+    source, source_affine = template_source(template) if template else mni_source()
     shape, aff = grid(size)
     reference = acquire(source, source_affine, shape, aff, np.zeros(6))
     sd = noise * float(reference[reference > 0.2 * reference.max()].mean())
@@ -248,6 +268,31 @@ def table(results: list[Result], truth: np.ndarray, reference: str | None = None
     return "\n".join(lines)
 
 
+def rows_of_ours(vols: Volumes, run: Volumes, threads: int, device: str = "cpu"):
+    """Every row of ours: from zero motion (defaults, every point, +3 forward steps) on
+    ``vols`` and warm-started (defaults, the preprocess stage's setting) on the drifting ``run``;
+    and the median reslice ms of the defaults."""
+    ours, reslice_ms = run_ours(vols, threads, device)
+    cold = [
+        ours,
+        run_ours(vols, threads, device, max_points=None)[0],
+        run_ours(vols, threads, device, refine_steps=3)[0],
+    ]
+    warm = [
+        run_ours(run, threads, device, warm=True)[0],
+        run_ours(  # the preprocess stage's setting
+            run,
+            threads,
+            device,
+            warm=True,
+            max_points=REALTIME_POINTS,
+            polish=False,
+            tolerance=REALTIME_TOLERANCE,
+        )[0],
+    ]
+    return cold, warm, reslice_ms
+
+
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="nsd")
@@ -256,50 +301,42 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--device", default="cpu", help="cpu, or cuda to add a GPU run")
     ap.add_argument("--no-peer", action="store_true", help="skip SimpleITK")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--template", help="a 3D NIfTI to acquire from (default: nilearn's MNI152)")
     args = ap.parse_args(argv)
-    vols = make_volumes(args.size, args.volumes, seed=args.seed)
-    run = make_volumes(args.size, args.volumes, seed=args.seed, drift=True)
+    vols = make_volumes(args.size, args.volumes, seed=args.seed, template=args.template)
+    run = make_volumes(args.size, args.volumes, seed=args.seed, drift=True, template=args.template)
     shape = vols.reference.shape
     print(
         f"{args.volumes} volumes {shape} at {SIZES[args.size][1]} mm, random motions up to "
         f"3 mm / 3 deg from zero; 'warm': a drifting run of {args.volumes}, each volume started "
-        "from the previous answer"
+        "from the previous answer" + (f"; source {args.template}" if args.template else ""),
+        flush=True,
     )
     mask = RigidRegistration(vols.reference, vols.affine).mask
-    out = []
+    out, peer = [], None
     for threads in args.threads:
-        ours, reslice_ms = run_ours(vols, threads)
-        results = [
-            ours,
-            run_ours(vols, threads, max_points=None)[0],
-            run_ours(vols, threads, refine_steps=3)[0],
-        ]
-        warm, _ = run_ours(run, threads, warm=True)
-        warm_rt, _ = run_ours(  # the preprocess stage's setting
-            run,
-            threads,
-            warm=True,
-            max_points=REALTIME_POINTS,
-            polish=False,
-            tolerance=REALTIME_TOLERANCE,
-        )
+        results, warm, reslice_ms = rows_of_ours(vols, run, threads)
         peer_name = None
         if not args.no_peer:
             try:
-                results.append(run_simpleitk(vols, mask, threads))
-                peer_name = results[-1].method
+                peer = run_simpleitk(vols, mask, threads)
+                results.append(peer)
+                peer_name = peer.method
             except ImportError:
                 print("SimpleITK is not installed (pip install mindeye-rt[bench]): no peer")
         out.append(table(results, vols.truth, peer_name))
-        out.append(table([warm, warm_rt], run.truth).split("\n", 2)[2])
+        out.append(table(warm, run.truth).split("\n", 2)[2])
         out.append(f"ours {threads} thr: reslice onto the reference grid p50 {reslice_ms:.1f} ms\n")
+        print("\n".join(out[-3:]), flush=True)
     if args.device != "cpu":
-        ours, reslice_ms = run_ours(vols, 1, device=args.device)
-        out.append(table([ours], vols.truth))
+        results, warm, reslice_ms = rows_of_ours(vols, run, 1, device=args.device)
+        if peer is not None:  # the peer at the most threads, on the same volumes
+            results.append(peer)
+        out.append(table(results, vols.truth, peer.method if peer else None))
+        out.append(table(warm, run.truth).split("\n", 2)[2])
         out.append(f"ours {args.device}: reslice p50 {reslice_ms:.2f} ms\n")
-    text = "\n".join(out)
-    print(text)
-    return text
+        print("\n".join(out[-3:]), flush=True)
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

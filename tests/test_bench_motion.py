@@ -82,9 +82,30 @@ def test_simpleitk_peer_answers_in_our_convention(bench, vols):
 
 
 def test_main_prints_a_table_per_thread_count(bench, vols, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "make_volumes", lambda size, n, seed, drift=False: vols)
+    monkeypatch.setattr(
+        bench, "make_volumes", lambda size, n, seed, drift=False, template=None: vols
+    )
     text = bench.main(["--size", "small", "--volumes", "2", "--threads", "1", "--no-peer"])
     rows = ("ours cpu 1 thr ", "all-pts", "ours cpu 1 thr +fwd3", "ours cpu 1 thr warm", "reslice")
     for row in rows:
         assert row in text
     assert "ms p50" in capsys.readouterr().out
+
+
+def test_a_template_file_gives_the_volumes_of_its_image(bench, tmp_path):
+    """--template: the MNI template saved as NIfTI gives exactly the default volumes (so a
+    machine without nilearn runs the same benchmark); a 4D file is refused by name."""
+    pytest.importorskip("nilearn")
+    import nibabel as nib
+
+    source, affine = bench.mni_source()
+    path = tmp_path / "mni.nii.gz"
+    nib.save(nib.Nifti1Image(source, affine), path)
+    default = bench.make_volumes("small", 1, seed=3)
+    from_file = bench.make_volumes("small", 1, seed=3, template=str(path))
+    np.testing.assert_array_equal(from_file.reference, default.reference)
+    np.testing.assert_array_equal(from_file.moved[0], default.moved[0])
+    four_d = tmp_path / "run.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), affine), four_d)
+    with pytest.raises(SystemExit, match="run.nii.gz.*3D"):
+        bench.template_source(str(four_d))
