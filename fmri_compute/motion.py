@@ -60,6 +60,8 @@ __all__ = ["MotionEstimate", "RigidRegistration", "default_levels"]
 
 #: the fewest mask points a pyramid level may have (7 unknowns need many more than 7)
 MIN_LEVEL_POINTS = 64
+#: the motion (mm, degrees) by which :meth:`RigidRegistration.warm_up` moves the reference
+WARM_UP_MOTION = (0.8, -0.6, 0.5, 0.7, -0.5, 0.6)
 
 
 @dataclass(frozen=True)
@@ -354,10 +356,15 @@ class RigidRegistration:
         return self.reslice(volume, estimate.params), estimate
 
     def warm_up(self) -> None:
-        """Run one estimate and one reslice of the reference, so that the first real volume
-        does not pay for torch's first-call set-up (the remembered parameters stay)."""
-        self.estimate(self._reference)
-        self.reslice(self._reference, np.zeros(6))
+        """Take once each path a session takes, so that the first real volumes do not pay for
+        torch's first-call set-up (on a GPU, each kernel is loaded at its first use): a cold
+        estimate, a warm-started one and a reslice, of the reference moved by
+        :data:`WARM_UP_MOTION` (the reference itself converges at once, which skips the later
+        iterations' work).  The remembered parameters stay."""
+        moved = self.reslice(self._reference, np.asarray(WARM_UP_MOTION, float))
+        found = self.estimate(moved)
+        self.estimate(moved, init=found.params)
+        self.reslice(moved, found.params)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 

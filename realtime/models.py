@@ -21,7 +21,8 @@ def load_decoder(
     Returns
     -------
     model : MindEye in eval mode on ``device``.
-    bank : ImageBank whose embeddings come from the embedder the model was trained against.
+    bank : ImageBank whose embeddings come from the embedder the model was trained against,
+        searching on ``device`` (:meth:`~mindeye_models.bank.ImageBank.search_on`).
     """
     from mindeye_models.bank import ImageBank
     from mindeye_models.checkpoint import load_checkpoint
@@ -37,4 +38,4 @@ def load_decoder(
     ids = np.asarray(sorted(set(int(i) for i in bank_ids)), dtype=np.int64)
     images = ds.stimuli()[ids]
     bank = ImageBank.build(images, ids, embedder, cache_dir=cache_dir)
-    return model, bank
+    return model, bank.search_on(device)

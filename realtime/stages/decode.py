@@ -124,7 +124,7 @@ class DecodeStage(Stage):
         with torch.inference_mode():
             for _ in range(repeats):
                 _, projected = self.model(x)
-                self.bank.retrieve(projected[:1].float().cpu(), k=len(self.bank))
+                self.bank.retrieve(projected[:1].float(), k=len(self.bank))
 
     def status(self) -> dict:
         recent = self.forward_ms[-20:]
@@ -159,8 +159,9 @@ class DecodeStage(Stage):
         x = torch.from_numpy(np.array(response, np.float32, copy=True))[None]
         with torch.inference_mode():
             tokens, projected = self.model(x.to(self.device))
+        # searched where the bank searches (the decoder's device: load_decoder), then copied
+        ids, scores = self.bank.retrieve(projected[:1].float(), k=len(self.bank))
         emb = projected[0].float().cpu()
-        ids, scores = self.bank.retrieve(emb[None], k=len(self.bank))
         ids, scores = np.asarray(ids[0]), np.asarray(scores[0], np.float32)
         self.forward_ms.append(1e3 * (time.perf_counter() - start))
         true_id = msg.meta.get("image_id")

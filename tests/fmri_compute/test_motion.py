@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from fmri_compute import rigid
-from fmri_compute.motion import MotionEstimate, RigidRegistration
+from fmri_compute.motion import WARM_UP_MOTION, MotionEstimate, RigidRegistration
 from rt_base.errors import ConfigError
 
 MM_TOL, DEG_TOL = 0.1, 0.1
@@ -190,6 +190,22 @@ def test_a_point_subset_ends_with_one_step_over_all_points(brain, registration):
     # the same budget as without the last step, plus that step
     capped = RigidRegistration(ref, aff, max_points=2000, max_iterations=1, levels=(2, 1))
     assert capped.estimate(moved).iterations == 3
+
+
+def test_warm_up_takes_the_cold_and_the_warm_path_on_a_moved_volume(brain, monkeypatch):
+    ref, aff = brain
+    reg = RigidRegistration(ref, aff)
+    calls = []
+    original = reg.estimate
+    monkeypatch.setattr(
+        reg, "estimate", lambda v, init=None: calls.append((v, init)) or original(v, init)
+    )
+    reg.warm_up()
+    (cold, no_init), (warm, init) = calls
+    assert no_init is None and init is not None and warm is cold
+    assert np.abs(np.asarray(cold) - ref).mean() > 0.01 * np.abs(ref).mean()  # it moved
+    # reslicing by a motion moves the reference by about its inverse: a motion to recover
+    np.testing.assert_allclose(-init[:3], WARM_UP_MOTION[:3], atol=0.2)
 
 
 def test_warm_up_leaves_the_state_alone(brain):

@@ -125,3 +125,31 @@ def test_build_with_the_tiny_random_embedder(tmp_path):
     np.testing.assert_allclose(bank.lookup(np.array([1]))[0], emb.embed(imgs[1:2])[0], atol=1e-5)
     ids, _ = bank.retrieve(torch.from_numpy(emb.embed(imgs)), k=1)
     assert ids[:, 0].tolist() == [0, 1, 2]
+
+
+def test_search_on_keeps_the_answer_and_refuses_a_bad_device(bank):
+    pred = torch.randn(2, 5, 6)
+    before = bank.retrieve(pred, k=10)
+    assert bank.search_on("cpu") is bank and bank.search_device == torch.device("cpu")
+    after = bank.retrieve(pred, k=10)
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    with pytest.raises(ConfigError, match="'device'.*'gpu0'"):
+        bank.search_on("gpu0")
+    assert bank.search_device == torch.device("cpu")  # a refused device changes nothing
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_bank_searching_on_a_gpu_gives_the_cpu_answer(bank):
+    pred = torch.randn(3, 5, 6)
+    subset = np.array([100, 103, 109, 115, 118])
+    on_cpu = bank.retrieve(pred, k=10), bank.retrieve(pred, k=3, subset=subset)
+    bank.search_on("cuda")
+    assert bank.search_device.type == "cuda"
+    for pred_on in (pred, pred.cuda()):  # a prediction on either side
+        on_gpu = bank.retrieve(pred_on, k=10), bank.retrieve(pred_on, k=3, subset=subset)
+        for (ids_g, scores_g), (ids_c, scores_c) in zip(on_gpu, on_cpu, strict=True):
+            np.testing.assert_array_equal(ids_g, ids_c)
+            np.testing.assert_allclose(scores_g, scores_c, atol=1e-5)
+    np.testing.assert_array_equal(bank.lookup([103]), bank.tokens[[1]].numpy())  # host tokens
