@@ -48,12 +48,6 @@ def main() -> None:
         default=True,
         help="the stream's --fuse-stages (the default) or --no-fuse-stages (split processes)",
     )
-    ap.add_argument(
-        "--malloc-reuse",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the stream's --malloc-reuse (the default) or --no-malloc-reuse",
-    )
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))
@@ -67,7 +61,6 @@ def main() -> None:
         "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
         "--decode-precision", args.decode_precision, "--background-nice", args.background_nice,
         "--fuse-stages" if args.fuse_stages else "--no-fuse-stages",
-        "--malloc-reuse" if args.malloc_reuse else "--no-malloc-reuse",
     ]  # fmt: skip
     sim = [
         sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,

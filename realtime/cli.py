@@ -137,14 +137,6 @@ def _add_stream_run_options(p) -> None:
         "(default); --no-fuse-stages: each its own process",
     )
     p.add_argument(
-        "--malloc-reuse",
-        action=argparse.BooleanOptionalAction,
-        dest="malloc_reuse",
-        help="stage processes keep freed memory for reuse instead of mapping fresh pages for "
-        "each volume's buffers (glibc's MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_; "
-        "default); --no-malloc-reuse: the C library's defaults",
-    )
-    p.add_argument(
         "--train-epochs",
         type=int,
         dest="train_epochs",

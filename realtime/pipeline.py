@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import zmq
@@ -41,15 +40,6 @@ READY_TIMEOUT_S = 300.0
 #: for them (each has seconds of slack: the recorder's warning is at 2 s behind, reconstruct's
 #: queue is drained at the session's end)
 BACKGROUND_STAGES = ("recorder", "reconstruct")
-#: the environment of a stage process with ``malloc_reuse``: glibc serves blocks under 64 MiB
-#: from its heap and keeps up to 256 MiB freed there, so a volume's buffers (a few MB each: the
-#: file's bytes, pixels, float copies, message frames) reuse memory instead of mapping fresh
-#: pages each time (reading a mosaic volume: about 2,000 page faults, 8.3 -> 3.0 ms p50 here).
-#: Other C libraries ignore these names; values the user set already are kept.
-MALLOC_REUSE_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-}
 
 
 def run_stream(cfg: StreamConfig, log=print, open_console=None, adjust=None) -> dict:
@@ -146,7 +136,6 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
                 security,
                 max_restarts=cfg.max_restarts,
                 background_nice=cfg.background_nice,
-                malloc_reuse=cfg.malloc_reuse,
             )
     finally:
         if results is not None:
@@ -174,18 +163,6 @@ def _run_threads(specs: dict) -> None:
                 stage.stop()
 
 
-def stage_environment(base: Mapping[str, str], threads: int = 1, malloc_reuse: bool = True) -> dict:
-    """The environment of a stage process: ``base`` with unbuffered output, ``threads`` compute
-    threads and, with ``malloc_reuse``, :data:`MALLOC_REUSE_ENV` (unless ``base`` sets them)."""
-    env = {**(MALLOC_REUSE_ENV if malloc_reuse else {}), **base, "PYTHONUNBUFFERED": "1"}
-    # One compute thread per stage process: five processes share the cores, and a
-    # multi-threaded op whose second thread waits for a busy core stalls for a whole
-    # scheduler slice (measured: GELU on 512 values 11 ms with 2 threads, 0.02 ms with 1).
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = str(threads)
-    return env
-
-
 def _run_processes(
     specs: dict,
     out: Path,
@@ -195,14 +172,13 @@ def _run_processes(
     threads_per_stage: int = 1,
     max_restarts: int = 3,
     background_nice: int = 5,
-    malloc_reuse: bool = True,
 ) -> None:
     """Run the stages as processes until the recorder has written the session's end; a stage
     process that dies is restarted (:class:`~realtime.supervisor.Supervisor`), and nothing is
     lost (acks on ``telemetry``, the hub's output: :mod:`realtime.stages.recovery`)."""
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    env = stage_environment(os.environ, threads_per_stage, malloc_reuse)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ctx = zmq.Context.instance()
     sub = transport.display_subscriber(ctx, telemetry, ("status", "log"))
 
@@ -226,8 +202,16 @@ def _run_processes(
         if name in BACKGROUND_STAGES and background_nice:
             cmd += ["--nice", str(background_nice)]
         err = open(logs / f"{name}.log", "w" if incarnation == 0 else "a")
+        stage_env = dict(env)
+        # One compute thread per stage process: five processes share the cores, and a
+        # multi-threaded op whose second thread waits for a busy core stalls for a whole
+        # scheduler slice (measured: GELU on 512 values 11 ms with 2 threads, 0.02 ms with 1).
+        threads = str(threads_per_stage)
+        stage_env.update(
+            OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads
+        )
         try:
-            return subprocess.Popen(cmd, stdout=None, stderr=err, env=env)
+            return subprocess.Popen(cmd, stdout=None, stderr=err, env=stage_env)
         finally:
             err.close()  # the child has its own copy
 
