@@ -29,6 +29,8 @@ from pathlib import Path
 
 from bench_pipeline import print_latency  # a sibling script (benchmarks/ is on the path)
 
+from realtime.cpu_pinning import available_cpus, cpu_plan, pin_threads
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,8 +50,18 @@ def main() -> None:
         default=True,
         help="the stream's --fuse-stages (the default) or --no-fuse-stages (split processes)",
     )
+    ap.add_argument(
+        "--pin-cpus",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the stream's --pin-cpus (the default: scanner-sim, like every process of the "
+        "session but the critical stages, on the shared CPUs) or --no-pin-cpus",
+    )
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
+    plan = cpu_plan(available_cpus()) if args.pin_cpus else None
+    if plan is not None:  # this script and scanner-sim (its child) off the critical CPU too
+        pin_threads(plan["shared"])
     work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))
     out = Path(args.out) if args.out else work / "session"
     export = work / "export"
@@ -61,6 +73,7 @@ def main() -> None:
         "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
         "--decode-precision", args.decode_precision, "--background-nice", args.background_nice,
         "--fuse-stages" if args.fuse_stages else "--no-fuse-stages",
+        "--pin-cpus" if args.pin_cpus else "--no-pin-cpus",
     ]  # fmt: skip
     sim = [
         sys.executable, "-m", "realtime.cli", "scanner-sim", "--replay", args.replay,

@@ -137,6 +137,14 @@ def _add_stream_run_options(p) -> None:
         "(default); --no-fuse-stages: each its own process",
     )
     p.add_argument(
+        "--pin-cpus",
+        action=argparse.BooleanOptionalAction,
+        dest="pin_cpus",
+        help="the stages on the way to a trial's top-k on a CPU of their own, every other "
+        "process of the session off it (default, where the platform can and 2+ CPUs are "
+        "allowed); --no-pin-cpus: the system places every process",
+    )
+    p.add_argument(
         "--train-epochs",
         type=int,
         dest="train_epochs",
@@ -239,6 +247,10 @@ def _add_stage(sub) -> None:
         default=0,
         help="run this many steps lower in CPU priority (os.nice increment 0-19; default 0)",
     )
+    p.add_argument(
+        "--cpus",
+        help="run only on these CPUs, e.g. 1 or 0,2 (Linux; default: wherever the system likes)",
+    )
     add_key_options(p)
 
 
@@ -250,6 +262,10 @@ def cmd_stage(args) -> int:
     from rt_wire.curve_auth import use_security
 
     nice = check_number(args.nice, "nice", minimum=0, maximum=19, integer=True)
+    if args.cpus is not None:
+        from realtime.cpu_pinning import parse_cpus, pin
+
+        pin(parse_cpus(args.cpus))  # before the stage's threads start: they inherit it
     if nice:
         os.nice(nice)  # before the stage's threads start: they inherit it
     spec: dict = json.loads(Path(args.spec).read_text()) if args.spec else {}

@@ -57,6 +57,7 @@ class StreamConfig:
     max_restarts: int = 3
     background_nice: int = 5
     fuse_stages: bool = True
+    pin_cpus: bool = True
     train_epochs: int | None = None
     quiet: bool = False
     markers: str | None = None
@@ -130,8 +131,9 @@ class StreamConfig:
         self.background_nice = check_number(
             self.background_nice, "background_nice", minimum=0, maximum=19, integer=True
         )
-        if not isinstance(self.fuse_stages, bool):
-            raise ConfigError(f"'fuse_stages' must be true or false, got {self.fuse_stages!r}")
+        for flag in ("fuse_stages", "pin_cpus"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"'{flag}' must be true or false, got {getattr(self, flag)!r}")
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         _check_device(self.device, "device")

@@ -14,6 +14,7 @@ import zmq
 
 from realtime.cli_keys import key_arguments
 from realtime.config import StreamConfig
+from realtime.cpu_pinning import format_cpus, pinned_session, stage_cpus
 from realtime.preparation import prepare
 from realtime.stages import build_stage, fuse_specs
 from realtime.supervisor import Supervisor
@@ -62,14 +63,18 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None, adjust=None) -> 
     report = lambda text: log(f"[auth] {text}")  # noqa: E731 - called on the auth thread
     remove = add_refusal_reporter(zmq.Context.instance(), report)
     try:
-        with use_security(security):
-            return _run_session(cfg, security, log, open_console, adjust)
+        pin = cfg.pin_cpus and cfg.launcher == "process"
+        with use_security(security), pinned_session(pin, log) as plan:
+            return _run_session(cfg, security, log, open_console, adjust, plan)
     finally:
         remove()
 
 
-def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) -> dict:
-    """:func:`run_stream` once the process's CURVE security (or none) is set."""
+def _run_session(
+    cfg: StreamConfig, security, log, open_console, adjust=None, cpu_plan=None
+) -> dict:
+    """:func:`run_stream` once the process's CURVE security (or none) is set and, with
+    ``cpu_plan`` (:mod:`realtime.cpu_pinning`), this process is on the plan's shared CPUs."""
     from realtime.lsl_results import start_results_outlet
     from realtime.summary import summarize
 
@@ -136,6 +141,7 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
                 security,
                 max_restarts=cfg.max_restarts,
                 background_nice=cfg.background_nice,
+                cpu_plan=cpu_plan,
             )
     finally:
         if results is not None:
@@ -172,6 +178,7 @@ def _run_processes(
     threads_per_stage: int = 1,
     max_restarts: int = 3,
     background_nice: int = 5,
+    cpu_plan: dict | None = None,
 ) -> None:
     """Run the stages as processes until the recorder has written the session's end; a stage
     process that dies is restarted (:class:`~realtime.supervisor.Supervisor`), and nothing is
@@ -201,6 +208,9 @@ def _run_processes(
             cmd += ["--set", f"numbers_file={logs / 'reconstruct_numbers.json'}"]
         if name in BACKGROUND_STAGES and background_nice:
             cmd += ["--nice", str(background_nice)]
+        cpus = stage_cpus(name, cpu_plan)
+        if cpus is not None:
+            cmd += ["--cpus", format_cpus(cpus)]
         err = open(logs / f"{name}.log", "w" if incarnation == 0 else "a")
         stage_env = dict(env)
         # One compute thread per stage process: five processes share the cores, and a

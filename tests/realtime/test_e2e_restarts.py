@@ -13,6 +13,7 @@ import time
 import pytest
 
 from realtime.config import StreamConfig
+from realtime.cpu_pinning import available_cpus, cpu_plan, describe
 from realtime.pipeline import run_stream
 from tests.conftest import _next_block
 
@@ -24,17 +25,36 @@ def _volumes(out):
     return sum(max(0, len(p.read_text().splitlines()) - 1) for p in (out / "runs").glob("*_tr.tsv"))
 
 
+def _cpus(pid: int) -> set[int] | None:
+    return os.sched_getaffinity(pid) if hasattr(os, "sched_getaffinity") else None
+
+
 def _killer(out, stage, killed: list, after: int = KILL_AFTER_TRS, timeout: float = 120.0):
-    """Kill ``stage``'s process with SIGKILL once the recorder has ``after`` TRs."""
+    """Kill ``stage``'s process with SIGKILL once the recorder has ``after`` TRs; then note the
+    restarted process's CPUs once it has pinned itself (or after 30 s):
+    ``killed == [(pid, volumes, cpus), (new pid, cpus)]``."""
     deadline = time.monotonic() + timeout
+    pid_file = out / "logs" / f"{stage}.pid"
     while time.monotonic() < deadline:
-        pid_file = out / "logs" / f"{stage}.pid"
         if (out / "runs").is_dir() and pid_file.exists() and _volumes(out) >= after:
             pid = int(pid_file.read_text())
+            cpus = _cpus(pid)
             os.kill(pid, signal.SIGKILL)
-            killed.append((pid, _volumes(out)))
-            return
+            killed.append((pid, _volumes(out), cpus))
+            break
         time.sleep(0.02)
+    else:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            new = int(pid_file.read_text())
+            if new != pid and _cpus(new) == cpus:
+                killed.append((new, cpus))
+                return
+        except (OSError, ValueError):
+            pass  # the file being rewritten, or the process gone again
+        time.sleep(0.05)
 
 
 def _session(tiny_dataset, tiny_model, tmp_path, base_port, stage, kill_after=None, **options):
@@ -130,6 +150,11 @@ def test_a_killed_fused_stage_loses_nothing(tiny_dataset, tiny_model, tmp_path, 
     mid-run, is restarted and rebuilds the three parts' state from the run's start."""
     s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, "fused")
     _check_nothing_lost(s, out, tiny_dataset, "fused", killed, lines)
+    plan = cpu_plan(available_cpus())
+    if plan is not None:  # stream --pin-cpus (the default): on the critical CPU, restarted too
+        assert killed[0][2] == set(plan["critical"]), killed
+        assert len(killed) == 2 and killed[1][1] == set(plan["critical"]), killed
+        assert describe(plan) in lines
 
 
 def test_a_killed_recorder_writes_the_record_of_an_unkilled_one(
