@@ -59,9 +59,9 @@ def main() -> None:
     )
     ap.add_argument("--out", help="session folder (default: a temporary one)")
     args = ap.parse_args()
+    # the stream makes its plan from the CPUs it may use, so this script moves to the shared
+    # ones (with scanner-sim, started later) only once the stream has started
     plan = cpu_plan(available_cpus()) if args.pin_cpus else None
-    if plan is not None:  # this script and scanner-sim (its child) off the critical CPU too
-        pin_threads(plan["shared"])
     work = Path(tempfile.mkdtemp(prefix="bench-scanner-"))
     out = Path(args.out) if args.out else work / "session"
     export = work / "export"
@@ -82,6 +82,8 @@ def main() -> None:
     ]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.Popen(stream)
+    if plan is not None:
+        pin_threads(plan["shared"])
     while not (out / "logs" / "source.log").exists():
         if proc.poll() is not None:
             sys.exit(f"stream ended before its source started (code {proc.returncode})")
