@@ -102,6 +102,7 @@ def pin(cpus: Iterable[int], pid: int = 0) -> None:
 def pin_threads(cpus: Iterable[int], pid: int | None = None) -> None:
     """Every thread of process ``pid`` (None: this one) onto ``cpus``; the threads it starts
     later inherit it (``sched_setaffinity`` of a pid sets only that thread's)."""
+    cpus = set(cpus)
     task_dir = f"/proc/{'self' if pid is None else pid}/task"
     try:
         tids = [int(t) for t in os.listdir(task_dir)]
@@ -109,7 +110,7 @@ def pin_threads(cpus: Iterable[int], pid: int | None = None) -> None:
         tids = [0 if pid is None else pid]
     for tid in tids:
         try:
-            os.sched_setaffinity(tid, set(cpus))
+            os.sched_setaffinity(tid, cpus)
         except ProcessLookupError:
             pass  # a thread that ended meanwhile
 

@@ -63,24 +63,34 @@ def run_stream(cfg: StreamConfig, log=print, open_console=None, adjust=None) -> 
     report = lambda text: log(f"[auth] {text}")  # noqa: E731 - called on the auth thread
     remove = add_refusal_reporter(zmq.Context.instance(), report)
     try:
-        pin = cfg.pin_cpus and cfg.launcher == "process"
-        with use_security(security), pinned_session(pin, log) as plan:
-            return _run_session(cfg, security, log, open_console, adjust, plan)
+        with use_security(security):
+            return _run_session(cfg, security, log, open_console, adjust)
     finally:
         remove()
 
 
-def _run_session(
-    cfg: StreamConfig, security, log, open_console, adjust=None, cpu_plan=None
-) -> dict:
-    """:func:`run_stream` once the process's CURVE security (or none) is set and, with
-    ``cpu_plan`` (:mod:`realtime.cpu_pinning`), this process is on the plan's shared CPUs."""
-    from realtime.lsl_results import start_results_outlet
-    from realtime.summary import summarize
-
+def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) -> dict:
+    """:func:`run_stream` once the process's CURVE security (or none) is set."""
     prep = prepare(cfg, log=log)
     if adjust is not None:
         prep = adjust(prep)
+    # pinned while the stages run: a first session's model training and the summary's
+    # offline decoding keep every CPU
+    pin = cfg.pin_cpus and cfg.launcher == "process"
+    with pinned_session(pin, log) as plan:
+        out, wall = _run_prepared(cfg, security, log, open_console, prep, plan)
+    from realtime.summary import summarize
+
+    return summarize(out, wall_s=wall, log=log)
+
+
+def _run_prepared(
+    cfg: StreamConfig, security, log, open_console, prep, cpu_plan
+) -> tuple[Path, float]:
+    """Open the console and run the stages, with this process on ``cpu_plan``'s shared CPUs
+    (:mod:`realtime.cpu_pinning`; None: not pinned); the session folder and wall time."""
+    from realtime.lsl_results import start_results_outlet
+
     console = None
     has_display = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
     if not cfg.headless and not has_display:
@@ -150,8 +160,7 @@ def _run_session(
     wall = time.time() - t0
     if console is not None and console.poll() is None:
         log("the session ended; the console stays open until you close it")
-    summary = summarize(out, wall_s=wall, log=log)
-    return summary
+    return out, wall
 
 
 def _run_threads(specs: dict) -> None:
