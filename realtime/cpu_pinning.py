@@ -89,12 +89,12 @@ def parse_cpus(text: str) -> list[int]:
     return cpus
 
 
-def pin(cpus: Iterable[int], pid: int = 0) -> None:
-    """Let process ``pid`` (0: this one; its threads started later too) run only on ``cpus``;
-    CPUs it may not use (a cgroup's cpuset) are a ConfigError."""
+def pin(cpus: Iterable[int]) -> None:
+    """Let this process (the calling thread, and the threads it starts later) run only on
+    ``cpus``; CPUs it may not use (a cgroup's cpuset) are a ConfigError."""
     cpus = set(cpus)
     try:
-        os.sched_setaffinity(pid, cpus)
+        os.sched_setaffinity(0, cpus)
     except OSError as err:
         raise ConfigError(f"'cpus': cannot run on CPU {format_cpus(cpus)} ({err})") from None
 
@@ -120,13 +120,13 @@ def pinned_session(enabled: bool, log) -> Iterator[dict[str, list[int]] | None]:
     """With ``enabled``: this process (and so the console and every child it starts) on the
     plan's shared CPUs for the session, its own CPUs back afterwards; yields the plan (None:
     not pinned) for the stage processes' ``--cpus``."""
-    plan = cpu_plan(available_cpus()) if enabled else None
+    before = available_cpus() if enabled else None
+    plan = cpu_plan(before)
     if enabled:
         log(describe(plan))
     if plan is None:
         yield None
         return
-    before = sorted(os.sched_getaffinity(0))
     pin_threads(plan["shared"])
     try:
         yield plan
