@@ -137,6 +137,13 @@ def _add_stream_run_options(p) -> None:
         "(default); --no-fuse-stages: each its own process",
     )
     p.add_argument(
+        "--fuse-source",
+        action=argparse.BooleanOptionalAction,
+        dest="fuse_source",
+        help="the source in the fused stage's process too: a volume is read and decoded in one "
+        "thread (default with --fuse-stages); --no-fuse-source: the source its own process",
+    )
+    p.add_argument(
         "--pin-cpus",
         action=argparse.BooleanOptionalAction,
         dest="pin_cpus",

@@ -57,6 +57,7 @@ class StreamConfig:
     max_restarts: int = 3
     background_nice: int = 5
     fuse_stages: bool = True
+    fuse_source: bool | None = None  # None: where the stages are fused
     pin_cpus: bool = True
     train_epochs: int | None = None
     quiet: bool = False
@@ -134,6 +135,13 @@ class StreamConfig:
         for flag in ("fuse_stages", "pin_cpus"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"'{flag}' must be true or false, got {getattr(self, flag)!r}")
+        if self.fuse_source is not None and not isinstance(self.fuse_source, bool):
+            raise ConfigError(f"'fuse_source' must be true or false, got {self.fuse_source!r}")
+        if self.fuse_source and not self.fuse_stages:
+            raise ConfigError(
+                "--fuse-source puts the source in the fused stage's process: it needs "
+                "--fuse-stages (the default), not --no-fuse-stages"
+            )
         if not isinstance(self.replay, str) or not self.replay:
             raise ConfigError(f"'replay' must be a dataset name or path, got {self.replay!r}")
         _check_device(self.device, "device")
@@ -258,6 +266,12 @@ class StreamConfig:
         """The reconstruction mode run: ``auto`` is ``full`` with a generator, else
         ``lowlevel``."""
         return resolve_mode(self.recon, self.generator)
+
+    @property
+    def source_in_fused(self) -> bool:
+        """Whether the source runs in the fused stage's process (``fuse_source``, by default
+        wherever the stages are fused: :mod:`realtime.stages.fused_source`)."""
+        return self.fuse_stages if self.fuse_source is None else self.fuse_source
 
     @property
     def reconstruct_device(self) -> str:

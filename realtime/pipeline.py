@@ -115,7 +115,8 @@ def _run_prepared(
     out, session = prep.out, prep.session
     specs = prep.specs
     if cfg.fuse_stages:  # preprocess, estimate and decode in one process (realtime.stages.fused)
-        specs = fuse_specs(specs)
+        # and the source too, by default (realtime.stages.fused_source)
+        specs = fuse_specs(specs, with_source=cfg.source_in_fused)
         write_json(out / "stages" / f"{FUSED_STAGE}.json", specs[FUSED_STAGE])
     if session["recon"] == "full" and cfg.generator == "tiny-random":
         log(
@@ -248,7 +249,7 @@ def _run_processes(
         for name in order[:-1]:
             supervisor.start(name)
         _wait_ready(sub, supervisor, set(order[:-1]), logs, lambda: interrupted)
-        supervisor.start("source")
+        supervisor.start(order[-1])  # the source's process (the fused one with the source in it)
         while not interrupted:
             if supervisor.exited("recorder") == 0:
                 break

@@ -270,6 +270,8 @@ def _stage_specs(cfg: StreamConfig, ds, checkpoint: Path, runs, bank_ids, out: P
             "brain_mask": str(brain) if brain.is_file() else None,
             "motion_device": cfg.device,
             "fd_threshold": cfg.fd_threshold,
+            # kept for a restarted process (realtime.stages.motion_keep)
+            "motion_state_dir": str(out / "logs" / "motion"),
             "in_addr": addr["preprocess"],
             "out_addr": addr["estimate"],
         },

@@ -20,6 +20,8 @@ STAGE_NAMES: tuple[str, ...] = (
 #: wire, named :data:`FUSED_STAGE` (each part still stamps, logs and reports under its own name)
 FUSED_PARTS: tuple[str, ...] = ("preprocess", "estimate", "decode")
 FUSED_STAGE = "fused"
+#: the stage that makes the session's messages (a replay, or the scanner's export folder)
+SOURCE_STAGE = "source"
 
 #: stages a session may run without (``--recon none``)
 OPTIONAL_STAGES: frozenset[str] = frozenset({"reconstruct"})

@@ -13,13 +13,14 @@ from realtime.stages.base import LINK_KEYS, Stage
 from realtime.stages.decode import DecodeStage
 from realtime.stages.estimate import EstimateStage
 from realtime.stages.fused import FusedStage, fuse_specs
+from realtime.stages.fused_source import SourcedFusedStage
 from realtime.stages.preprocess import PreprocessStage
 from realtime.stages.reconstruct import ReconstructStage
 from realtime.stages.recorder import RecorderStage
 from realtime.stages.scanner_source import ScannerSource
 from realtime.stages.source import ReplaySource
 from rt_base.errors import ConfigError
-from rt_base.names import STAGE_NAMES
+from rt_base.names import FUSED_STAGE, SOURCE_STAGE, STAGE_NAMES
 
 #: the stage class of each name, in data-path order (the fused stage in place of its parts)
 STAGES: dict[str, type[Stage]] = {
@@ -48,7 +49,8 @@ __all__ = [
 
 def stage_class(name: str, spec: Mapping[str, Any] | None = None) -> type[Stage]:
     """The class of stage ``name``; for ``source``, the scanner source when ``spec`` names a
-    ``folder`` (the scanner's export folder), else the replay source.
+    ``folder`` (the scanner's export folder), else the replay source; for ``fused``, the one
+    with the source in it when ``spec``'s parts have a ``source``.
 
     Raises
     ------
@@ -59,6 +61,9 @@ def stage_class(name: str, spec: Mapping[str, Any] | None = None) -> type[Stage]
         raise ConfigError(f"stage name must be one of {list(STAGES)}, got {name!r}")
     if name == "source" and spec is not None and "folder" in spec:
         return ScannerSource
+    if name == FUSED_STAGE and isinstance((spec or {}).get("parts"), Mapping):
+        if SOURCE_STAGE in spec["parts"]:
+            return SourcedFusedStage
     return STAGES[name]
 
 

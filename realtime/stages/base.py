@@ -269,14 +269,7 @@ class Stage(ABC):
         self._ready.set()
         try:
             if pull is None:
-                for msg in self.produce():
-                    if self._stop.is_set():
-                        break
-                    self._emit(push, [msg])
-                    self._turn(push)
-                    self._maybe_status()
-                self.ended = True
-                self._drain(push)
+                self._produce_loop(push)
             else:
                 self._consume(pull, push)
         except BaseException as err:  # noqa: BLE001 - a stage reports, never dies silently
@@ -288,6 +281,17 @@ class Stage(ABC):
             for s in (pull, push, self._pub):
                 if s is not None:
                     s.close()
+
+    def _produce_loop(self, push: zmq.Socket | None) -> None:
+        """A source's loop: send what :meth:`produce` yields until it ends (or stop())."""
+        for msg in self.produce():
+            if self._stop.is_set():
+                break
+            self._emit(push, [msg])
+            self._turn(push)
+            self._maybe_status()
+        self.ended = True
+        self._drain(push)
 
     def _consume(self, pull: zmq.Socket, push: zmq.Socket | None) -> None:
         poller = zmq.Poller()

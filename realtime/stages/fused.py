@@ -30,7 +30,7 @@ from realtime.stages.decode import DecodeStage
 from realtime.stages.estimate import EstimateStage
 from realtime.stages.preprocess import PreprocessStage
 from rt_base.errors import ConfigError
-from rt_base.names import FUSED_PARTS, FUSED_STAGE
+from rt_base.names import FUSED_PARTS, FUSED_STAGE, SOURCE_STAGE
 from rt_wire import transport
 from rt_wire.message import Message
 
@@ -65,18 +65,8 @@ class FusedStage(Stage):
     def from_options(cls, links: dict, *, parts: Mapping[str, Mapping[str, Any]]) -> FusedStage:
         """Build from a spec: ``parts`` maps each part's name to its own spec (without links;
         see :func:`fuse_specs`)."""
-        if not isinstance(parts, Mapping) or set(parts) != set(FUSED_PARTS):
-            got = sorted(parts) if isinstance(parts, Mapping) else type(parts).__name__
-            raise ConfigError(f"'parts' must give the specs of {list(FUSED_PARTS)}, got {got}")
-        built = []
-        for name in FUSED_PARTS:
-            linked = sorted(set(parts[name]) & set(LINK_KEYS))
-            if linked:
-                raise ConfigError(
-                    f"the fused stage's part {name!r} must not have links of its own, got {linked}"
-                )
-            built.append(PART_CLASSES[name].from_spec(parts[name]))
-        return cls(built, **links)
+        incarnation = links.get("incarnation", 0)
+        return cls(build_parts(parts, FUSED_PARTS, incarnation), **links)
 
     # -- the parts in turn ---------------------------------------------------------------------
     def handle(self, msg: Message) -> list[Message]:
@@ -146,21 +136,63 @@ class FusedStage(Stage):
         return {**self.counters, "parts": list(FUSED_PARTS)}
 
 
-def fuse_specs(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def build_parts(
+    parts: Mapping[str, Mapping[str, Any]], names: tuple[str, ...], incarnation: int = 0
+) -> list[Stage]:
+    """The part stages of a fused spec's ``parts``, which must give exactly ``names``; each of
+    the fused process's ``incarnation`` (a restarted part takes back what its process kept,
+    e.g. preprocess's motion reference).
+
+    Raises
+    ------
+    ConfigError
+        Other parts than ``names``, a part with links of its own, or a part's own bad option.
+    """
+    if not isinstance(parts, Mapping) or set(parts) != set(names):
+        got = sorted(parts) if isinstance(parts, Mapping) else type(parts).__name__
+        raise ConfigError(f"'parts' must give the specs of {list(names)}, got {got}")
+    built = []
+    for name in names:
+        linked = sorted(set(parts[name]) & set(LINK_KEYS))
+        if linked:
+            raise ConfigError(
+                f"the fused stage's part {name!r} must not have links of its own, got {linked}"
+            )
+        spec = {**parts[name], "incarnation": incarnation}
+        built.append(part_class(name, spec).from_spec(spec))
+    return built
+
+
+def part_class(name: str, spec: Mapping[str, Any]) -> type[Stage]:
+    """The class of part ``name``: the scanner source for a ``source`` spec that names a
+    ``folder`` (the scanner's export folder), the replay source for another."""
+    if name == SOURCE_STAGE:
+        from realtime.stages.scanner_source import ScannerSource
+        from realtime.stages.source import ReplaySource
+
+        return ScannerSource if "folder" in spec else ReplaySource
+    return PART_CLASSES[name]
+
+
+def fuse_specs(
+    specs: Mapping[str, Mapping[str, Any]], *, with_source: bool = False
+) -> dict[str, dict[str, Any]]:
     """The stage specs of a session with :data:`~rt_base.names.FUSED_PARTS` replaced by one
-    ``fused`` spec: the first part's input, the last part's output, the parts' own options."""
-    missing = [n for n in FUSED_PARTS if n not in specs]
+    ``fused`` spec: the first part's input, the last part's output, the parts' own options.
+    ``with_source``: the source is a part too (:mod:`realtime.stages.fused_source`), and the
+    fused stage has no input."""
+    names = (SOURCE_STAGE, *FUSED_PARTS) if with_source else FUSED_PARTS
+    missing = [n for n in names if n not in specs]
     if missing:
         raise ConfigError(f"cannot fuse the stages: no spec for {missing}")
     first, last = specs[FUSED_PARTS[0]], specs[FUSED_PARTS[-1]]
-    fused: dict[str, Any] = {
-        key: first[key] for key in ("in_addr", "telemetry_addr") if key in first
-    }
+    inputs = ("telemetry_addr",) if with_source else ("in_addr", "telemetry_addr")
+    fused: dict[str, Any] = {key: first[key] for key in inputs if key in first}
     if "out_addr" in last:
         fused["out_addr"] = last["out_addr"]
     fused["parts"] = {
-        name: {k: v for k, v in specs[name].items() if k not in LINK_KEYS} for name in FUSED_PARTS
+        name: {k: v for k, v in specs[name].items() if k not in LINK_KEYS} for name in names
     }
-    out = {name: dict(spec) for name, spec in specs.items() if name not in FUSED_PARTS}
+    out = {name: dict(spec) for name, spec in specs.items() if name not in names}
     out[FUSED_STAGE] = fused
     return out

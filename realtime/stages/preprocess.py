@@ -9,6 +9,7 @@ import numpy as np
 from fmri_compute.normalize import RunningZScore
 from fmri_compute.volume_checks import REASONS, VolumeChecker, check_options
 from realtime.stages.base import Stage
+from realtime.stages.motion_keep import KeptMotionState
 from realtime.stages.preprocess_motion import (
     MOTION_MODES,
     MotionCorrector,
@@ -70,6 +71,9 @@ class PreprocessStage(Stage):
     volume_checks : ``True`` (the default thresholds), ``False`` (no checks) or a mapping of
         :class:`~fmri_compute.volume_checks.VolumeCheckOptions` fields; the checks use the
         brain mask when there is one, else the ROI mask.
+    motion_state_dir : where the motion reference and each run's starting parameters are kept
+        (:mod:`realtime.stages.motion_keep`): a restarted stage (incarnation > 0) takes them
+        back and corrects as the process that died would have; None: nothing kept.
     """
 
     name = "preprocess"
@@ -85,9 +89,13 @@ class PreprocessStage(Stage):
         motion_device: str = "cpu",
         fd_threshold: float = 0.5,
         volume_checks: bool | dict = True,
+        motion_state_dir: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.kept = None if motion_state_dir is None else KeptMotionState(motion_state_dir)
+        if self.kept is not None and self.recovery.incarnation > 0:
+            self.kept.load_starts()
         if isinstance(mask, str):
             self.mask, self.mask_affine = load_mask(mask)
         else:
@@ -134,6 +142,7 @@ class PreprocessStage(Stage):
         motion_device: str = "cpu",
         fd_threshold: float = 0.5,
         volume_checks: bool | dict = True,
+        motion_state_dir: str | None = None,
     ) -> PreprocessStage:
         """Build from a spec: ``mask`` (and ``brain_mask``) are NIfTI paths (see the class)."""
         return cls(
@@ -144,6 +153,7 @@ class PreprocessStage(Stage):
             motion_device=motion_device,
             fd_threshold=fd_threshold,
             volume_checks=volume_checks,
+            motion_state_dir=motion_state_dir,
             **links,
         )
 
@@ -160,6 +170,39 @@ class PreprocessStage(Stage):
             "bad_volumes": self.bad_volumes,
             "bad_volume_reasons": dict(self.bad_by_reason),
         }
+
+    # -- the motion state, kept for a restart (realtime.stages.motion_keep) ------------------
+    def _set_reference(self, volume: np.ndarray) -> None:
+        self.corrector.set_reference(volume)
+        if self.kept is not None:
+            self.kept.save_reference(volume)
+
+    def _take_back_reference(self) -> None:
+        """A restarted stage's corrector gets the reference its previous process kept."""
+        if self.kept is None or self.recovery.incarnation == 0:
+            return
+        reference = self.kept.reference()
+        if reference is None:
+            return
+        if reference.shape != self.mask.shape:
+            self.report(
+                "warning",
+                f"the kept motion reference has shape {reference.shape}, not the mask's "
+                f"{self.mask.shape}: not used, the next volume is the reference",
+            )
+            return
+        self.corrector.set_reference(reference)
+        self.report("warning", "restarted: volumes registered to the kept motion reference")
+
+    def _keep_run_start(self, run: str) -> None:
+        """The run's first fit starts where it did before a restart; else its start is kept."""
+        if self.kept is None:
+            return
+        kept, params = self.kept.start_of(run)
+        if kept:
+            self.corrector.previous = params
+        else:
+            self.kept.save_start(run, self.corrector.previous)
 
     def handle(self, msg: Message):
         if msg.kind == "run_start":
@@ -193,8 +236,10 @@ class PreprocessStage(Stage):
                 self.brain_mask,
                 self.motion_device,
             )
+            self._take_back_reference()
         if self.corrector is not None:
             self.corrector.start_run()
+            self._keep_run_start(msg.run)
         self.n_runs += 1
         self.run = msg.run
         if self.checker is not None:
@@ -238,7 +283,7 @@ class PreprocessStage(Stage):
                 self.held.append(msg)  # processed once the reference volume has come
                 return []
             self._reference_late = False
-            corrector.set_reference(vol)
+            self._set_reference(vol)
             held, self.held = self.held, []
             return [out for m in (*held, msg) for out in self._masked(m)]
         return self._masked(msg)
@@ -319,7 +364,7 @@ class PreprocessStage(Stage):
                 f"came: volume {first.index} is the reference instead"
             )
             self.report("warning", text)
-            self.corrector.set_reference(first.buffers["volume"])
+            self._set_reference(first.buffers["volume"])
             self._reference_late = False
         if self.held:  # (all bad: they go on censored, the reference waits for a good one)
             held, self.held = self.held, []

@@ -26,6 +26,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,6 +44,12 @@ class SourceStage(Stage):
 
     A subclass implements :meth:`apply_command` (what pause / resume / speed / stop do to it)
     and :meth:`control_state`, and calls :meth:`flush_notices` from its producing thread.
+
+    A source may run inside another stage, which drives its :meth:`produce` instead of a thread
+    of its own (:mod:`realtime.stages.fused_source`): that stage sets :attr:`host_turn`, which
+    the source calls on every turn of its waiting loops (with its status, at least every 50 ms
+    while it waits for a volume, a trial's time or the fine-tune step), and starts the control
+    channel with :meth:`start_control`.
     """
 
     name = "source"
@@ -57,6 +64,11 @@ class SourceStage(Stage):
         self._control_ready = threading.Event()
         self._control_error: BaseException | None = None
         self._notices: deque[tuple[str, str]] = deque(maxlen=100)
+        #: the producing thread's worker (this stage's own, or its host's): the control
+        #: channel ends with it
+        self._control_worker: Callable[[], threading.Thread | None] = lambda: self._thread
+        #: the host stage's work between messages, when this source runs inside one
+        self.host_turn: Callable[[], None] | None = None
 
     # -- for subclasses ----------------------------------------------------------------------
     def apply_command(self, cmd: str, value: float | None) -> None:
@@ -76,9 +88,29 @@ class SourceStage(Stage):
         while self._notices:
             self.report(*self._notices.popleft())
 
+    def _maybe_status(self) -> None:
+        """The status every second; and the host stage's turn, when this source runs in one."""
+        super()._maybe_status()
+        if self.host_turn is not None:
+            self.host_turn()
+
     # -- the control channel -----------------------------------------------------------------
     def start(self) -> SourceStage:
         """Bind the control socket (if any) and start producing."""
+        self.start_control(lambda: self._thread)
+        super().start()
+        return self
+
+    def start_control(self, worker: Callable[[], threading.Thread | None]) -> None:
+        """Bind the control socket (if any) on a thread of its own, which ends once the
+        producing thread ``worker()`` has (None: not started yet).
+
+        Raises
+        ------
+        StageError
+            The socket could not be bound.
+        """
+        self._control_worker = worker
         if self.control_addr is not None and self._control_thread is None:
             self._control_thread = threading.Thread(
                 target=self._control_main, name="source-control", daemon=True
@@ -90,16 +122,18 @@ class SourceStage(Stage):
                 raise StageError(
                     f"source failed to open its control channel: {self._control_error}"
                 ) from self._control_error
-        super().start()
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop at once (no ``end``; use the ``stop`` command for a clean end)."""
         try:
             super().stop(timeout)
         finally:
-            if self._control_thread is not None:
-                self._control_thread.join(timeout)
+            self.join_control(timeout)
+
+    def join_control(self, timeout: float) -> None:
+        """Wait for the control thread (if any) to end (after a stop, or the producer's end)."""
+        if self._control_thread is not None:
+            self._control_thread.join(timeout)
 
     def _control_main(self) -> None:
         try:  # a CURVE server when the process has security (rt_wire.curve_auth)
@@ -111,7 +145,7 @@ class SourceStage(Stage):
         self._control_ready.set()
         try:
             while not self._stop.is_set():
-                worker = self._thread
+                worker = self._control_worker()
                 if worker is not None and not worker.is_alive():
                     break  # the source is done: nothing left to control
                 if not sock.poll(50):

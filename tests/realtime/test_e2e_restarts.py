@@ -146,8 +146,9 @@ def _record(out) -> dict:
 
 @pytest.mark.slow
 def test_a_killed_fused_stage_loses_nothing(tiny_dataset, tiny_model, tmp_path, base_port):
-    """The one process of preprocess, estimate and decode (the default, --fuse-stages), killed
-    mid-run, is restarted and rebuilds the three parts' state from the run's start."""
+    """The one process of the source, preprocess, estimate and decode (the default,
+    --fuse-stages and --fuse-source), killed mid-run, is restarted: its source resumes after the
+    last run released downstream, and the parts rebuild their state from the run's start."""
     s, out, killed, lines = _session(tiny_dataset, tiny_model, tmp_path, base_port, "fused")
     _check_nothing_lost(s, out, tiny_dataset, "fused", killed, lines)
     plan = cpu_plan(available_cpus())
@@ -194,16 +195,18 @@ def test_a_killed_reconstruct_stage_loses_no_image(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("stage", "options"), [("source", {"fuse_source": False}), ("fused", {})])
 def test_a_killed_scanner_source_resumes_after_the_released_run(
-    tiny_dataset, tiny_model, tmp_path, base_port
+    tiny_dataset, tiny_model, tmp_path, base_port, stage, options
 ):
     """Killed in the second run, the restarted scanner source reads the folder again and sends
-    only from the run its downstream had not released: the record is an unkilled one's."""
+    only from the run its downstream had not released: the record is an unkilled one's.  The
+    source alone, or in the fused stage's process (the default) with the parts restarted too."""
     from realtime.scanner_sim import export_session
 
     folder = tmp_path / "export"
     folder.mkdir()
-    pid_file = tmp_path / "kill-source" / "logs" / "source.pid"
+    pid_file = tmp_path / f"kill-{stage}" / "logs" / f"{stage}.pid"
 
     def export():  # the console exports while the session runs, at 10x the TR's pace
         while not pid_file.exists():
@@ -214,11 +217,18 @@ def test_a_killed_scanner_source_resumes_after_the_released_run(
     writer.start()
     first = tiny_dataset.load_run(tiny_dataset.runs[0]).shape[-1]
     s, out, killed, lines = _session(
-        tiny_dataset, tiny_model, tmp_path, base_port, "source", first + 25, scanner=str(folder)
+        tiny_dataset,
+        tiny_model,
+        tmp_path,
+        base_port,
+        stage,
+        first + 25,
+        scanner=str(folder),
+        **options,
     )
     writer.join(60)
-    _check_nothing_lost(s, out, tiny_dataset, "source", killed, lines)
-    log = (out / "logs" / "source.log").read_text()
+    _check_nothing_lost(s, out, tiny_dataset, stage, killed, lines)
+    log = (out / "logs" / f"{stage}.log").read_text()
     assert f"sending after run {tiny_dataset.runs[0]!r}" in log, log[-2000:]
     ref, ref_out, _, _ = _session(
         tiny_dataset, tiny_model, tmp_path, _next_block(), None, scanner=str(folder)

@@ -33,7 +33,7 @@ def test_a_fused_session_decodes_as_the_split_one(
     tiny_dataset, tiny_model, tmp_path, base_port, data_home
 ):
     split = _session(tiny_dataset, tiny_model, tmp_path / "split", base_port, fuse_stages=False)
-    fused = _session(tiny_dataset, tiny_model, tmp_path / "fused", base_port)  # the default
+    fused = _session(tiny_dataset, tiny_model, tmp_path / "fused", base_port, fuse_source=False)
     assert not (tmp_path / "split" / "stages" / f"{FUSED_STAGE}.json").exists()
     assert fused["complete"] and fused["volumes_lost"] == 0
     assert fused["volumes_received"] == split["volumes_received"]
@@ -47,7 +47,7 @@ def test_a_fused_session_decodes_as_the_split_one(
     for stage in FUSED_PARTS:
         assert fused["latency_ms"][stage]["n"] == split["latency_ms"][stage]["n"] > 0
     spec = json.loads((tmp_path / "fused" / "stages" / f"{FUSED_STAGE}.json").read_text())
-    assert sorted(spec["parts"]) == sorted(FUSED_PARTS)
+    assert sorted(spec["parts"]) == sorted(FUSED_PARTS) and "in_addr" in spec
 
 
 def _specs():
