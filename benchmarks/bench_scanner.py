@@ -51,6 +51,13 @@ def main() -> None:
         help="the stream's --fuse-stages (the default) or --no-fuse-stages (split processes)",
     )
     ap.add_argument(
+        "--fuse-source",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the stream's --fuse-source (the default: the source in the fused process) or "
+        "--no-fuse-source (the source its own process)",
+    )
+    ap.add_argument(
         "--pin-cpus",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -73,6 +80,8 @@ def main() -> None:
         "--motion", args.motion, "--recon", args.recon, "--scanner-idle", "30", *runs,
         "--decode-precision", args.decode_precision, "--background-nice", args.background_nice,
         "--fuse-stages" if args.fuse_stages else "--no-fuse-stages",
+        *(["--fuse-source" if args.fuse_source else "--no-fuse-source"] if args.fuse_stages
+          else []),
         "--pin-cpus" if args.pin_cpus else "--no-pin-cpus",
     ]  # fmt: skip
     sim = [
@@ -84,11 +93,13 @@ def main() -> None:
     proc = subprocess.Popen(stream)
     if plan is not None:
         pin_threads(plan["shared"])
-    while not (out / "logs" / "source.log").exists():
+    # the process the source runs in: its log says when the source watches the folder
+    log = out / "logs" / ("fused.log" if args.fuse_stages and args.fuse_source else "source.log")
+    while not (log.exists() and "for the scanner's volumes" in log.read_text(errors="replace")):
         if proc.poll() is not None:
             sys.exit(f"stream ended before its source started (code {proc.returncode})")
         time.sleep(0.2)
-    time.sleep(2.0)  # the source opens its watch
+    time.sleep(1.0)
     subprocess.run(sim, check=True)
     code = proc.wait()
     wall = time.perf_counter() - t0

@@ -196,6 +196,8 @@ class ScannerSource(ScannerControlMixin, ScannerMarkersMixin, SourceStage):
     def _produce(self) -> Iterator[Message]:
         self._open_markers()
         self.folder.start()
+        how = f"polling every {self.folder.poll_interval_s:g} s" if self.folder.poll else "events"
+        self.report("info", f"watching {self.folder.folder} for the scanner's volumes ({how})")
         try:
             while not self._stop.is_set():
                 self.flush_notices()

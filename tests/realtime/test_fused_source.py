@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 
 import pytest
+import zmq
 
 from realtime.config import StreamConfig
 from realtime.pipeline import run_stream
 from realtime.stages import build_stage, fuse_specs, stage_class
+from realtime.stages.base import Stage
 from realtime.stages.fused import FusedStage
 from realtime.stages.fused_source import SourcedFusedStage
+from realtime.stages.source_control import SourceStage
 from rt_base.errors import ConfigError
 from rt_base.names import FUSED_PARTS, FUSED_STAGE
+from rt_wire import transport
+from rt_wire.message import Message
 from tests.realtime.test_e2e import _thread_config
 from tests.realtime.test_fused_stage import _specs
 
@@ -95,3 +102,72 @@ def test_fuse_source_options_are_checked():
     assert StreamConfig().source_in_fused is True
     assert StreamConfig(fuse_stages=False).source_in_fused is False
     assert StreamConfig(fuse_source=False).source_in_fused is False
+
+
+class _Part(Stage):
+    """A part that passes messages on; its ``idle`` hands out what background work made."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+        self.ready: list[Message] = []
+
+    def handle(self, msg):
+        return [msg]
+
+    def idle(self):
+        ready, self.ready = self.ready, []
+        return ready
+
+
+class _WaitingSource(SourceStage):
+    """Opens a run, then waits (its loop turning, as a scanner source's does while no file
+    comes) until ``release`` is set, then ends."""
+
+    def __init__(self, **links) -> None:
+        super().__init__(**links)
+        self.release = threading.Event()
+
+    def apply_command(self, cmd, value):
+        pass
+
+    def control_state(self):
+        return {}
+
+    def handle(self, msg):
+        return ()
+
+    def produce(self):
+        yield Message("run_start", run="run-01", meta={})
+        deadline = time.monotonic() + 10
+        while not self.release.is_set() and time.monotonic() < deadline:
+            self._maybe_status()
+            time.sleep(0.01)
+        yield Message("end", meta={})
+
+
+def test_the_parts_background_work_goes_out_while_the_source_waits(base_port):
+    """What a part's ``idle`` makes while the source waits for its next volume is sent at once
+    (the host's turn), not after the source's next message."""
+    source = _WaitingSource()
+    parts = [_Part(name) for name in FUSED_PARTS]
+    out_addr = f"tcp://127.0.0.1:{base_port}"
+    pull = transport.data_receiver(zmq.Context.instance(), out_addr)
+    stage = SourcedFusedStage(source, parts, out_addr=out_addr)
+    try:
+        stage.start()
+        first = transport.recv(pull) if pull.poll(5000) else None
+        assert first is not None and first.kind == "run_start"
+        assert "source.done" in first.t and "decode.done" in first.t  # through every part
+        parts[-1].ready.append(Message("gap", run="run-01", meta={"made": "in the background"}))
+        got = transport.recv(pull) if pull.poll(5000) else None
+        assert got is not None and got.kind == "gap"  # while the source still waits
+        assert not source.release.is_set()
+        source.release.set()
+        last = transport.recv(pull) if pull.poll(5000) else None
+        assert last is not None and last.kind == "end"
+        assert stage.join(5)
+    finally:
+        if stage.running:
+            stage.stop()
+        pull.close(0)
