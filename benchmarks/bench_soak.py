@@ -4,12 +4,14 @@ stages' input ports; prints volumes, kills, frames injected, volumes lost and ea
     python benchmarks/bench_soak.py                      # 10,000 volumes of the tiny subject
     python benchmarks/bench_soak.py --volumes 2000 --kill-every 15 --seed 1
     python benchmarks/bench_soak.py --speed 20 --kill-every 1e9  # memory over 13 min, no kill
+    python benchmarks/bench_soak.py --volumes 3000 --kill-every 5 --layout fused-source
 
 The subject is the tests' tiny simulated subject (60 volumes, 20 trials a run); its test runs are
 repeated under new run labels until the session has ``--volumes`` volumes.  While the session
 runs (``mindeye-rt stream``, stages as processes), a seeded chaos thread kills a random data
-stage (source, preprocess, estimate, decode, recorder) with SIGKILL every ``--kill-every``
-seconds on average, and sends ``--junk-rate`` malformed frames a second to random stage input
+stage process (``--layout split``, the default: source, preprocess, estimate, decode, recorder;
+``fused``: source, fused, recorder; ``fused-source``, the stream's default: fused, recorder)
+with SIGKILL every ``--kill-every`` seconds on average, and sends ``--junk-rate`` malformed frames a second to random stage input
 ports (each kind of frame that ``decode`` must refuse); a sampler reads every stage process's
 RSS from ``/proc`` once a second.  Printed per stage: its RSS at 25, 50, 75 and 100 % of the
 session (whichever process of the stage was running then), and the same marks over the life of
@@ -33,8 +35,21 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-KILLED_STAGES = ("source", "preprocess", "estimate", "decode", "recorder")
-STAGES = KILLED_STAGES
+#: per ``--layout``: the stream's flags, the data stages killed (each a process), and the ports
+#: junk frames go to (the stages' inputs that the layout binds)
+LAYOUTS = {
+    "split": (
+        ["--no-fuse-stages"],
+        ("source", "preprocess", "estimate", "decode", "recorder"),
+        ("preprocess", "estimate", "decode", "recorder"),
+    ),
+    "fused": (
+        ["--fuse-stages", "--no-fuse-source"],
+        ("source", "fused", "recorder"),
+        ("preprocess", "recorder"),  # (the fused stage's input is preprocess's address)
+    ),
+    "fused-source": (["--fuse-stages", "--fuse-source"], ("fused", "recorder"), ("recorder",)),
+}
 #: where in a run (fraction of its samples) RSS is printed
 MARKS = (0.25, 0.5, 0.75, 1.0)
 #: a stage process younger than this is not killed (it is still loading)
@@ -142,11 +157,12 @@ class Chaos:
         self.rng = np.random.default_rng(args.seed)
         self.kills: list[dict] = []
         self.injected = 0
-        self.rss: dict[str, list[tuple[float, int, int]]] = {s: [] for s in STAGES}
+        _, self.stages, inputs = LAYOUTS[args.layout]
+        self.rss: dict[str, list[tuple[float, int, int]]] = {s: [] for s in self.stages}
         self.done = threading.Event()
         ctx = zmq.Context.instance()
         self.ports = []
-        for name in ("preprocess", "estimate", "decode", "recorder"):
+        for name in inputs:
             sock = ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 100)
@@ -166,13 +182,13 @@ class Chaos:
         started: dict[int, float] = {}
         while not self.done.wait(0.01):
             now = time.monotonic()
-            for stage in STAGES:
+            for stage in self.stages:
                 pid = self._pid(stage)
                 if pid is not None:
                     started.setdefault(pid, now)
             if now >= next_sample:
                 next_sample = now + 1.0
-                for stage in STAGES:
+                for stage in self.stages:
                     pid = self._pid(stage)
                     kib = rss_kib(pid) if pid else None
                     if kib is not None:
@@ -186,7 +202,7 @@ class Chaos:
                     pass
             if now >= next_kill:
                 next_kill = now + self.rng.exponential(self.args.kill_every)
-                stage = KILLED_STAGES[int(self.rng.integers(len(KILLED_STAGES)))]
+                stage = self.stages[int(self.rng.integers(len(self.stages)))]
                 pid = self._pid(stage)
                 if pid is None or now - started.get(pid, now) < MIN_AGE_S:
                     continue
@@ -209,6 +225,11 @@ def main() -> None:
         "--speed", type=float, default=0.0, help="replay speed (0: as fast as it goes; 20: a "
         "10,000-volume session lasts 13 min, long enough to see each process's memory)"
     )  # fmt: skip
+    ap.add_argument(
+        "--layout", choices=sorted(LAYOUTS), default="split",
+        help="the stage processes: split (each its own; the default), fused (preprocess, "
+        "estimate and decode in one) or fused-source (the source in it too: the stream's default)",
+    )  # fmt: skip
     ap.add_argument("--base-port", type=int, default=27400)
     ap.add_argument("--work", help="folder for the dataset and model (default: a temporary one)")
     args = ap.parse_args()
@@ -226,6 +247,7 @@ def main() -> None:
         sys.executable, "-m", "realtime.cli", "stream", "--replay", str(ds.root), "--headless",
         "--speed", f"{args.speed:g}", "--quiet", "--out", str(out), "--checkpoint", str(model),
         "--base-port", str(args.base_port), "--recon", "none", "--max-restarts", "100",
+        *LAYOUTS[args.layout][0],
     ]  # fmt: skip
     addresses = StreamConfig(replay=str(ds.root), base_port=args.base_port).addresses()
     chaos = Chaos(out, addresses, args)
@@ -251,7 +273,7 @@ def main() -> None:
     print(
         f"retrievals.tsv: {len(rows)} rows, {len(trials)} distinct trials (each once: {len(rows) == len(trials)})"
     )
-    per_stage = {k: sum(x["stage"] == k for x in chaos.kills) for k in KILLED_STAGES}
+    per_stage = {k: sum(x["stage"] == k for x in chaos.kills) for k in chaos.stages}
     print(f"kills: {len(chaos.kills)} {per_stage}; restarts reported {len(s.get('restarts', []))}")
     print(f"junk frames injected: {chaos.injected}; summary nothing_lost: {s.get('nothing_lost')}")
     for stage, samples in chaos.rss.items():

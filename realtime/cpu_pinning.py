@@ -7,7 +7,8 @@ that does that work (``fused``, or split: preprocess, estimate and decode, which
 another) alone on a CPU of its own, and every other process of the session off it:
 
 * 2 or 3 CPUs: the last for the critical stage, the rest shared by everything else;
-* 4 or more: the source gets the last but one to itself as well.
+* 4 or more: the source, when it runs in a process of its own (``--no-fuse-source``), gets the
+  last but one to itself as well (in the fused process it is on the critical CPU).
 
 The plan is made from the CPUs this process may use (``os.sched_getaffinity``), so a lab that
 starts the session under ``taskset`` keeps its choice.  Where the platform cannot pin (no
@@ -36,14 +37,14 @@ def available_cpus() -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
-def cpu_plan(cpus: Iterable[int] | None) -> dict[str, list[int]] | None:
+def cpu_plan(cpus: Iterable[int] | None, source_apart: bool = True) -> dict[str, list[int]] | None:
     """``{"critical": [...], "source": [...], "shared": [...]}`` for these CPUs (None: under 2
-    CPUs or none known, nothing to pin)."""
+    CPUs or none known, nothing to pin); ``source_apart``: the source is a process of its own."""
     cpus = sorted(set(cpus or ()))
     if len(cpus) < 2:
         return None
     critical, rest = cpus[-1:], cpus[:-1]
-    if len(cpus) >= SOURCE_OWN_CPU_FROM:
+    if source_apart and len(cpus) >= SOURCE_OWN_CPU_FROM:
         return {"critical": critical, "source": rest[-1:], "shared": rest[:-1]}
     return {"critical": critical, "source": rest, "shared": rest}
 
@@ -116,12 +117,14 @@ def pin_threads(cpus: Iterable[int], pid: int | None = None) -> None:
 
 
 @contextmanager
-def pinned_session(enabled: bool, log) -> Iterator[dict[str, list[int]] | None]:
+def pinned_session(
+    enabled: bool, log, source_apart: bool = True
+) -> Iterator[dict[str, list[int]] | None]:
     """With ``enabled``: this process (and so the console and every child it starts) on the
     plan's shared CPUs for the session, its own CPUs back afterwards; yields the plan (None:
-    not pinned) for the stage processes' ``--cpus``."""
+    not pinned) for the stage processes' ``--cpus`` (``source_apart``: see :func:`cpu_plan`)."""
     before = available_cpus() if enabled else None
-    plan = cpu_plan(before)
+    plan = cpu_plan(before, source_apart)
     if enabled:
         log(describe(plan))
     if plan is None:

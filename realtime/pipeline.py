@@ -77,7 +77,7 @@ def _run_session(cfg: StreamConfig, security, log, open_console, adjust=None) ->
     # pinned while the stages run: a first session's model training and the summary's
     # offline decoding keep every CPU
     pin = cfg.pin_cpus and cfg.launcher == "process"
-    with pinned_session(pin, log) as plan:
+    with pinned_session(pin, log, source_apart=not cfg.source_in_fused) as plan:
         out, wall = _run_prepared(cfg, security, log, open_console, prep, plan)
     from realtime.summary import summarize
 

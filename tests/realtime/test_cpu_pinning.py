@@ -44,6 +44,10 @@ def test_three_cpus_share_two_and_four_give_the_source_its_own():
     assert plan == {"critical": [7], "source": [6], "shared": [0, 1, 2, 3, 4, 5]}
     assert stage_cpus("source", plan) == [6] and stage_cpus("recorder", plan) == [0, 1, 2, 3, 4, 5]
     assert "the source on CPU 6" in describe(plan) and "CPU 0,1,2,3,4,5" in describe(plan)
+    # the source in the fused process (--fuse-source): on the critical CPU, none of its own
+    inside = cpu_plan(range(8), source_apart=False)
+    assert inside == {"critical": [7], "source": list(range(7)), "shared": list(range(7))}
+    assert "source" not in describe(inside)
 
 
 @pytest.mark.parametrize("text", ["", "a", "1;2", "-1", "0,,1", "1.5"])
