@@ -24,6 +24,7 @@ source: the LSL markers that had come to the dead process and were not yet sent 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,10 @@ from realtime.stages.source_control import SourceStage
 from rt_base.errors import ConfigError
 from rt_base.names import FUSED_PARTS, SOURCE_STAGE
 from rt_wire.message import Message
+
+#: the least time between two turns while the source waits (the split fused stage turns at
+#: least every 50 ms, :data:`realtime.stages.base.POLL_MS`)
+TURN_PERIOD_S = 0.01
 
 
 class SourcedFusedStage(FusedStage):
@@ -59,8 +64,9 @@ class SourcedFusedStage(FusedStage):
         # stage's downstream released (a restart), and calls this stage's turn while it waits
         self._stop = source._stop  # (the source's pacer holds its event)
         source.recovery = self.recovery
-        source.host_turn = self._host_turn
+        source.host_turn = self._waiting_turn
         self._out: zmq.Socket | None = None
+        self._last_turn = 0.0
 
     @classmethod
     def from_options(
@@ -111,9 +117,16 @@ class SourcedFusedStage(FusedStage):
         self.ended = True
         self._drain(push)
 
+    def _waiting_turn(self) -> None:
+        """The source's call on each turn of its waiting loops: this stage's turn, at most every
+        :data:`TURN_PERIOD_S` (a replay waiting for the program's markers turns every 2 ms)."""
+        if time.monotonic() - self._last_turn >= TURN_PERIOD_S:
+            self._host_turn()
+
     def _host_turn(self) -> None:
-        """Between the source's messages and while it waits: the parts' background work sent
-        on, acknowledgements in and out, this stage's status."""
+        """After each of the source's messages and while it waits: the parts' background work
+        sent on, acknowledgements in and out, this stage's status."""
+        self._last_turn = time.monotonic()
         ready = self._safe(self.idle)
         if ready:
             self._emit(self._out, ready)

@@ -47,9 +47,9 @@ class SourceStage(Stage):
 
     A source may run inside another stage, which drives its :meth:`produce` instead of a thread
     of its own (:mod:`realtime.stages.fused_source`): that stage sets :attr:`host_turn`, which
-    the source calls on every turn of its waiting loops (with its status, at least every 50 ms
-    while it waits for a volume, a trial's time or the fine-tune step), and starts the control
-    channel with :meth:`start_control`.
+    the source calls on every turn of its waiting loops (with its status: every 2-100 ms
+    while it waits for a volume, a trial's time, a marker or the fine-tune step), and starts the
+    control channel with :meth:`start_control`.
     """
 
     name = "source"
