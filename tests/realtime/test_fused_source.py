@@ -171,3 +171,50 @@ def test_the_parts_background_work_goes_out_while_the_source_waits(base_port):
         if stage.running:
             stage.stop()
         pull.close(0)
+
+
+def test_the_operator_controls_the_source_in_the_fused_process(tiny_dataset, base_port):
+    """Pause, resume and stop reach the source through its control channel, bound by the fused
+    process; after the stop the session ends cleanly and the channel closes with the stage."""
+    from realtime.stages.source import ReplaySource
+
+    out_addr, control = (f"tcp://127.0.0.1:{base_port + i}" for i in range(2))
+    source = ReplaySource(str(tiny_dataset.root), speed=10, control_addr=control)
+    stage = SourcedFusedStage(source, [_Part(n) for n in FUSED_PARTS], out_addr=out_addr)
+    ctx = zmq.Context.instance()
+    pull = transport.data_receiver(ctx, out_addr)
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.setsockopt(zmq.RCVTIMEO, 5000)
+
+    def ask(cmd: str) -> dict:
+        req.send_json({"cmd": cmd})
+        return req.recv_json()
+
+    try:
+        stage.start()
+        req.connect(control)
+        assert pull.poll(5000) and transport.recv(pull).kind == "run_start"
+        assert ask("pause")["state"]["paused"] is True
+        while pull.poll(300):  # what was on its way
+            transport.recv(pull)
+        assert not pull.poll(500)  # paused: nothing more
+        assert ask("resume")["state"]["paused"] is False
+        assert pull.poll(5000)  # going again
+        assert ask("stop")["state"]["stopping"] is True
+        kinds = []
+        while pull.poll(5000):
+            msg = transport.recv(pull)
+            kinds.append(msg.kind)
+            if msg.kind == "end":
+                assert msg.meta.get("stopped") is True
+                break
+        assert kinds[-2:] == ["run_end", "end"], kinds
+        assert stage.join(10)
+        source.join_control(5)
+        assert not source._control_thread.is_alive()
+    finally:
+        if stage.running:
+            stage.stop()
+        req.close(0)
+        pull.close(0)
