@@ -26,18 +26,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from realtime.stages.base import LINK_KEYS, Stage
-from realtime.stages.decode import DecodeStage
-from realtime.stages.estimate import EstimateStage
-from realtime.stages.preprocess import PreprocessStage
 from rt_base.errors import ConfigError
 from rt_base.names import FUSED_PARTS, FUSED_STAGE, SOURCE_STAGE
 from rt_wire import transport
 from rt_wire.message import Message
-
-PART_CLASSES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (PreprocessStage, EstimateStage, DecodeStage)
-}
-assert tuple(PART_CLASSES) == FUSED_PARTS
 
 
 class FusedStage(Stage):
@@ -148,6 +140,8 @@ def build_parts(
     ConfigError
         Other parts than ``names``, a part with links of its own, or a part's own bad option.
     """
+    from realtime.stages import stage_class  # (the registry imports this module)
+
     if not isinstance(parts, Mapping) or set(parts) != set(names):
         got = sorted(parts) if isinstance(parts, Mapping) else type(parts).__name__
         raise ConfigError(f"'parts' must give the specs of {list(names)}, got {got}")
@@ -159,19 +153,8 @@ def build_parts(
                 f"the fused stage's part {name!r} must not have links of its own, got {linked}"
             )
         spec = {**parts[name], "incarnation": incarnation}
-        built.append(part_class(name, spec).from_spec(spec))
+        built.append(stage_class(name, spec).from_spec(spec))
     return built
-
-
-def part_class(name: str, spec: Mapping[str, Any]) -> type[Stage]:
-    """The class of part ``name``: the scanner source for a ``source`` spec that names a
-    ``folder`` (the scanner's export folder), the replay source for another."""
-    if name == SOURCE_STAGE:
-        from realtime.stages.scanner_source import ScannerSource
-        from realtime.stages.source import ReplaySource
-
-        return ScannerSource if "folder" in spec else ReplaySource
-    return PART_CLASSES[name]
 
 
 def fuse_specs(
